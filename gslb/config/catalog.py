@@ -1,0 +1,44 @@
+"""A directory of zone files -> one Catalog, or every problem found in all of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gslb.config.problems import Problem, Problems
+from gslb.config.zonefile import load_zone_file
+from gslb.names import to_text
+from gslb.zone import Catalog, Zone
+
+
+def zone_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*.yaml") if p.is_file()) + sorted(
+        p for p in directory.glob("*.yml") if p.is_file()
+    )
+
+
+def load_catalog(directory: Path, **zone_options: object) -> tuple[Catalog | None, list[Problem]]:
+    """Every `*.yaml` zone in `directory`. The catalog is None when any file has a problem:
+    serving some zones of a directory and silently not others is worse than refusing to start."""
+    problems: list[Problem] = []
+    if not directory.is_dir():
+        return None, [Problem(str(directory), "", "zones directory not found; pass --zones DIR")]
+    files = zone_files(directory)
+    if not files:
+        return None, [Problem(str(directory), "", "no *.yaml zone files here; add one or pass --zones DIR")]
+    zones: list[Zone] = []
+    origins: dict[tuple, str] = {}
+    for path in files:
+        zone, file_problems = load_zone_file(path, **zone_options)
+        problems.extend(file_problems)
+        if zone is None:
+            continue
+        if zone.origin in origins:
+            bad = Problems(str(path))
+            bad.add("origin", f"{to_text(zone.origin)} is already served by {origins[zone.origin]}; one file per zone")
+            problems.extend(bad)
+            continue
+        origins[zone.origin] = str(path)
+        zones.append(zone)
+    if problems:
+        return None, problems
+    return Catalog(tuple(zones)), []

@@ -1,0 +1,213 @@
+"""UDP and TCP listeners that hand every message to one `respond(packet, client, tcp)` callable.
+
+The listeners know nothing about DNS beyond TCP's 2-byte length framing (RFC 1035 section 4.2.2):
+the whole decision is the answerer's, so a faster answer path can be swapped in here alone. The
+answerer is read through `self.answerer` at each query, so a reload swaps it atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Responder(Protocol):
+    def respond(self, packet: bytes, client: ipaddress.IPv4Address | ipaddress.IPv6Address, tcp: bool = False) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TcpLimits:
+    idle_timeout: float = 10.0  # RFC 7766 section 6.2.3: seconds, not minutes
+    max_connections: int = 256
+    max_pipelined: int = 64  # unanswered queries buffered per connection before we stop reading
+
+    def __post_init__(self) -> None:
+        if self.idle_timeout <= 0:
+            raise ValueError("tcp idle timeout must be > 0 seconds")
+        if self.max_connections < 1:
+            raise ValueError("tcp max connections must be >= 1")
+
+
+def _client_address(peer: tuple) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    address = ipaddress.ip_address(peer[0].split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
+    return address
+
+
+class UdpListener(asyncio.DatagramProtocol):
+    def __init__(self, server: "DnsServer") -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+        self._clients: dict[tuple, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        client = self._clients.get(addr[0])
+        if client is None:
+            if len(self._clients) > 65536:
+                self._clients.clear()
+            client = self._clients[addr[0]] = _client_address(addr)
+        response = self.server.answerer.respond(data, client, False)
+        if response is not None and self.transport is not None:
+            self.transport.sendto(response, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for earlier replies (a client went away) must not stop the listener.
+        log.debug("UDP error: %s", exc)
+
+
+class TcpConnection(asyncio.Protocol):
+    def __init__(self, server: "DnsServer") -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.client: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        server = self.server
+        if len(server.connections) >= server.tcp_limits.max_connections:
+            log.debug("TCP connection refused: %d open, the cap", len(server.connections))
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        server.connections.add(self)
+        self.client = _client_address(transport.get_extra_info("peername"))
+        self._arm_idle()
+
+    def _arm_idle(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle = loop.call_later(self.server.tcp_limits.idle_timeout, self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        log.debug("TCP connection from %s closed: idle", self.client)
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.client is None or self.transport is None:
+            return
+        self.buffer += data
+        self._arm_idle()
+        buffer = self.buffer
+        # Pipelined queries are answered in the order they arrive (RFC 7766 section 6.2.1.1).
+        while len(buffer) >= 2:
+            size = int.from_bytes(buffer[0:2], "big")
+            if len(buffer) < 2 + size:
+                break
+            message = bytes(buffer[2:2 + size])
+            del buffer[:2 + size]
+            response = self.server.answerer.respond(message, self.client, True)
+            if response is None:
+                # A message we would drop on UDP: over TCP the stream is suspect, so close it.
+                self.transport.close()
+                return
+            self.transport.write(len(response).to_bytes(2, "big") + response)
+
+    def eof_received(self) -> bool:
+        return False  # close once our writes are flushed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.server.connections.discard(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Listener":
+        """'127.0.0.1:1053', '[::1]:1053', '0.0.0.0:53'."""
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not port_text.isdigit():
+            raise ValueError(f"listen address {text!r} must be HOST:PORT, like 127.0.0.1:1053 or [::1]:1053")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"listen address {text!r}: {host!r} is not an IP address") from None
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError(f"listen address {text!r}: port must be 0-65535")
+        return cls(host, port)
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class DnsServer:
+    """Owns the sockets. `answerer` may be replaced at any time (hot reload)."""
+
+    def __init__(self, answerer: Responder, tcp_limits: TcpLimits = TcpLimits(), reuse_port: bool = False) -> None:
+        self.answerer = answerer
+        self.tcp_limits = tcp_limits
+        self.reuse_port = reuse_port
+        self.connections: set[TcpConnection] = set()
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._tcp: list[asyncio.AbstractServer] = []
+        self.bound: list[tuple[str, str, int]] = []  # (proto, host, port) actually bound
+
+    async def listen(self, listener: Listener) -> Listener:
+        """Bind UDP and TCP on the same port (the TCP port follows UDP's when asked for port 0)."""
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
+        udp_sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6:
+                udp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if self.reuse_port:
+                udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            udp_sock.bind((listener.host, listener.port))
+            port = udp_sock.getsockname()[1]
+            udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        except OSError:
+            udp_sock.close()
+            raise
+        tcp_sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            tcp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                tcp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if self.reuse_port:
+                tcp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            tcp_sock.bind((listener.host, port))
+            tcp_sock.listen(1024)
+        except OSError:
+            udp_sock.close()
+            tcp_sock.close()
+            raise
+        transport, _ = await loop.create_datagram_endpoint(lambda: UdpListener(self), sock=udp_sock)
+        tcp_server = await loop.create_server(lambda: TcpConnection(self), sock=tcp_sock)
+        self._udp.append(transport)
+        self._tcp.append(tcp_server)
+        bound = Listener(listener.host, port)
+        self.bound.append(("udp+tcp", listener.host, port))
+        return bound
+
+    async def close(self) -> None:
+        for transport in self._udp:
+            transport.close()
+        for server in self._tcp:
+            server.close()
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+        for server in self._tcp:
+            await server.wait_closed()
+        self._udp.clear()
+        self._tcp.clear()

@@ -1,0 +1,1 @@
+"""Health checks: probes, rise/fall state, admin overrides."""

@@ -1,0 +1,74 @@
+"""Domain names as the server compares them: tuples of lower-cased wire labels.
+
+DNS names compare case-insensitively in ASCII only (RFC 4343), which is exactly `bytes.lower()`.
+A tuple of labels (leftmost first, the root is `()`) keeps a label that contains a dot distinct
+from two labels, and slicing gives every ancestor for free.
+"""
+
+from __future__ import annotations
+
+import re
+
+Name = tuple[bytes, ...]
+
+_LABEL = re.compile(rb"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+class NameError_(ValueError):
+    """A name in user input that is not a valid domain name."""
+
+
+def parse_absolute(text: str) -> Name:
+    """'www.Example.com.' -> (b'www', b'example', b'com'). The trailing dot is required."""
+    if not isinstance(text, str) or not text:
+        raise NameError_("must be a domain name")
+    if text == ".":
+        return ()
+    if not text.endswith("."):
+        raise NameError_(f"{text!r} must be fully qualified, ending in '.'")
+    return _labels(text[:-1])
+
+
+def parse_owner(text: str, origin: Name) -> Name:
+    """A record owner as written under `records:`: '@', a relative name, or an absolute one."""
+    if not isinstance(text, str):
+        raise NameError_("must be a name ('@', 'www', or 'www.example.com.')")
+    if text == "@":
+        return origin
+    if text.endswith("."):
+        name = parse_absolute(text)
+        if name[len(name) - len(origin):] != origin:
+            raise NameError_(f"{text!r} is outside the zone {to_text(origin)}")
+        return name
+    return _labels(text) + origin
+
+
+def _labels(text: str) -> Name:
+    try:
+        raw = text.encode("ascii")
+    except UnicodeEncodeError:
+        raise NameError_(f"{text!r} is not ASCII; write internationalised names as punycode (xn--...)") from None
+    labels = tuple(raw.split(b"."))
+    for label in labels:
+        if not label:
+            raise NameError_(f"{text!r} has an empty label")
+        if label == b"*":
+            raise NameError_(f"{text!r}: wildcard names are not supported")
+        if len(label) > 63:
+            raise NameError_(f"{text!r} has a label longer than 63 bytes")
+        if not _LABEL.match(label):
+            raise NameError_(f"{text!r}: label {label.decode()!r} may hold only letters, digits, '-' and '_'")
+    if sum(len(label) + 1 for label in labels) + 1 > 255:
+        raise NameError_(f"{text!r} is longer than 255 bytes")
+    return tuple(label.lower() for label in labels)
+
+
+def to_text(name: Name) -> str:
+    if not name:
+        return "."
+    return ".".join(label.decode("ascii", "backslashreplace") for label in name) + "."
+
+
+def is_subdomain(name: Name, parent: Name) -> bool:
+    """True when name is parent or below it."""
+    return len(name) >= len(parent) and name[len(name) - len(parent):] == parent

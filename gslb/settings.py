@@ -1,0 +1,138 @@
+"""Server settings: built-in defaults, then the optional `--config FILE` (YAML), then flags.
+
+A flag wins over the file, the file over the default. Paths in the file are relative to the file,
+so a config can travel with its zones.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from gslb.config.problems import Problem, Problems
+from gslb.config.yamlload import load_yaml
+from gslb.dns.server import Listener, TcpLimits
+
+DEFAULT_LISTENERS = (Listener("127.0.0.1", 1053), Listener("::1", 1053))
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _packaged_dir(package: str, repo_dir: str) -> Path:
+    """The repo's top-level folder when running from a checkout, else the installed copy."""
+    checkout = Path(__file__).resolve().parent.parent / repo_dir
+    if checkout.is_dir():
+        return checkout
+    return Path(str(importlib.resources.files(package)))
+
+
+def default_zones_dir() -> Path:
+    return _packaged_dir("gslb.default_zones", "zones")
+
+
+def default_geoip_file() -> Path:
+    return _packaged_dir("gslb.default_geodata", "geodata") / "dbip-city-lite.mmdb"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    zones: Path = field(default_factory=default_zones_dir)
+    listen: tuple[Listener, ...] = DEFAULT_LISTENERS
+    listen_explicit: bool = False  # a listener the user asked for must bind; a default may not
+    geoip: Path | None = None  # None: the embedded default
+    node_name: str | None = None
+    tcp: TcpLimits = TcpLimits()
+    log_level: str = "info"
+
+    @property
+    def geoip_file(self) -> Path:
+        return self.geoip if self.geoip is not None else default_geoip_file()
+
+
+FILE_KEYS = {"listen", "zones", "geoip", "node_name", "tcp", "log_level"}
+
+
+def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
+    doc = load_yaml(path, problems)
+    if problems:
+        return {}
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        problems.add("", "the server config file must be a mapping (listen, zones, geoip, ...)")
+        return {}
+    values: dict[str, Any] = {}
+    base = path.resolve().parent
+    for key, value in doc.items():
+        if key not in FILE_KEYS:
+            problems.add(str(key), f"unknown setting; expected one of {', '.join(sorted(FILE_KEYS))}")
+    if "listen" in doc:
+        listen = doc["listen"] if isinstance(doc["listen"], list) else [doc["listen"]]
+        parsed = []
+        for index, text in enumerate(listen):
+            try:
+                parsed.append(Listener.parse(str(text)))
+            except ValueError as error:
+                problems.add(f"listen[{index}]", str(error))
+        if not parsed and not problems:
+            problems.add("listen", "must list at least one HOST:PORT")
+        values["listen"] = tuple(parsed)
+    for key in ("zones", "geoip"):
+        if key in doc:
+            if not isinstance(doc[key], str):
+                problems.add(key, "must be a path")
+            else:
+                values[key] = base / doc[key]
+    if "node_name" in doc:
+        node = doc["node_name"]
+        if not isinstance(node, str) or not node or len(node.encode()) > 255:
+            problems.add("node_name", "must be a non-empty string of at most 255 bytes")
+        else:
+            values["node_name"] = node
+    if "log_level" in doc:
+        if doc["log_level"] not in LOG_LEVELS:
+            problems.add("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+        else:
+            values["log_level"] = doc["log_level"]
+    if "tcp" in doc:
+        tcp = doc["tcp"]
+        if not isinstance(tcp, dict) or set(tcp) - {"idle_timeout", "max_connections"}:
+            problems.add("tcp", "must be a mapping with idle_timeout (seconds) and/or max_connections")
+        else:
+            try:
+                values["tcp"] = TcpLimits(
+                    idle_timeout=float(tcp.get("idle_timeout", TcpLimits.idle_timeout)),
+                    max_connections=int(tcp.get("max_connections", TcpLimits.max_connections)),
+                )
+            except (TypeError, ValueError) as error:
+                problems.add("tcp", str(error))
+    return values
+
+
+def load_settings(config_file: Path | None, flags: dict[str, Any]) -> tuple[ServerSettings, list[Problem]]:
+    """Defaults < file < flags. `flags` holds only what was given on the command line."""
+    problems = Problems(str(config_file) if config_file else "command line")
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(_from_file(config_file, problems))
+        if "listen" in values:
+            values["listen_explicit"] = True
+    flag_problems = Problems("command line")
+    if flags.get("listen"):
+        parsed = []
+        for text in flags["listen"]:
+            try:
+                parsed.append(Listener.parse(text))
+            except ValueError as error:
+                flag_problems.add("--listen", str(error))
+        values["listen"] = tuple(parsed)
+        values["listen_explicit"] = True
+    for key in ("zones", "geoip"):
+        if flags.get(key) is not None:
+            values[key] = Path(flags[key])
+    for key in ("node_name", "log_level"):
+        if flags.get(key) is not None:
+            values[key] = flags[key]
+    settings = replace(ServerSettings(), **values)
+    return settings, [*problems, *flag_problems]

@@ -1,0 +1,113 @@
+"""A zone as the server reads it: immutable, built once by the loader, looked up per query.
+
+`Zone.find` does the name-tree part of RFC 1034 section 4.3.2 (delegation cuts, existing names,
+empty non-terminals, NXDOMAIN); what goes in each section of the reply is `dns/answer.py`'s job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Mapping
+
+from dnslib import RR
+
+from gslb.names import Name, is_subdomain
+
+if TYPE_CHECKING:
+    from gslb.dynamic import DynamicRecord
+    from gslb.geo import RegionMap
+
+
+@dataclass(frozen=True, slots=True)
+class RRset:
+    name: Name
+    rtype: int
+    ttl: int
+    records: tuple[RR, ...]  # dnslib RRs with the canonical owner name, built at load
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: Name
+    rrsets: Mapping[int, RRset]
+    dynamic: Mapping[int, "DynamicRecord"] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def cname(self) -> RRset | None:
+        return self.rrsets.get(5)
+
+
+@dataclass(frozen=True, slots=True)
+class Referral:
+    """What a query at or below a delegation point gets: the child's NS and their glue."""
+
+    cut: Name
+    ns: RRset
+    glue: tuple[RRset, ...]
+
+
+class Found(Enum):
+    NODE = "node"
+    EMPTY_NONTERMINAL = "empty non-terminal"
+    NXDOMAIN = "nxdomain"
+    REFERRAL = "referral"
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    origin: Name
+    file: str
+    serial: int
+    soa: RRset
+    negative_ttl: int  # RFC 2308 section 5: min(SOA TTL, SOA MINIMUM)
+    nodes: Mapping[Name, Node]
+    nonterminals: frozenset[Name]
+    referrals: Mapping[Name, Referral]  # delegation point -> referral
+    apex_glue: tuple[RRset, ...]  # A/AAAA of in-zone name servers, for NS answers
+    region_map: "RegionMap | None" = None
+
+    @property
+    def apex(self) -> Node:
+        return self.nodes[self.origin]
+
+    def find(self, name: Name) -> tuple[Found, Node | Referral | None]:
+        """Where `name` (at or below the origin) stands in this zone."""
+        if self.referrals:
+            # The cut nearest the apex wins: everything below it belongs to the child zone.
+            depth = len(self.origin)
+            for length in range(depth + 1, len(name) + 1):
+                referral = self.referrals.get(name[len(name) - length:])
+                if referral is not None:
+                    return Found.REFERRAL, referral
+        node = self.nodes.get(name)
+        if node is not None:
+            return Found.NODE, node
+        if name in self.nonterminals:
+            return Found.EMPTY_NONTERMINAL, None
+        return Found.NXDOMAIN, None
+
+    def contains(self, name: Name) -> bool:
+        return is_subdomain(name, self.origin)
+
+
+class Catalog:
+    """Every zone served, found by the longest origin that contains a name."""
+
+    __slots__ = ("zones", "_by_origin", "_depths")
+
+    def __init__(self, zones: tuple[Zone, ...]) -> None:
+        self.zones = zones
+        self._by_origin: Mapping[Name, Zone] = MappingProxyType({z.origin: z for z in zones})
+        # Longest first, so a child zone served here beats its parent.
+        self._depths = tuple(sorted({len(z.origin) for z in zones}, reverse=True))
+
+    def zone_for(self, name: Name) -> Zone | None:
+        size = len(name)
+        for depth in self._depths:
+            if depth <= size:
+                zone = self._by_origin.get(name[size - depth:])
+                if zone is not None:
+                    return zone
+        return None
