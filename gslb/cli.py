@@ -15,6 +15,7 @@ from gslb.settings import LOG_LEVELS, load_settings
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="server config file (YAML); flags win over it")
     parser.add_argument("--zones", help="directory of *.yaml zone files (default: the example zones)")
+    parser.add_argument("--geoip", help="GeoIP City or Country .mmdb (default: the embedded DB-IP Lite data)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,12 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate the zones and settings without serving")
     _common(check)
+
+    explain = commands.add_parser("explain", help="show which region and answer a client gets, and why")
+    _common(explain)
+    explain.add_argument("name", help="the name to ask for, like www.gslb.example.com")
+    explain.add_argument("--type", default="A", help="record type (default A)")
+    who = explain.add_mutually_exclusive_group()
+    who.add_argument("--client", help="the client (or resolver) address, no ECS")
+    who.add_argument("--subnet", help="the client subnet sent as EDNS Client Subnet, like 81.2.69.0/24")
+    explain.add_argument("--json", action="store_true", help="JSON for scripts")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    flags = {k: v for k, v in vars(args).items() if k in ("zones", "geoip", "listen", "node_name", "log_level")}
     settings, problems = load_settings(args.config, flags)
     if problems:
         return report(problems)
@@ -54,4 +64,20 @@ def main(argv: list[str] | None = None) -> int:
         zones = len(loaded.catalog.zones)
         print(f"gslb: {zones} zone{'s' if zones != 1 else ''} OK in {settings.zones}")
         return 0
+    if args.command == "explain":
+        return _explain(loaded, args)
     return service.run_event_loop(service.serve(settings, loaded))
+
+
+def _explain(loaded, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    import json
+
+    from gslb.explain import ExplainError, explain
+
+    try:
+        result = explain(loaded.answerer, args.name, args.type, client=args.client, subnet=args.subnet)
+    except ExplainError as error:
+        print(f"gslb explain: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.as_dict(), indent=2) if args.json else result.as_text())
+    return 0

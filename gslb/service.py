@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from gslb.config.catalog import load_catalog
 from gslb.config.problems import Problem
 from gslb.dns.answer import AnswerSettings, Answerer
+from gslb.dns.dynamic_answer import DynamicAnswers
 from gslb.dns.server import DnsServer, Listener
+from gslb.geo import GeoDatabase, GeoDataError
+from gslb.selection import Selector
 from gslb.names import to_text
 from gslb.settings import ServerSettings
 from gslb.zone import Catalog
@@ -23,15 +26,30 @@ log = logging.getLogger(__name__)
 class Loaded:
     catalog: Catalog
     answerer: Answerer
+    selector: Selector
+    geo: GeoDatabase
 
 
-def load(settings: ServerSettings) -> tuple[Loaded | None, list[Problem]]:
+def open_geo(settings: ServerSettings) -> tuple[GeoDatabase | None, list[Problem]]:
+    try:
+        return GeoDatabase.open(settings.geoip_file), []
+    except GeoDataError as error:
+        return None, [Problem("", "", str(error))]
+
+
+def load(settings: ServerSettings, geo: GeoDatabase | None = None) -> tuple[Loaded | None, list[Problem]]:
     """Everything the DNS side needs, validated; None with every problem when anything is wrong."""
-    catalog, problems = load_catalog(settings.zones)
+    if geo is None:
+        geo, problems = open_geo(settings)
+        if geo is None:
+            return None, problems
+    catalog, problems = load_catalog(settings.zones, geo=geo)
     if catalog is None:
         return None, problems
-    answerer = Answerer(catalog, AnswerSettings(node_name=settings.node_name))
-    return Loaded(catalog, answerer), []
+    records = [r for zone in catalog.zones for node in zone.nodes.values() for r in node.dynamic.values()]
+    selector = Selector(records)
+    answerer = Answerer(catalog, AnswerSettings(node_name=settings.node_name), DynamicAnswers(selector))
+    return Loaded(catalog, answerer, selector, geo), []
 
 
 def example_query(catalog: Catalog) -> str:

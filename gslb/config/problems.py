@@ -17,6 +17,8 @@ class Problem:
     message: str  # what is wrong and, where it helps, what to do
 
     def __str__(self) -> str:
+        if not self.file:
+            return self.message
         if self.path:
             return f"{self.file}: {self.path}: {self.message}"
         return f"{self.file}: {self.message}"

@@ -8,7 +8,11 @@ from typing import Any
 
 from dnslib import QTYPE, RR, SOA, DNSLabel, RD
 
+from gslb.config.dynamic import parse_dynamic
 from gslb.config.problems import Problems, join_path
+from gslb.config.regions import parse_regions
+from gslb.config.yamlload import load_yaml
+from gslb.geo import GeoDatabase, RegionMap, RegionRules
 from gslb.config.rdata import PARSERS, _integer
 from gslb.names import Name, NameError_, is_subdomain, parse_absolute, parse_owner, to_text
 from gslb.zone import Node, Referral, RRset, Zone
@@ -41,8 +45,11 @@ def _rrset(name: Name, rtype: int, ttl: int, rdatas: list[RD]) -> RRset:
 class ZoneBuilder:
     """Reads one zone document. Problems go to `problems`; `build()` returns None if there were any."""
 
-    def __init__(self, file: str, document: Any, problems: Problems) -> None:
+    def __init__(self, file: str, document: Any, problems: Problems, geo: "GeoDatabase | None" = None) -> None:
         self.file = file
+        self.geo = geo
+        self.rules: RegionRules | None = None
+        self.check_names: set[str] = set()
         self.doc = document
         self.problems = problems
         self.origin: Name = ()
@@ -71,6 +78,10 @@ class ZoneBuilder:
             return None
         if "ttl" in doc:
             self.ttl = _ttl(doc["ttl"], "ttl", self.problems) or self.ttl
+        self.rules = parse_regions(doc, self.problems)
+        checks = doc.get("checks", {})
+        if isinstance(checks, dict):
+            self.check_names = {str(name) for name in checks}
         self._apex_ns(doc.get("ns"))
         self._records(doc.get("records", {}))
         soa, serial, minimum = self._soa(doc.get("soa", {}))
@@ -182,7 +193,12 @@ class ZoneBuilder:
             types[rtype] = (ttl, rdatas, path)
 
     def _dynamic_record(self, name: Name, rtype: int, entry: dict, path: str) -> None:
-        self.problems.add(join_path(path, "pools"), "GSLB records (pools) are not supported yet")
+        if rtype in self.static.get(name, {}) or rtype in self.dynamic.get(name, {}):
+            self.problems.add(path, f"{QTYPE.get(rtype)} is given twice for this name")
+            return
+        record = parse_dynamic(name, rtype, entry, path, self.ttl, self.rules, self.check_names, self.problems)
+        if record is not None:
+            self.dynamic.setdefault(name, {})[rtype] = record
 
     # -- whole-tree rules --------------------------------------------------------------------
     def _check_tree(self) -> None:
@@ -255,15 +271,14 @@ class ZoneBuilder:
             nonterminals=frozenset(nonterminals),
             referrals=MappingProxyType(referrals),
             apex_glue=glue_for(nodes[self.origin].rrsets[NS]),
+            region_map=RegionMap(self.geo, self.rules) if self.rules is not None else None,
         )
 
 
-def load_zone_file(path: Path) -> tuple[Zone | None, Problems]:
-    from gslb.config.yamlload import load_yaml
-
+def load_zone_file(path: Path, geo: "GeoDatabase | None" = None) -> tuple[Zone | None, Problems]:
     problems = Problems(str(path))
     document = load_yaml(path, problems)
     if problems:
         return None, problems
-    zone = ZoneBuilder(str(path), document, problems).build()
+    zone = ZoneBuilder(str(path), document, problems, geo).build()
     return zone, problems

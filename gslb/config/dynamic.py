@@ -1,0 +1,194 @@
+"""A GSLB record in zone YAML (a record with `pools:`) -> DynamicRecord."""
+
+from __future__ import annotations
+
+import ipaddress
+from types import MappingProxyType
+from typing import Any
+
+from dnslib import AAAA, RR, A, DNSLabel
+
+from gslb.config.problems import Problems, join_path
+from gslb.config.rdata import _integer
+from gslb.dynamic import DynamicRecord, Endpoint
+from gslb.geo import RegionRules
+from gslb.geo.rules import great_circle_km
+from gslb.names import Name, to_text
+from gslb.policy import POLICIES
+
+KEYS = {"type", "ttl", "ttl_degraded", "policy", "answers", "pools", "check", "fallback", "when_all_down"}
+DEFAULT_POLICY = "all"
+MIN_DEGRADED_TTL = 5
+
+
+def parse_dynamic(
+    name: Name,
+    rtype: int,
+    entry: dict,
+    path: str,
+    zone_ttl: int,
+    rules: RegionRules | None,
+    check_names: set[str],
+    problems: Problems,
+) -> DynamicRecord | None:
+    before = len(problems)
+    for key in entry:
+        if key not in KEYS:
+            problems.add(join_path(path, key), f"unknown key for a GSLB record; expected one of {', '.join(sorted(KEYS))}")
+    if rtype not in (1, 28):
+        problems.add(join_path(path, "type"), "a GSLB record (with pools) must be of type A or AAAA")
+        return None
+    if rules is None:
+        problems.add(join_path(path, "pools"), "pools are keyed by region: declare regions: in this zone")
+        return None
+    ttl = _int(entry, "ttl", zone_ttl, path, problems, 0, 2**31 - 1)
+    degraded_default = max(MIN_DEGRADED_TTL, ttl // 2) if ttl is not None else MIN_DEGRADED_TTL
+    ttl_degraded = _int(entry, "ttl_degraded", min(degraded_default, ttl or degraded_default), path, problems, 0, 2**31 - 1)
+    answers = _int(entry, "answers", 0, path, problems, 0, 64)
+    policy = entry.get("policy", DEFAULT_POLICY)
+    if policy not in POLICIES:
+        problems.add(join_path(path, "policy"), f"unknown policy {policy!r}; one of {', '.join(POLICIES)}")
+    check = entry.get("check")
+    if check is not None and check not in check_names:
+        known = ", ".join(sorted(check_names)) or "none declared"
+        problems.add(join_path(path, "check"), f"unknown check {check!r} (checks: {known})")
+    owner = DNSLabel(to_text(name))
+    pools = _pools(entry.get("pools"), rtype, owner, ttl or 0, ttl_degraded or 0, join_path(path, "pools"), rules, problems)
+    order = _order(entry.get("fallback", "nearest"), pools, rules, join_path(path, "fallback"), problems)
+    when = _when_all_down(entry.get("when_all_down", "all"), rtype, owner, ttl or 0, join_path(path, "when_all_down"), problems)
+    if len(problems) > before or pools is None or order is None or when is None:
+        return None
+    return DynamicRecord(
+        name=name,
+        rtype=rtype,
+        ttl=ttl,
+        ttl_degraded=ttl_degraded,
+        policy=policy,
+        answers=answers,
+        pools=pools,
+        order=order,
+        check=check,
+        when_all_down=when,
+        path=path,
+    )
+
+
+def _int(entry: dict, key: str, default: int, path: str, problems: Problems, low: int, high: int) -> int | None:
+    if key not in entry:
+        return default
+    try:
+        return _integer(entry[key], key, low, high)
+    except ValueError as error:
+        problems.add(join_path(path, key), str(error))
+        return None
+
+
+def _address(value: Any, rtype: int) -> str:
+    try:
+        address = ipaddress.ip_address(str(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+    if (address.version == 4) != (rtype == 1):
+        raise ValueError(f"{value} is IPv{address.version}; this is an {'A' if rtype == 1 else 'AAAA'} record")
+    return address.compressed
+
+
+def _endpoint(region: str, value: Any, rtype: int, owner: DNSLabel, ttl: int, ttl_degraded: int) -> Endpoint:
+    weight = 1
+    if isinstance(value, dict):
+        unknown = set(value) - {"value", "weight"}
+        if unknown or "value" not in value:
+            raise ValueError("an endpoint is an address, or {value: ADDRESS, weight: N}")
+        if "weight" in value:
+            weight = _integer(value["weight"], "weight", 0, 1_000_000)
+        value = value["value"]
+    address = _address(value, rtype)
+    rdata = A(address) if rtype == 1 else AAAA(address)
+    return Endpoint(
+        region=region,
+        address=address,
+        weight=weight,
+        record=RR(owner, rtype, 1, ttl, rdata),
+        degraded_record=RR(owner, rtype, 1, ttl_degraded, rdata),
+    )
+
+
+def _pools(raw: Any, rtype: int, owner: DNSLabel, ttl: int, ttl_degraded: int, path: str, rules: RegionRules, problems: Problems):
+    if not isinstance(raw, dict) or not raw:
+        problems.add(path, "must map region names to lists of endpoint addresses")
+        return None
+    pools: dict[str, tuple[Endpoint, ...]] = {}
+    for region, endpoints in raw.items():
+        region_path = join_path(path, region)
+        if region not in rules.regions:
+            problems.add(region_path, f"unknown region {region!r}; regions are {', '.join(rules.regions)}")
+            continue
+        if not isinstance(endpoints, list) or not endpoints:
+            problems.add(region_path, "must be a non-empty list of addresses")
+            continue
+        built: list[Endpoint] = []
+        seen: set[str] = set()
+        for index, value in enumerate(endpoints):
+            try:
+                endpoint = _endpoint(region, value, rtype, owner, ttl, ttl_degraded)
+            except ValueError as error:
+                problems.add(join_path(region_path, index), str(error))
+                continue
+            if endpoint.address in seen:
+                problems.add(join_path(region_path, index), f"{endpoint.address} is listed twice in this pool")
+                continue
+            seen.add(endpoint.address)
+            built.append(endpoint)
+        pools[region] = tuple(built)
+    return MappingProxyType(pools)
+
+
+def _order(raw: Any, pools, rules: RegionRules, path: str, problems: Problems):
+    """For every region, the regions to try in turn. An explicit fallback list comes first; the
+    remaining pools follow by distance, so clients go elsewhere only when nothing at all is up."""
+    if pools is None:
+        return None
+    explicit: dict[str, list[str]] = {}
+    if raw != "nearest":
+        if not isinstance(raw, dict):
+            problems.add(path, "must be 'nearest' or a mapping like {eu: [us-east, asia]}")
+            return None
+        for region, targets in raw.items():
+            entry_path = join_path(path, region)
+            if region not in rules.regions:
+                problems.add(entry_path, f"unknown region {region!r}")
+                continue
+            if not isinstance(targets, list) or not all(t in rules.regions for t in targets):
+                problems.add(entry_path, f"must be a list of regions from: {', '.join(rules.regions)}")
+                continue
+            explicit[region] = targets
+    with_pools = [r for r in rules.regions if r in pools]
+
+    def by_distance(origin: str) -> list[str]:
+        here = rules.locations.get(origin)
+        if here is None:
+            return list(with_pools)
+        return sorted(with_pools, key=lambda r: great_circle_km(here, rules.locations[r]) if r in rules.locations else float("inf"))
+
+    order: dict[str | None, tuple[str, ...]] = {None: tuple(with_pools)}
+    for region in rules.regions:
+        sequence = [region] if region in pools else []
+        sequence += [r for r in explicit.get(region, []) if r in pools]
+        sequence += by_distance(region)
+        order[region] = tuple(dict.fromkeys(sequence))
+    return MappingProxyType(order)
+
+
+def _when_all_down(raw: Any, rtype: int, owner: DNSLabel, ttl: int, path: str, problems: Problems):
+    if raw in ("all", "servfail"):
+        return raw
+    if isinstance(raw, list) and raw:
+        endpoints = []
+        for index, value in enumerate(raw):
+            try:
+                endpoints.append(_endpoint("", value, rtype, owner, ttl, ttl))
+            except ValueError as error:
+                problems.add(join_path(path, index), str(error))
+        return tuple(endpoints)
+    problems.add(path, "must be 'all' (answer every endpoint), 'servfail', or a list of addresses")
+    return None

@@ -1,0 +1,50 @@
+"""GSLB records: answers chosen per client from regional pools of endpoints.
+
+A `DynamicRecord` is built once at load. Everything a query needs that does not depend on the
+client or on health is precomputed here: each endpoint's answer RR, and for every region the
+order in which regions are tried (its own pool, then its fallbacks), so the hot path only walks
+a short tuple.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from dnslib import RR
+
+from gslb.names import Name
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    region: str
+    address: str  # canonical text form: the key for health state and admin overrides
+    weight: int
+    record: RR  # the answer RR (owner = the record's name, the record's TTL), built at load
+    degraded_record: RR  # the same with the degraded TTL
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicRecord:
+    name: Name
+    rtype: int  # 1 (A) or 28 (AAAA)
+    ttl: int
+    ttl_degraded: int
+    policy: str
+    answers: int  # addresses per response; 0 = every selected endpoint
+    pools: Mapping[str, tuple[Endpoint, ...]]  # region -> endpoints, YAML order
+    # region -> regions to try, in order: its own (when it has a pool), then its fallbacks.
+    # The key None is for clients no rule placed: every pool in YAML order.
+    order: Mapping[str | None, tuple[str, ...]]
+    check: str | None
+    when_all_down: str | tuple[Endpoint, ...]  # "all" | "servfail" | fixed endpoints
+    path: str  # the YAML key path, for messages
+
+    def regions_for(self, region: str | None) -> tuple[str, ...]:
+        found = self.order.get(region)
+        return found if found is not None else self.order[None]
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return tuple(e for pool in self.pools.values() for e in pool)

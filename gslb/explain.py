@@ -1,0 +1,128 @@
+"""Why a client gets the answer it gets: geo facts, the rule that matched, region, scope, answer.
+
+The answer part is not recomputed by a second code path: a real query (with the ECS option the
+client would carry) goes through the live Answerer, so what `explain` says is what DNS answers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dnslib import QTYPE, DNSRecord, EDNS0, EDNSOption
+
+from gslb.dns import ecs
+from gslb.dns.answer import Answerer
+from gslb.names import NameError_, parse_absolute, to_text
+from gslb.zone import Catalog
+
+
+class ExplainError(ValueError):
+    """Bad input to explain (a name, type or address); the message says which."""
+
+
+@dataclass
+class Explanation:
+    name: str
+    type: str
+    client: str  # the address geo looked up
+    subnet: str | None  # the ECS subnet sent, if any
+    zone: str | None
+    geo: dict[str, Any] | None = None  # continent, country, subdivision, latitude, longitude
+    rule: str | None = None
+    region: str | None = None
+    scope_prefix: int | None = None  # the ECS scope the reply carries (None without ECS)
+    rcode: str = ""
+    answer: list[str] = field(default_factory=list)
+    ttl: int | None = None
+    record: dict[str, Any] | None = None  # policy, pools, region order (GSLB records)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def as_text(self) -> str:
+        lines = [f"query:   {self.name} {self.type}"]
+        lines.append(f"client:  {self.subnet} (ECS)" if self.subnet else f"client:  {self.client}")
+        lines.append(f"zone:    {self.zone or '(none: REFUSED)'}")
+        if self.geo is not None:
+            facts = ", ".join(f"{k} {v}" for k, v in self.geo.items() if v is not None) or "nothing known"
+            lines.append(f"geoip:   {facts}")
+        if self.rule is not None:
+            lines.append(f"rule:    {self.rule}")
+            lines.append(f"region:  {self.region}")
+        if self.record is not None:
+            lines.append(f"policy:  {self.record['policy']}; regions tried: {' > '.join(self.record['order'])}")
+            for region, addresses in self.record["pools"].items():
+                lines.append(f"pool:    {region}: {', '.join(addresses)}")
+        if self.scope_prefix is not None:
+            lines.append(f"scope:   /{self.scope_prefix}")
+        lines.append(f"rcode:   {self.rcode}")
+        if self.answer:
+            lines.append(f"answer:  {', '.join(self.answer)}" + (f" (ttl {self.ttl})" if self.ttl is not None else ""))
+        return "\n".join(lines)
+
+
+def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None = None, subnet: str | None = None) -> Explanation:
+    catalog: Catalog = answerer.catalog
+    try:
+        qname = parse_absolute(name if name.endswith(".") else name + ".")
+    except NameError_ as error:
+        raise ExplainError(f"name: {error}") from None
+    type_name = rtype.upper()
+    if type_name not in QTYPE.reverse:
+        raise ExplainError(f"type: unknown record type {rtype!r}")
+    if client is not None and subnet is not None:
+        raise ExplainError("give --client or --subnet, not both")
+    source = ipaddress.ip_address("127.0.0.1")
+    network = None
+    try:
+        if subnet is not None:
+            network = ipaddress.ip_network(subnet, strict=False)
+            address = network.network_address
+        else:
+            address = ipaddress.ip_address(client) if client is not None else source
+            source = address
+    except ValueError as error:
+        raise ExplainError(f"client: {error}") from None
+
+    query = DNSRecord.question(to_text(qname), type_name)
+    if network is not None:
+        option = ecs.encode_query(str(network.network_address), network.prefixlen)
+        query.add_ar(EDNS0(udp_len=4096, opts=[EDNSOption(ecs.OPTION_CODE, option)]))
+    raw = answerer.respond(query.pack(), source, tcp=True)
+    response = DNSRecord.parse(raw) if raw else None
+
+    zone = catalog.zone_for(qname)
+    result = Explanation(
+        name=to_text(qname), type=type_name, client=str(address),
+        subnet=str(network) if network is not None else None,
+        zone=to_text(zone.origin) if zone else None,
+    )
+    if response is not None:
+        result.rcode = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}.get(
+            response.header.rcode, str(response.header.rcode))
+        result.answer = [str(rr.rdata) for rr in response.rr]
+        result.ttl = response.rr[-1].ttl if response.rr else None
+        for rr in response.ar:
+            if rr.rtype == 41:
+                for option in rr.rdata or ():
+                    if option.code == ecs.OPTION_CODE:
+                        result.scope_prefix = option.data[3]
+    if zone is not None and zone.region_map is not None:
+        found = zone.nodes.get(qname)
+        dynamic = found.dynamic.get(QTYPE.reverse[type_name]) if found is not None else None
+        if dynamic is not None:
+            placement = zone.region_map.locate(address)
+            result.rule = placement.rule
+            result.region = placement.region
+            if placement.facts is not None:
+                result.geo = {k: getattr(placement.facts, k) for k in ("continent", "country", "subdivision", "latitude", "longitude")}
+            else:
+                result.geo = {}
+            result.record = {
+                "policy": dynamic.policy,
+                "order": list(dynamic.regions_for(placement.region)),
+                "pools": {region: [e.address for e in pool] for region, pool in dynamic.pools.items()},
+            }
+    return result

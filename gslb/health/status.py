@@ -1,0 +1,30 @@
+"""What the hot path asks about an endpoint, and the board it asks.
+
+The probers and the admin overrides write the board; the DNS answer path only reads it with a
+dict lookup, never awaiting anything.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Protocol
+
+
+class Status(IntEnum):
+    UP = 0
+    DRAIN = 1  # served only when nothing else in its region is up
+    DOWN = 2
+
+
+class HealthView(Protocol):
+    def status(self, check: str | None, address: str) -> Status: ...
+
+
+class AlwaysUp:
+    """The view when nothing is checked: every endpoint serves."""
+
+    def status(self, check: str | None, address: str) -> Status:
+        return Status.UP
+
+
+ALWAYS_UP = AlwaysUp()
