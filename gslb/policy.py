@@ -10,12 +10,18 @@ from __future__ import annotations
 from typing import Sequence
 
 from gslb.dynamic import Endpoint
+from gslb.health.status import ALWAYS_UP, HealthView
 
 
 class Policy:
     name = ""
 
-    def pick(self, healthy: Sequence[Endpoint], count: int, client_key: int) -> Sequence[Endpoint]:
+    def pick(self, healthy: Sequence[Endpoint], count: int, client_key: int,
+             health: HealthView = ALWAYS_UP, check: str | None = None) -> Sequence[Endpoint]:
+        """`healthy` is non-empty, in YAML order; `count` 0 means the policy's natural number
+        (one for single-answer policies, all for `all`); `client_key` is the client address as an
+        int (the ECS address when given); `health`/`check` give RTT and load for the policies
+        that read them."""
         raise NotImplementedError
 
     def scope(self, version: int, region_scope: int) -> int:
@@ -29,7 +35,8 @@ class AllPolicy(Policy):
 
     name = "all"
 
-    def pick(self, healthy: Sequence[Endpoint], count: int, client_key: int) -> Sequence[Endpoint]:
+    def pick(self, healthy: Sequence[Endpoint], count: int, client_key: int,
+             health: HealthView = ALWAYS_UP, check: str | None = None) -> Sequence[Endpoint]:
         return healthy[:count] if count else healthy
 
 

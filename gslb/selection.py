@@ -55,7 +55,7 @@ class Selector:
                     self._all_down.discard(id(record))
                     log.info("%s: endpoints healthy again", record.path)
                 degraded = index > 0 or candidate != region or len(up) < len(pool)
-                return Selection(policy.pick(up, count, client_key), candidate, degraded)
+                return Selection(policy.pick(up, count, client_key, self.health, check), candidate, degraded)
         if id(record) not in self._all_down:
             self._all_down.add(id(record))
             log.critical("%s: no healthy endpoint in any region; answering per when_all_down=%s",
@@ -66,5 +66,5 @@ class Selector:
         if how == "all":
             # Fail open, as Route 53 does: treat every endpoint as healthy and route as usual.
             first = record.regions_for(region)[0]
-            return Selection(policy.pick(record.pools[first], count, client_key), first, True, all_down=True)
+            return Selection(policy.pick(record.pools[first], count, client_key, self.health, check), first, True, all_down=True)
         return Selection(how, None, True, all_down=True)  # type: ignore[arg-type]

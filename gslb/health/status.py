@@ -19,12 +19,26 @@ class Status(IntEnum):
 class HealthView(Protocol):
     def status(self, check: str | None, address: str) -> Status: ...
 
+    def rtt(self, check: str | None, address: str) -> float | None:
+        """Recent probe round-trip time in seconds (a smoothed average), None if unknown."""
+        ...
+
+    def load(self, check: str | None, address: str) -> float | None:
+        """The load the site last reported in its health response, None if unknown."""
+        ...
+
 
 class AlwaysUp:
     """The view when nothing is checked: every endpoint serves."""
 
     def status(self, check: str | None, address: str) -> Status:
         return Status.UP
+
+    def rtt(self, check: str | None, address: str) -> float | None:
+        return None
+
+    def load(self, check: str | None, address: str) -> float | None:
+        return None
 
 
 ALWAYS_UP = AlwaysUp()
