@@ -23,6 +23,10 @@ class Endpoint:
     weight: int
     record: RR  # the answer RR (owner = the record's name, the record's TTL), built at load
     degraded_record: RR  # the same with the degraded TTL
+    # The same two as wire bytes whose owner is a pointer to the question's name (offset 12),
+    # for the fast path: an answer is then these bytes joined, with no packing per query.
+    wire: bytes = b""
+    degraded_wire: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

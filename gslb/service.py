@@ -12,8 +12,11 @@ from gslb.config.catalog import load_catalog
 from gslb.config.problems import Problem
 from gslb.dns.answer import AnswerSettings, Answerer
 from gslb.dns.dynamic_answer import DynamicAnswers
+from gslb.dns.fastpath import FastPath
 from gslb.dns.server import DnsServer, Listener
 from gslb.geo import GeoDatabase, GeoDataError
+from gslb.health.board import HealthBoard
+from gslb.health.monitor import HealthMonitor
 from gslb.selection import Selector
 from gslb.names import to_text
 from gslb.settings import ServerSettings
@@ -28,6 +31,7 @@ class Loaded:
     answerer: Answerer
     selector: Selector
     geo: GeoDatabase
+    health: HealthMonitor  # probes, rise/fall board, admin overrides; started by serve()
 
 
 def open_geo(settings: ServerSettings) -> tuple[GeoDatabase | None, list[Problem]]:
@@ -47,9 +51,15 @@ def load(settings: ServerSettings, geo: GeoDatabase | None = None) -> tuple[Load
     if catalog is None:
         return None, problems
     records = [r for zone in catalog.zones for node in zone.nodes.values() for r in node.dynamic.values()]
-    selector = Selector(records)
+    board = HealthBoard()
+    health = HealthMonitor(board, settings.state)  # reads the admin state file now, before any query
+    health_problems = health.apply(catalog)
+    if health_problems:
+        return None, health_problems
+    selector = Selector(records, board)
     answerer = Answerer(catalog, AnswerSettings(node_name=settings.node_name), DynamicAnswers(selector))
-    return Loaded(catalog, answerer, selector, geo), []
+    answerer.fast = FastPath(catalog, answerer, selector)
+    return Loaded(catalog, answerer, selector, geo, health), []
 
 
 def example_query(catalog: Catalog) -> str:
@@ -87,12 +97,14 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    await loaded.health.start()
     if ready is not None:
         ready.set()
     try:
         await stop.wait()
     finally:
         log.info("stopping")
+        await loaded.health.stop()
         await server.close()
     return 0
 

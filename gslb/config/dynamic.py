@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import struct
 from types import MappingProxyType
 from typing import Any
 
@@ -104,13 +105,21 @@ def _endpoint(region: str, value: Any, rtype: int, owner: DNSLabel, ttl: int, tt
         value = value["value"]
     address = _address(value, rtype)
     rdata = A(address) if rtype == 1 else AAAA(address)
+    packed = ipaddress.ip_address(address).packed
     return Endpoint(
         region=region,
         address=address,
         weight=weight,
         record=RR(owner, rtype, 1, ttl, rdata),
         degraded_record=RR(owner, rtype, 1, ttl_degraded, rdata),
+        wire=_pointer_rr(rtype, ttl, packed),
+        degraded_wire=_pointer_rr(rtype, ttl_degraded, packed),
     )
+
+
+def _pointer_rr(rtype: int, ttl: int, rdata: bytes) -> bytes:
+    """An RR owned by the question's name: a compression pointer to offset 12 (RFC 1035 4.1.4)."""
+    return b"\xc0\x0c" + struct.pack("!HHIH", rtype, 1, ttl, len(rdata)) + rdata
 
 
 def _pools(raw: Any, rtype: int, owner: DNSLabel, ttl: int, ttl_degraded: int, path: str, rules: RegionRules, problems: Problems):

@@ -11,15 +11,19 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from dnslib import CLASS, QTYPE, RR, TXT, DNSError, DNSLabel, DNSQuestion, DNSRecord, EDNSOption, RD
 
-from gslb.dns import ecs
+from gslb.dns import ecs, wire
 from gslb.names import Name
 from gslb.zone import Catalog, Found, Node, Referral, RRset, Zone
 
+if TYPE_CHECKING:
+    from gslb.dns.fastpath import FastPath
+
 log = logging.getLogger(__name__)
+wire.install()
 
 # RCODEs (RFC 1035, RFC 6891)
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
@@ -97,6 +101,22 @@ class Answerer:
         self.settings = settings
         self.dynamic = dynamic
         self._nsid = settings.node_name.encode() if settings.node_name else None
+        self.fast: "FastPath | None" = None  # set by the serving layer; None = general path only
+
+    def respond_udp(self, packet: bytes, source: str) -> bytes | None:
+        """A UDP query: the fast path when it takes it, else the general path."""
+        fast = self.fast
+        if fast is not None:
+            reply = fast.answer(packet, source)
+            if reply is not None:
+                return reply
+        from gslb.dns.fastpath import client_address
+
+        try:
+            client = client_address(source)
+        except ValueError:
+            return None
+        return self.respond(packet, client, False)
 
     # -- entry point -------------------------------------------------------------------------
     def respond(self, packet: bytes, client: Address, tcp: bool = False) -> bytes | None:
@@ -117,26 +137,29 @@ class Answerer:
             return None
         try:
             record = DNSRecord.parse(packet)
-        except (DNSError, ValueError, IndexError, UnicodeError) as error:
+        except (DNSError, ValueError, IndexError, UnicodeError, BufferError, RecursionError) as error:
             log.debug("FORMERR to %s: cannot parse the query: %s", client, error)
             return _header_only(packet, FORMERR)
         header = record.header
-        if header.opcode != 0:
+        if header.opcode != 0 and len(record.questions) != 1:
             log.debug("NOTIMP to %s: opcode %d", client, header.opcode)
-            return self._error(record, NOTIMP, with_question=len(record.questions) == 1)
+            return self._error(record, NOTIMP, with_question=False)
         if len(record.questions) != 1:
             log.debug("FORMERR to %s: QDCOUNT %d", client, len(record.questions))
             return self._error(record, FORMERR, with_question=False)
         question = record.questions[0]
         request = Request(record, question, tuple(l.lower() for l in question.qname.label), client, tcp)
-        problem = self._read_edns(record, request)
+        problem = self._read_edns(record, request, packet)
         if problem is not None:
             return problem
+        if header.opcode != 0:
+            log.debug("NOTIMP to %s: opcode %d", client, header.opcode)
+            return self._pack(request, Reply(rcode=NOTIMP, authoritative=False))
         reply = self._answer(request)
         return self._pack(request, reply)
 
     # -- EDNS --------------------------------------------------------------------------------
-    def _read_edns(self, record: DNSRecord, request: Request) -> bytes | None:
+    def _read_edns(self, record: DNSRecord, request: Request, packet: bytes) -> bytes | None:
         """Fill in the EDNS facts of `request`; a reply when the OPT itself decides it."""
         opts = [rr for rr in record.ar if rr.rtype == T_OPT]
         if not opts:
@@ -153,12 +176,12 @@ class Answerer:
         if version > 0:
             log.debug("BADVERS to %s: EDNS version %d", request.client, version)
             return self._pack(request, Reply(rcode=BADVERS, authoritative=False))
-        for option in opt.rdata or ():
-            if option.code == OPT_NSID:
+        for code, data in wire.opt_options(packet):
+            if code == OPT_NSID:
                 request.nsid = True
-            elif option.code == ecs.OPTION_CODE and request.subnet is None:
+            elif code == ecs.OPTION_CODE and request.subnet is None:
                 try:
-                    request.subnet = ecs.decode(option.data)
+                    request.subnet = ecs.decode(data)
                 except ecs.EcsError as error:
                     log.debug("FORMERR to %s: %s", request.client, error)
                     return self._pack(request, Reply(rcode=FORMERR, authoritative=False))
@@ -202,7 +225,7 @@ class Answerer:
             assert isinstance(where, Node)
             node = where
             cname = node.cname
-            if cname is None or qtype == T_CNAME:
+            if cname is None or qtype in (T_CNAME, T_ANY):
                 break
             reply.answer.extend(_owned(cname, owner))
             target_label = cname.records[0].rdata.label

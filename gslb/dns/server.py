@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 class Responder(Protocol):
     def respond(self, packet: bytes, client: ipaddress.IPv4Address | ipaddress.IPv6Address, tcp: bool = False) -> bytes | None: ...
 
+    def respond_udp(self, packet: bytes, source: str) -> bytes | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class TcpLimits:
@@ -45,20 +47,16 @@ class UdpListener(asyncio.DatagramProtocol):
     def __init__(self, server: "DnsServer") -> None:
         self.server = server
         self.transport: asyncio.DatagramTransport | None = None
-        self._clients: dict[tuple, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+        self.sendto: Callable[[bytes, tuple], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.sendto = transport.sendto  # type: ignore[attr-defined]
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
-        client = self._clients.get(addr[0])
-        if client is None:
-            if len(self._clients) > 65536:
-                self._clients.clear()
-            client = self._clients[addr[0]] = _client_address(addr)
-        response = self.server.answerer.respond(data, client, False)
-        if response is not None and self.transport is not None:
-            self.transport.sendto(response, addr)
+        response = self.server.answerer.respond_udp(data, addr[0])
+        if response is not None and self.sendto is not None:
+            self.sendto(response, addr)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for earlier replies (a client went away) must not stop the listener.
