@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from dnslib import CLASS, QTYPE, RR, TXT, DNSError, DNSLabel, DNSQuestion, DNSRecord, EDNSOption, RD
 
 from gslb.dns import ecs, wire
-from gslb.names import Name
+from gslb.names import Name, to_text
+from gslb.stats import QueryStats
 from gslb.zone import Catalog, Found, Node, Referral, RRset, Zone
 
 if TYPE_CHECKING:
@@ -60,6 +62,8 @@ class Request:
     udp_limit: int = 512
     nsid: bool = False
     subnet: ecs.ClientSubnet | None = None
+    zone: str = ""  # the zone that answered, for metrics and the query log ("" = none of ours)
+    region: str = ""  # the region a GSLB answer came from
 
 
 @dataclass(slots=True)
@@ -96,10 +100,12 @@ class Answerer:
         catalog: Catalog,
         settings: AnswerSettings = AnswerSettings(),
         dynamic: DynamicAnswerer | None = None,
+        stats: QueryStats | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings
         self.dynamic = dynamic
+        self.stats = stats if stats is not None else QueryStats()
         self._nsid = settings.node_name.encode() if settings.node_name else None
         self.fast: "FastPath | None" = None  # set by the serving layer; None = general path only
 
@@ -107,9 +113,16 @@ class Answerer:
         """A UDP query: the fast path when it takes it, else the general path."""
         fast = self.fast
         if fast is not None:
-            reply = fast.answer(packet, source)
-            if reply is not None:
-                return reply
+            if self.stats.sample():
+                started = time.perf_counter()
+                reply = fast.answer(packet, source)
+                if reply is not None:
+                    self.stats.observe(time.perf_counter() - started)
+                    return reply
+            else:
+                reply = fast.answer(packet, source)
+                if reply is not None:
+                    return reply
         from gslb.dns.fastpath import client_address
 
         try:
@@ -120,13 +133,18 @@ class Answerer:
 
     # -- entry point -------------------------------------------------------------------------
     def respond(self, packet: bytes, client: Address, tcp: bool = False) -> bytes | None:
+        started = time.perf_counter()
         try:
-            return self._respond(packet, client, tcp)
+            reply = self._respond(packet, client, tcp)
         except Exception:  # noqa: BLE001 - one bad query must never stop the server
             log.exception("internal error answering a query from %s", client)
-            if len(packet) >= 12:
-                return _header_only(packet, SERVFAIL)
-            return None
+            if len(packet) < 12:
+                return None
+            reply = _header_only(packet, SERVFAIL)
+            self.stats.count("", 0, SERVFAIL, "tcp" if tcp else "udp", "")
+        if reply is not None:
+            self.stats.observe(time.perf_counter() - started)
+        return reply
 
     def _respond(self, packet: bytes, client: Address, tcp: bool) -> bytes | None:
         if len(packet) < 12:
@@ -139,6 +157,7 @@ class Answerer:
             record = DNSRecord.parse(packet)
         except (DNSError, ValueError, IndexError, UnicodeError, BufferError, RecursionError) as error:
             log.debug("FORMERR to %s: cannot parse the query: %s", client, error)
+            self.stats.count("", 0, FORMERR, "tcp" if tcp else "udp", "")
             return _header_only(packet, FORMERR)
         header = record.header
         if header.opcode != 0 and len(record.questions) != 1:
@@ -199,6 +218,7 @@ class Answerer:
         zone = self.catalog.zone_for(request.qname)
         if zone is None:
             return Reply(rcode=REFUSED, authoritative=False)
+        request.zone = zone.label
         reply = Reply()
         name = request.qname
         owner = request.question.qname
@@ -285,6 +305,8 @@ class Answerer:
 
     # -- packing -----------------------------------------------------------------------------
     def _error(self, record: DNSRecord, rcode: int, with_question: bool) -> bytes:
+        qtype = record.questions[0].qtype if len(record.questions) == 1 else 0
+        self.stats.count("", qtype, rcode, "udp", "")
         flags = _flags_from(record.header.bitmap, aa=False, tc=False, rcode=rcode)
         response = DNSRecord(header=_header(record.header.id, flags))
         if with_question and record.questions:
@@ -292,6 +314,9 @@ class Answerer:
         return response.pack()
 
     def _pack(self, request: Request, reply: Reply) -> bytes:
+        self.stats.count(request.zone, request.question.qtype, reply.rcode, "tcp" if request.tcp else "udp", request.region)
+        if request.subnet is not None:
+            self.stats.ecs += 1
         record = request.record
         flags = _flags_from(record.header.bitmap, aa=reply.authoritative, tc=False, rcode=reply.rcode)
         response = DNSRecord(header=_header(record.header.id, flags), q=request.question)

@@ -33,6 +33,7 @@ class DynamicAnswers:
         placement = region_map.locate(address) if region_map is not None else None
         region = placement.region if placement is not None else None
         selection = self.selector.select(record, region, client_key(address))
+        request.region = selection.region or ""
         if selection.servfail:
             reply.rcode = SERVFAIL
             reply.authoritative = False

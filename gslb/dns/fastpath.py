@@ -66,19 +66,21 @@ class Static:
     aa_rcode: tuple[int, int]  # (0x04 or 0, rcode)
     counts: tuple[int, int, int]  # answer, authority, additional (without OPT)
     body: bytes
+    zone: str  # metrics label
 
 
 @dataclass(frozen=True, slots=True)
 class Dynamic:
     zone: Zone
     record: DynamicRecord
-    cache: dict  # ECS option bytes / source address -> (region, region scope, version)
+    cache: dict  # ECS option bytes / source address -> (region, region scope, version, key)
+    label: str  # the zone, for metrics
 
 
-def _static_from(reply: Reply, qname: Name) -> Static:
+def _static_from(reply: Reply, qname: Name, zone: str) -> Static:
     sections = (reply.answer, reply.authority, reply.additional)
     body = b"".join(pack_rr(rr, qname) for section in sections for rr in section)
-    return Static((0x04 if reply.authoritative else 0, reply.rcode), tuple(len(s) for s in sections), body)
+    return Static((0x04 if reply.authoritative else 0, reply.rcode), tuple(len(s) for s in sections), body, zone)
 
 
 class FastPath:
@@ -92,7 +94,8 @@ class FastPath:
         self._clients: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
         for zone in catalog.zones:
             self._compile(zone)
-        self.refused = _static_from(Reply(rcode=5, authoritative=False), ())
+        self.refused = _static_from(Reply(rcode=5, authoritative=False), (), "")
+        self.stats = general.stats
 
     # -- compile ---------------------------------------------------------------------------------
     def _general_reply(self, name: Name, qtype: int) -> Reply:
@@ -104,7 +107,8 @@ class FastPath:
         cuts = set(zone.referrals)
         below_cut = lambda name: any(name[len(name) - len(cut):] == cut for cut in cuts)  # noqa: E731
         nxdomain = self._general_reply((b"gslb-nxdomain-probe",) + zone.origin, 1)
-        nx_static = _static_from(nxdomain, ())
+        label = zone.label
+        nx_static = _static_from(nxdomain, (), label)
         placements: dict = {}  # one region cache per zone, shared by its GSLB records
         self.above[wire_name(zone.origin).lower()] = nx_static
         for name in zone.nonterminals:
@@ -113,7 +117,7 @@ class FastPath:
                 self.above[key] = None
                 continue
             self.above[key] = nx_static
-            self.nodata[key] = _static_from(self._general_reply(name, 1), name)
+            self.nodata[key] = _static_from(self._general_reply(name, 1), name, label)
         for name, node in zone.nodes.items():
             key = wire_name(name)
             if below_cut(name):
@@ -123,14 +127,14 @@ class FastPath:
             has_cname = node.cname is not None
             for qtype in set(COMMON_TYPES) | set(node.rrsets) | set(node.dynamic):
                 if qtype in node.dynamic:
-                    self.table[key + struct.pack("!HH", qtype, C_IN)] = Dynamic(zone, node.dynamic[qtype], placements)
+                    self.table[key + struct.pack("!HH", qtype, C_IN)] = Dynamic(zone, node.dynamic[qtype], placements, label)
                     continue
                 reply = self._general_reply(name, qtype)
                 if has_cname and qtype != T_CNAME and self._chain_is_dynamic(zone, node):
                     continue  # a CNAME to a GSLB record: client-dependent, the general path
-                self.table[key + struct.pack("!HH", qtype, C_IN)] = _static_from(reply, name)
+                self.table[key + struct.pack("!HH", qtype, C_IN)] = _static_from(reply, name, label)
             if not has_cname:
-                self.nodata[key] = _static_from(self._general_reply(name, 65280), name)
+                self.nodata[key] = _static_from(self._general_reply(name, 65280), name, label)
 
     def _chain_is_dynamic(self, zone: Zone, node) -> bool:  # type: ignore[no-untyped-def]
         seen = 0
@@ -216,12 +220,14 @@ class FastPath:
             found = self._dynamic(entry, subnet, source)
             if found is None:
                 return None
-            answers, scope = found
+            answers, scope, region = found
+            rcode = 0
             flags = bytes((0x84 | (data[2] & 0x01), data[3] & 0x10))
             counts = struct.pack("!HHH", len(answers), 0, 1 if edns else 0)
             body = b"".join(answers)
         else:
             aa, rcode = entry.aa_rcode
+            region = ""
             flags = bytes((0x80 | aa | (data[2] & 0x01), (data[3] & 0x10) | rcode))
             an, ns, ar = entry.counts
             counts = struct.pack("!HHH", an, ns, ar + 1 if edns else ar)
@@ -238,6 +244,13 @@ class FastPath:
                 reply += b"\x00\x00\x29" + struct.pack("!HBBBBH", self.edns_size, 0, 0, do_bit, 0, 0)
         if len(reply) > limit:
             return None  # truncation: the general path
+        stats = self.stats
+        key = (entry.zone if region == "" and entry.__class__ is Static else entry.label,
+               (data[qend] << 8) | data[qend + 1], rcode, "udp", region)
+        counts = stats.counts
+        counts[key] = counts.get(key, 0) + 1
+        if subnet is not None:
+            stats.ecs += 1
         return reply
 
     def _client(self, source: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -268,7 +281,7 @@ class FastPath:
             return False
         return True
 
-    def _dynamic(self, entry: Dynamic, subnet: bytes | None, source: str) -> tuple[list[bytes], int] | None:
+    def _dynamic(self, entry: Dynamic, subnet: bytes | None, source: str) -> tuple[list[bytes], int, str] | None:
         cache = entry.cache
         if subnet is not None and len(subnet) > 4 and subnet[2]:
             placed = cache.get(subnet)
@@ -302,7 +315,7 @@ class FastPath:
         else:
             answers = [e.wire for e in selection.endpoints]
         scope = self.selector.policy(record).scope(version, region_scope) if with_scope else 0
-        return answers, scope
+        return answers, scope, selection.region or ""
 
     def _place(self, entry: Dynamic, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple:
         region_map = entry.zone.region_map

@@ -161,41 +161,51 @@ class DnsServer:
         self.bound: list[tuple[str, str, int]] = []  # (proto, host, port) actually bound
 
     async def listen(self, listener: Listener) -> Listener:
-        """Bind UDP and TCP on the same port (the TCP port follows UDP's when asked for port 0)."""
+        """Bind UDP and TCP on the same port. For port 0 the kernel picks UDP's port, which TCP
+        may already use elsewhere: then both are closed and another port is tried."""
         loop = asyncio.get_running_loop()
+        attempts = 20 if listener.port == 0 else 1
+        for attempt in range(attempts):
+            try:
+                udp_sock, tcp_sock = self._bind_pair(listener)
+                break
+            except OSError:
+                if attempt == attempts - 1:
+                    raise
+        transport, _ = await loop.create_datagram_endpoint(lambda: UdpListener(self), sock=udp_sock)
+        tcp_server = await loop.create_server(lambda: TcpConnection(self), sock=tcp_sock)
+        self._udp.append(transport)
+        self._tcp.append(tcp_server)
+        port = udp_sock.getsockname()[1]
+        self.bound.append(("udp+tcp", listener.host, port))
+        return Listener(listener.host, port)
+
+    def _bind_pair(self, listener: Listener) -> tuple[socket.socket, socket.socket]:
         family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
         udp_sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            if family == socket.AF_INET6:
-                udp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if self.reuse_port:
-                udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            udp_sock.bind((listener.host, listener.port))
-            port = udp_sock.getsockname()[1]
-            udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        except OSError:
-            udp_sock.close()
-            raise
         tcp_sock = socket.socket(family, socket.SOCK_STREAM)
         try:
+            for sock in (udp_sock, tcp_sock):
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                if self.reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             tcp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                tcp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if self.reuse_port:
-                tcp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            udp_sock.bind((listener.host, listener.port))
+            port = udp_sock.getsockname()[1]
+            try:
+                udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+            except OSError:
+                pass
             tcp_sock.bind((listener.host, port))
             tcp_sock.listen(1024)
         except OSError:
             udp_sock.close()
             tcp_sock.close()
             raise
-        transport, _ = await loop.create_datagram_endpoint(lambda: UdpListener(self), sock=udp_sock)
-        tcp_server = await loop.create_server(lambda: TcpConnection(self), sock=tcp_sock)
-        self._udp.append(transport)
-        self._tcp.append(tcp_server)
-        bound = Listener(listener.host, port)
-        self.bound.append(("udp+tcp", listener.host, port))
-        return bound
+        udp_sock.setblocking(False)
+        tcp_sock.setblocking(False)
+        return udp_sock, tcp_sock
 
     async def close(self) -> None:
         for transport in self._udp:

@@ -1,0 +1,54 @@
+"""Query counters the hot path bumps with one dict update, read at scrape time.
+
+prometheus-client's `Counter.labels(...).inc()` costs about a microsecond, a tenth of a whole
+fast-path answer, so the DNS path only does `counts[key] = counts.get(key, 0) + 1` on a plain
+tuple key; `gslb/metrics.py` turns the dict into Prometheus families when scraped. The event loop
+is single-threaded, so no locks.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+
+# Seconds; the fast path answers in ~10 us, the general path in ~100 us, TCP in a few ms.
+LATENCY_BUCKETS = (0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05, 0.25)
+LATENCY_SAMPLE = 16  # time one query in this many on the fast path
+
+
+class QueryStats:
+    __slots__ = ("counts", "ecs", "latency_counts", "latency_sum", "latency_total", "_tick", "started")
+
+    def __init__(self) -> None:
+        # (zone, qtype, rcode, transport, region) -> queries; zone "" = none of ours (REFUSED)
+        self.counts: dict[tuple[str, int, int, str, str], int] = {}
+        self.ecs = 0  # queries that carried an ECS option
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.latency_total = 0
+        self._tick = 0
+        self.started = time.time()
+
+    def count(self, zone: str, qtype: int, rcode: int, transport: str, region: str) -> None:
+        key = (zone, qtype, rcode, transport, region)
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+
+    def sample(self) -> bool:
+        """True once every LATENCY_SAMPLE calls: time this query."""
+        self._tick += 1
+        return self._tick % LATENCY_SAMPLE == 0
+
+    def observe(self, seconds: float) -> None:
+        self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+        self.latency_total += 1
+
+    def totals(self) -> tuple[int, int]:
+        """(all responses, SERVFAIL responses) so far, for the SERVFAIL-rate alert."""
+        total = servfail = 0
+        for key, value in self.counts.items():
+            total += value
+            if key[2] == 2:
+                servfail += value
+        return total, servfail
