@@ -44,13 +44,14 @@ class ServerSettings:
     node_name: str | None = None
     tcp: TcpLimits = TcpLimits()
     log_level: str = "info"
+    state: Path | None = None  # admin overrides file (gslb/health/admin.py); None: no overrides
 
     @property
     def geoip_file(self) -> Path:
         return self.geoip if self.geoip is not None else default_geoip_file()
 
 
-FILE_KEYS = {"listen", "zones", "geoip", "node_name", "tcp", "log_level"}
+FILE_KEYS = {"listen", "zones", "geoip", "node_name", "tcp", "log_level", "state"}
 
 
 def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
         if not parsed and not problems:
             problems.add("listen", "must list at least one HOST:PORT")
         values["listen"] = tuple(parsed)
-    for key in ("zones", "geoip"):
+    for key in ("zones", "geoip", "state"):
         if key in doc:
             if not isinstance(doc[key], str):
                 problems.add(key, "must be a path")
@@ -101,9 +102,10 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
             problems.add("tcp", "must be a mapping with idle_timeout (seconds) and/or max_connections")
         else:
             try:
+                defaults = TcpLimits()
                 values["tcp"] = TcpLimits(
-                    idle_timeout=float(tcp.get("idle_timeout", TcpLimits.idle_timeout)),
-                    max_connections=int(tcp.get("max_connections", TcpLimits.max_connections)),
+                    idle_timeout=float(tcp.get("idle_timeout", defaults.idle_timeout)),
+                    max_connections=int(tcp.get("max_connections", defaults.max_connections)),
                 )
             except (TypeError, ValueError) as error:
                 problems.add("tcp", str(error))
@@ -128,7 +130,7 @@ def load_settings(config_file: Path | None, flags: dict[str, Any]) -> tuple[Serv
                 flag_problems.add("--listen", str(error))
         values["listen"] = tuple(parsed)
         values["listen_explicit"] = True
-    for key in ("zones", "geoip"):
+    for key in ("zones", "geoip", "state"):
         if flags.get(key) is not None:
             values[key] = Path(flags[key])
     for key in ("node_name", "log_level"):

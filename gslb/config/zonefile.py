@@ -13,6 +13,7 @@ from gslb.config.problems import Problems, join_path
 from gslb.config.regions import parse_regions
 from gslb.config.yamlload import load_yaml
 from gslb.geo import GeoDatabase, RegionMap, RegionRules
+from gslb.health.checks import Check, parse_checks
 from gslb.config.rdata import PARSERS, _integer
 from gslb.names import Name, NameError_, is_subdomain, parse_absolute, parse_owner, to_text
 from gslb.zone import Node, Referral, RRset, Zone
@@ -50,6 +51,7 @@ class ZoneBuilder:
         self.geo = geo
         self.rules: RegionRules | None = None
         self.check_names: set[str] = set()
+        self.checks: dict[str, Check] = {}
         self.doc = document
         self.problems = problems
         self.origin: Name = ()
@@ -80,6 +82,7 @@ class ZoneBuilder:
             self.ttl = _ttl(doc["ttl"], "ttl", self.problems) or self.ttl
         self.rules = parse_regions(doc, self.problems)
         checks = doc.get("checks", {})
+        self.checks = parse_checks(checks, self.problems)  # health checks (gslb/health/checks.py)
         if isinstance(checks, dict):
             self.check_names = {str(name) for name in checks}
         self._apex_ns(doc.get("ns"))
@@ -204,6 +207,8 @@ class ZoneBuilder:
     def _check_tree(self) -> None:
         cuts = {name for name, types in self.static.items() if NS in types and name != self.origin}
         for name, types in self.static.items():
+            if not types:
+                continue  # every record here was invalid, and is reported already
             path = next(iter(types.values()))[2]
             all_types = set(types) | set(self.dynamic.get(name, {}))
             if CNAME in all_types and len(all_types) > 1:
@@ -272,6 +277,7 @@ class ZoneBuilder:
             referrals=MappingProxyType(referrals),
             apex_glue=glue_for(nodes[self.origin].rrsets[NS]),
             region_map=RegionMap(self.geo, self.rules) if self.rules is not None else None,
+            checks=MappingProxyType(dict(self.checks)),
         )
 
 

@@ -311,6 +311,10 @@ class Answerer:
         response = DNSRecord(header=_header(record.header.id, flags))
         if with_question and record.questions:
             response.add_question(record.questions[0])
+        opts = [rr for rr in record.ar if rr.rtype == T_OPT]
+        if len(opts) == 1 and opts[0].rname.label == ():
+            # RFC 6891 section 6.1.1: a reply to an EDNS query carries an OPT, errors included.
+            response.add_ar(RR(DNSLabel([]), T_OPT, self.settings.edns_udp_size, opts[0].ttl & 0x8000, []))
         return response.pack()
 
     def _pack(self, request: Request, reply: Reply) -> bytes:

@@ -163,6 +163,8 @@ class FastPath:
         except IndexError:
             return None
         qend = position + 1
+        if qend - 12 > 255:
+            return None  # longer than a name may be: FORMERR from the general path
         end = qend + 4
         if end > size:
             return None

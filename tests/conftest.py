@@ -1,0 +1,69 @@
+"""Shared fixtures: real `gslb serve` processes on port 0 (see tests/dnsserver.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from dnsserver import (  # noqa: E402
+    EXAMPLE_ZONES,
+    WIRE_ZONES,
+    GslbProcess,
+    ipv6_loopback_works,
+)
+
+NODE_NAME = "wire-node-1"
+IPV6 = ipv6_loopback_works()
+
+StartServer = Callable[..., GslbProcess]
+
+
+@pytest.fixture(scope="session")
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServer]:
+    """A factory: `start_server(zones_dir, node_name=..., config=..., listen=[...])` returns a
+    running GslbProcess; every server it started is stopped at the end of the session."""
+    started: list[GslbProcess] = []
+    log_dir = tmp_path_factory.mktemp("gslb-logs")
+
+    def start(zones: Path, **options) -> GslbProcess:
+        server = GslbProcess.start(zones, log_dir=log_dir, **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def wire_server(start_server: StartServer) -> GslbProcess:
+    """tests/data/zones_wire with a node name, on 127.0.0.1 and (when it works) [::1]."""
+    listen = ["127.0.0.1:0"] + (["[::1]:0"] if IPV6 else [])
+    return start_server(WIRE_ZONES, node_name=NODE_NAME, listen=listen)
+
+
+@pytest.fixture(scope="session")
+def wire_server6(wire_server: GslbProcess):
+    """The wire server's [::1] address; tests using it skip where IPv6 loopback is unavailable."""
+    if not IPV6:
+        pytest.skip("IPv6 loopback ([::1]) is not available on this host")
+    client = wire_server.clients[1]
+    assert client.host == "::1"
+    return client
+
+
+@pytest.fixture(scope="session")
+def example_server(start_server: StartServer) -> GslbProcess:
+    """The shipped example zone (zones/), no node name."""
+    return start_server(EXAMPLE_ZONES, probe_name="gslb.example.com.")
+
+
+@pytest.fixture(params=[False, True], ids=["udp", "tcp"])
+def tcp(request: pytest.FixtureRequest) -> bool:
+    """Run the test over UDP and over TCP."""
+    return request.param

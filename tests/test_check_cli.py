@@ -1,0 +1,199 @@
+"""`gslb check` and `gslb serve` on bad input: every problem at once, one line each, no traceback.
+
+tests/data/zones_broken/ holds four files with many mistakes between them; each expected line
+below is `file: key.path: message`, as STYLE.md section 2 describes.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dnsserver import BROKEN_ZONES, EXAMPLE_ZONES, TEST_GEOIP, WIRE_ZONES, gslb_command
+
+TIMEOUT = 20
+
+RECORDS = "records.yaml"
+EXPECTED = [
+    ("duplicate.yaml", "", "YAML error at line 6, column 3: duplicate key 'www'"),
+    ("syntax.yaml", "", "YAML error at line 6, column 7: expected ',' or '}', but got ':'"),
+    ("no-origin.yaml", "origin", "missing; set the zone's name, like 'gslb.example.com.'"),
+    (RECORDS, "colour", "unknown key; expected one of"),
+    (RECORDS, "records.bad-ip.value", "must be an IPv4 address, got '192.0.2.300'"),
+    (RECORDS, "records.bad-ip6.value", "must be an IPv6 address, got '2001:db8::g'"),
+    (RECORDS, "records.list-ip.values[1]", "must be an IPv4 address, got '10.0.0'"),
+    (RECORDS, "records.weird.type", "must be one of A, AAAA, CNAME, MX, TXT, SRV, CAA, PTR, NS, got 'BOGUS'"),
+    (RECORDS, "records.extra.weight", "unknown key for a"),
+    (RECORDS, "records.rel.value", "'www' must be fully qualified, ending in '.'"),
+    (RECORDS, "records.both[0]", "a CNAME cannot stand beside other records at the same name"),
+    (RECORDS, "records.neg-ttl[0].ttl", "ttl must be an integer from 0 to 2147483647, got -5"),
+    (RECORDS, "records.word-ttl[0].ttl", "ttl must be an integer from 0 to 2147483647, got 'forever'"),
+    (RECORDS, "records.mail.value", "must be <preference> <exchange>, like '10 mail.example.com.'"),
+    (RECORDS, "records.txt.sub", "TXT cannot stand below the delegation sub.broken.example."),
+]
+
+
+def run_gslb(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(gslb_command(*args), capture_output=True, text=True, timeout=TIMEOUT, cwd=cwd)
+
+
+def expected_line_start(file: str, path: str, message: str, directory: Path = BROKEN_ZONES) -> str:
+    prefix = f"{directory / file}: "
+    return prefix + (f"{path}: " if path else "") + message
+
+
+def problem_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if not line.startswith("gslb: ")]
+
+
+def assert_reports_every_problem(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    lines = problem_lines(result.stderr)
+    missing = [
+        expected_line_start(*item) for item in EXPECTED
+        if not any(line.startswith(expected_line_start(*item)) for line in lines)
+    ]
+    assert not missing, "problems not reported:\n" + "\n".join(missing) + "\n-- stderr --\n" + result.stderr
+    assert result.stderr.splitlines()[-1] == f"gslb: {len(lines)} problems found"
+    assert len(lines) == len(EXPECTED), "\n".join(lines)
+
+
+# -- gslb check ---------------------------------------------------------------------------------
+
+def test_check_reports_every_problem_in_every_file_at_once():
+    result = run_gslb("check", "--zones", str(BROKEN_ZONES), "--geoip", str(TEST_GEOIP))
+    assert_reports_every_problem(result)
+    assert result.stdout == ""
+
+
+def test_check_problem_lines_are_sorted_by_file():
+    result = run_gslb("check", "--zones", str(BROKEN_ZONES), "--geoip", str(TEST_GEOIP))
+    files = [line.split(": ", 1)[0] for line in problem_lines(result.stderr)]
+    assert files == sorted(files)
+
+
+def test_serve_prints_the_same_problems_and_exits_1_without_listening():
+    check = run_gslb("check", "--zones", str(BROKEN_ZONES), "--geoip", str(TEST_GEOIP))
+    serve = run_gslb("serve", "--zones", str(BROKEN_ZONES), "--geoip", str(TEST_GEOIP), "--listen", "127.0.0.1:0")
+    assert_reports_every_problem(serve)
+    assert problem_lines(serve.stderr) == problem_lines(check.stderr)
+    assert "listening" not in serve.stdout
+
+
+@pytest.mark.parametrize("zones", [WIRE_ZONES, EXAMPLE_ZONES], ids=["wire", "example"])
+def test_check_valid_directory_exits_0(zones):
+    result = run_gslb("check", "--zones", str(zones), "--geoip", str(TEST_GEOIP))
+    assert result.returncode == 0, result.stderr
+    count = len(list(zones.glob("*.yaml")))
+    assert result.stdout.strip() == f"gslb: {count} zone{'s' if count != 1 else ''} OK in {zones}"
+    assert "Traceback" not in result.stderr
+
+
+def test_check_missing_directory_is_one_problem(tmp_path):
+    missing = tmp_path / "nowhere"
+    result = run_gslb("check", "--zones", str(missing), "--geoip", str(TEST_GEOIP))
+    assert result.returncode == 1
+    assert problem_lines(result.stderr) == [f"{missing}: zones directory not found; pass --zones DIR"]
+
+
+def write_zone(directory: Path, text: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "lone.example.yaml").write_text(text)
+    return directory
+
+
+@pytest.mark.parametrize("ttl", ["-5", "forever"])
+def test_check_lone_record_with_a_bad_ttl_is_a_problem_not_a_crash(tmp_path, ttl):
+    zones = write_zone(tmp_path / "zones", f"""\
+origin: lone.example.
+ns: [ns1.example.net.]
+records:
+  www: {{type: A, value: 192.0.2.7, ttl: {ttl}}}
+""")
+    result = run_gslb("check", "--zones", str(zones), "--geoip", str(TEST_GEOIP))
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 1
+    file = zones / "lone.example.yaml"
+    assert problem_lines(result.stderr) == [
+        f"{file}: records.www.ttl: ttl must be an integer from 0 to 2147483647, got "
+        + (repr(ttl) if ttl == "forever" else ttl)
+    ]
+
+
+# -- the server config file ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("tcp", ["{idle_timeout: 1, max_connections: 3}", "{idle_timeout: 0.5, max_connections: 1}"])
+def test_check_accepts_a_config_with_tcp_limits(tmp_path, tcp):
+    config = tmp_path / "gslb.yaml"
+    config.write_text(f"tcp: {tcp}\n")
+    result = run_gslb("check", "--config", str(config), "--zones", str(WIRE_ZONES), "--geoip", str(TEST_GEOIP))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("tcp", ["{idle_timeout: 1}", "{max_connections: 3}"])
+def test_config_tcp_key_alone_is_accepted(tmp_path, tcp):
+    config = tmp_path / "gslb.yaml"
+    config.write_text(f"tcp: {tcp}\n")
+    result = run_gslb("check", "--config", str(config), "--zones", str(WIRE_ZONES), "--geoip", str(TEST_GEOIP))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "message"),
+    [
+        ("tcp: {idle_timeout: 0, max_connections: 3}", "tcp", "tcp idle timeout must be > 0 seconds"),
+        ("tcp: {idle_timeout: 1, max_connections: 0}", "tcp", "tcp max connections must be >= 1"),
+        ("tcp: {idle: 1}", "tcp", "must be a mapping with idle_timeout (seconds) and/or max_connections"),
+        ("log_level: loud", "log_level", "must be one of debug, info, warning, error"),
+        ("listen: nowhere", "listen[0]", "listen address 'nowhere' must be HOST:PORT"),
+        ("colour: blue", "colour", "unknown setting; expected one of"),
+    ],
+)
+def test_bad_config_is_one_line_per_problem(tmp_path, text, path, message):
+    config = tmp_path / "gslb.yaml"
+    config.write_text(text + "\n")
+    result = run_gslb("check", "--config", str(config), "--zones", str(WIRE_ZONES), "--geoip", str(TEST_GEOIP))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = problem_lines(result.stderr)
+    assert line.startswith(f"{config}: {path}: {message}"), line
+
+
+# -- gslb serve: listen errors ------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("listen", "message"),
+    [
+        ("127.0.0.1:notaport", "listen address '127.0.0.1:notaport' must be HOST:PORT"),
+        ("127.0.0.1", "listen address '127.0.0.1' must be HOST:PORT"),
+        ("localhost:53", "listen address 'localhost:53': 'localhost' is not an IP address"),
+        ("127.0.0.1:70000", "listen address '127.0.0.1:70000': port must be 0-65535"),
+    ],
+)
+def test_serve_bad_listen_address_is_a_one_line_error(listen, message):
+    result = run_gslb("serve", "--zones", str(WIRE_ZONES), "--geoip", str(TEST_GEOIP), "--listen", listen)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    # One line naming the problem, then the usual count line.
+    (line,) = problem_lines(result.stderr)
+    assert line.startswith(f"command line: --listen: {message}"), line
+    assert result.stderr.splitlines()[-1] == "gslb: 1 problem found"
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("kind", [socket.SOCK_DGRAM, socket.SOCK_STREAM], ids=["udp-taken", "tcp-taken"])
+def test_serve_on_an_address_in_use_exits_1_with_one_line(kind):
+    with socket.socket(socket.AF_INET, kind) as taken:
+        taken.bind(("127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            taken.listen()
+        port = taken.getsockname()[1]
+        result = run_gslb("serve", "--zones", str(WIRE_ZONES), "--geoip", str(TEST_GEOIP),
+                          "--listen", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"gslb: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert "listening on" not in result.stdout
