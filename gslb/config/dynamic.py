@@ -56,7 +56,8 @@ def parse_dynamic(
     owner = DNSLabel(to_text(name))
     pools = _pools(entry.get("pools"), rtype, owner, ttl or 0, ttl_degraded or 0, join_path(path, "pools"), rules, problems)
     order = _order(entry.get("fallback", "nearest"), pools, rules, join_path(path, "fallback"), problems)
-    when = _when_all_down(entry.get("when_all_down", "all"), rtype, owner, ttl or 0, join_path(path, "when_all_down"), problems)
+    when = _when_all_down(entry.get("when_all_down", "all"), rtype, owner, ttl or 0, ttl_degraded or 0,
+                          join_path(path, "when_all_down"), problems)
     if len(problems) > before or pools is None or order is None or when is None:
         return None
     return DynamicRecord(
@@ -188,14 +189,14 @@ def _order(raw: Any, pools, rules: RegionRules, path: str, problems: Problems):
     return MappingProxyType(order)
 
 
-def _when_all_down(raw: Any, rtype: int, owner: DNSLabel, ttl: int, path: str, problems: Problems):
+def _when_all_down(raw: Any, rtype: int, owner: DNSLabel, ttl: int, ttl_degraded: int, path: str, problems: Problems):
     if raw in ("all", "servfail"):
         return raw
     if isinstance(raw, list) and raw:
         endpoints = []
         for index, value in enumerate(raw):
             try:
-                endpoints.append(_endpoint("", value, rtype, owner, ttl, ttl))
+                endpoints.append(_endpoint("", value, rtype, owner, ttl, ttl_degraded))
             except ValueError as error:
                 problems.add(join_path(path, index), str(error))
         return tuple(endpoints)
