@@ -27,7 +27,6 @@ class Responder(Protocol):
 class TcpLimits:
     idle_timeout: float = 10.0  # RFC 7766 section 6.2.3: seconds, not minutes
     max_connections: int = 256
-    max_pipelined: int = 64  # unanswered queries buffered per connection before we stop reading
 
     def __post_init__(self) -> None:
         if self.idle_timeout <= 0:
@@ -112,6 +111,16 @@ class TcpConnection(asyncio.Protocol):
                 self.transport.close()
                 return
             self.transport.write(len(response).to_bytes(2, "big") + response)
+
+    # Back-pressure: a client that pipelines queries but does not read its replies fills our
+    # write buffer; stop reading its queries until the buffer drains (RFC 7766 section 6.2.1.1).
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool:
         return False  # close once our writes are flushed
