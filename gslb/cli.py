@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="address to answer on, UDP and TCP; repeatable (default 127.0.0.1:1053 and [::1]:1053)")
     serve.add_argument("--node-name", dest="node_name", help="this node's name, for NSID and CH TXT id.server")
     serve.add_argument("--log-level", dest="log_level", choices=LOG_LEVELS)
+    serve.add_argument("--state", metavar="FILE",
+                       help="admin overrides file (YAML: address -> up|down|drain), watched for changes")
 
     check = commands.add_parser("check", help="validate the zones and settings without serving")
     _common(check)
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    flags = {k: v for k, v in vars(args).items() if k in ("zones", "geoip", "listen", "node_name", "log_level")}
+    flags = {k: v for k, v in vars(args).items() if k in ("zones", "geoip", "listen", "node_name", "log_level", "state")}
     settings, problems = load_settings(args.config, flags)
     if problems:
         return report(problems)

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Mapping
 
 from dnslib import RR
 
-from gslb.names import Name, is_subdomain
+from gslb.names import Name, is_subdomain, to_text
 
 if TYPE_CHECKING:
     from gslb.dynamic import DynamicRecord
     from gslb.geo import RegionMap
+    from gslb.health.checks import Check
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,12 @@ class Zone:
     referrals: Mapping[Name, Referral]  # delegation point -> referral
     apex_glue: tuple[RRset, ...]  # A/AAAA of in-zone name servers, for NS answers
     region_map: "RegionMap | None" = None
+    checks: Mapping[str, "Check"] = field(default_factory=lambda: MappingProxyType({}))  # health checks by name
+
+    @property
+    def label(self) -> str:
+        """The origin as text, for metrics labels, logs and the API."""
+        return to_text(self.origin)
 
     @property
     def apex(self) -> Node:

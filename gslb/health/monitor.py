@@ -1,0 +1,242 @@
+"""Runs the health checks of a catalog: one probe task per distinct (check, address).
+
+An address that two records (or two zones) use with the same check is probed once. Each task
+starts at a random offset within its interval, so checks do not fire in lockstep, and every probe
+goes through one shared aiohttp session whose connector, like the monitor's own limit, caps the
+sockets open at once. A task that dies of an unexpected exception is logged and restarted; it is
+never silently lost.
+
+`apply(catalog)` reconciles the probe set with a (new) catalog, keeping the state of pairs present
+before and after; hot reload calls it. The admin state file is polled here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from pathlib import Path
+from typing import Mapping
+
+import aiohttp
+
+from gslb.config.problems import Problem
+from gslb.health.admin import StateFile
+from gslb.health.board import HealthBoard, Key
+from gslb.health.checks import Check
+from gslb.health.probes import PROBES, Probe, ProbeResult, abortive_socket
+from gslb.health.status import Status
+from gslb.names import to_text
+from gslb.zone import Catalog
+
+log = logging.getLogger(__name__)
+
+CONNECTION_LIMIT = 256  # probes in flight at once, across every check
+STATE_POLL_INTERVAL = 0.5  # seconds between looks at the admin state file
+
+
+def plan(catalog: Catalog) -> tuple[dict[str, Check], dict[Key, tuple[str, ...]], list[Problem]]:
+    """What to probe for a catalog: the checks by name, and every (check, address) records serve
+    with the records and regions using it. Check names are shared by all zones served (a record
+    refers to `web`, not to a zone's `web`), so two zones defining one name differently is a problem."""
+    checks: dict[str, Check] = {}
+    defined_in: dict[str, str] = {}
+    problems: list[Problem] = []
+    for zone in catalog.zones:
+        for name, check in zone.checks.items():
+            if name in checks and checks[name] != check:
+                problems.append(Problem(zone.file, f"checks.{name}",
+                                        f"differs from check {name!r} in {defined_in[name]}; check names are shared "
+                                        "by every zone served: make them equal or rename one"))
+                continue
+            checks.setdefault(name, check)
+            defined_in.setdefault(name, zone.file)
+    users: dict[Key, list[str]] = {}
+    for zone in catalog.zones:
+        for node in zone.nodes.values():
+            for record in node.dynamic.values():
+                for endpoint in record.endpoints:
+                    where = f"{to_text(record.name)} {endpoint.region}"
+                    found = users.setdefault((record.check, endpoint.address), [])
+                    if where not in found:
+                        found.append(where)
+    return checks, {key: tuple(names) for key, names in users.items()}, problems
+
+
+class HealthMonitor:
+    """Owns the probe tasks, the HTTP session and the admin state file watcher of one board."""
+
+    def __init__(
+        self,
+        board: HealthBoard,
+        state_file: Path | None = None,
+        *,
+        connection_limit: int = CONNECTION_LIMIT,
+        state_poll_interval: float = STATE_POLL_INTERVAL,
+        probes: Mapping[str, type[Probe]] = PROBES,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.board = board
+        self.state = StateFile(state_file) if state_file is not None else None
+        self.connection_limit = connection_limit
+        self.state_poll_interval = state_poll_interval
+        self._probe_classes = probes
+        self._random = rng or random.Random()
+        self._checks: dict[str, Check] = {}
+        self._probes: dict[str, Probe] = {}
+        self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._watcher: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._limit: asyncio.Semaphore | None = None
+        self._running = False
+        self.restarts = 0  # probe tasks restarted after a crash, over the monitor's life
+        if self.state is not None:
+            self.reload_state()  # before the first query, so overrides hold from the start
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def apply(self, catalog: Catalog) -> list[Problem]:
+        """Track a (new) catalog. Returns problems and changes nothing when its checks conflict.
+        While running, removed pairs stop, new ones start (per their check's cold start) and
+        pairs present before and after keep their state and their task."""
+        checks, users, problems = plan(catalog)
+        if problems:
+            return problems
+        self._checks = checks
+        self.board.track(users, checks)
+        if self._running:
+            self._build_probes()
+            self._reconcile()
+        return []
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        self._limit = asyncio.Semaphore(self.connection_limit)
+        connector = aiohttp.TCPConnector(limit=self.connection_limit, force_close=True, socket_factory=abortive_socket)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None),  # the monitor times each probe
+            auto_decompress=True,
+        )
+        self._build_probes()
+        self._reconcile()
+        if self.state is not None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_state(), name="gslb-admin-state")
+        log.info("health checks: %d probe(s) for %d check(s)", len(self._tasks), len({key[0] for key in self._tasks}))
+
+    async def stop(self) -> None:
+        """Cancel every task and close the session; safe to call twice."""
+        self._running = False
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        if self._watcher is not None:
+            tasks.append(self._watcher)
+            self._watcher = None
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def probing(self) -> set[Key]:
+        return set(self._tasks)
+
+    # -- admin overrides ----------------------------------------------------------------------
+    def reload_state(self) -> bool:
+        """Read the state file if it changed; True when new overrides were applied."""
+        if self.state is None:
+            return False
+        overrides = self.state.poll()
+        if overrides is None:
+            return False
+        self.board.set_overrides(overrides, f"admin override ({self.state.path.name})")
+        return True
+
+    def set_override(self, address: str, state: str | Status | None, check: str | None = None) -> None:
+        """Write an override to the state file (atomically) and apply it now. For the admin API."""
+        if self.state is None:
+            raise RuntimeError("no admin state file configured; start with --state FILE")
+        self.state.set_override(address, state, check)
+        self.reload_state()
+
+    async def _watch_state(self) -> None:
+        while True:
+            await asyncio.sleep(self.state_poll_interval)
+            try:
+                self.reload_state()
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one bad read
+                log.exception("admin state file %s: could not apply it", self.state.path if self.state else "")
+
+    # -- probe tasks --------------------------------------------------------------------------
+    def _build_probes(self) -> None:
+        self._probes = {name: self._probe_classes[check.spec.kind](check.spec, self._session)  # type: ignore[call-arg]
+                        for name, check in self._checks.items()}
+
+    def _reconcile(self) -> None:
+        wanted = set(self.board.checked())
+        for key in list(self._tasks):
+            if key not in wanted:
+                self._tasks.pop(key).cancel()
+        for key in wanted:
+            if key not in self._tasks:
+                interval = self._checks[key[0]].timing.interval  # type: ignore[index]
+                self._tasks[key] = self._spawn(key, self._random.uniform(0, interval))
+
+    def _spawn(self, key: Key, first_delay: float) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._run(key, first_delay), name=f"gslb-probe {key[0]} {key[1]}")
+        task.add_done_callback(lambda done: self._task_done(key, done))
+        return task
+
+    async def _run(self, key: Key, first_delay: float) -> None:
+        check_name, address = key
+        assert check_name is not None
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(first_delay)
+        next_start = loop.time()
+        while True:
+            check = self._checks[check_name]
+            result = await self._probe_once(self._probes[check_name], address, check.timing.timeout)
+            self.board.record(check_name, address, result)
+            next_start += check.timing.interval
+            delay = next_start - loop.time()
+            if delay < 0:  # fell behind (a slow host): skip the missed slots, never burst
+                next_start = loop.time()
+                delay = 0
+            await asyncio.sleep(delay)
+
+    async def _probe_once(self, probe: Probe, address: str, timeout: float) -> ProbeResult:
+        assert self._limit is not None
+        async with self._limit:  # the timeout starts once the probe may run
+            try:
+                async with asyncio.timeout(timeout):
+                    return await probe.probe(address)
+            except TimeoutError:
+                return ProbeResult(False, f"timeout after {timeout:g}s")
+
+    def _task_done(self, key: Key, task: asyncio.Task[None]) -> None:
+        if not self._running or self._tasks.get(key) is not task:
+            return  # stopped or removed on purpose
+        error = None if task.cancelled() else task.exception()
+        what = f"{type(error).__name__}: {error}" if error is not None else ("cancelled" if task.cancelled() else "ended")
+        self.restarts += 1
+        first = self.board.report(*key)
+        crashes = first.crashes if first is not None else 0
+        # The first crash of a pair gets its traceback; repeats get one line each.
+        log.error("probe task %s %s crashed (%s); restarting it", key[0], key[1], what,
+                  exc_info=error if crashes == 0 and error is not None else None)
+        try:
+            self.board.record_crash(key[0], key[1], what)  # type: ignore[arg-type]
+        finally:
+            check = self._checks.get(key[0])  # type: ignore[arg-type]
+            if check is not None:
+                self._tasks[key] = self._spawn(key, check.timing.interval)
+            else:
+                self._tasks.pop(key, None)
