@@ -64,7 +64,12 @@ class Selector:
         if how == "servfail":
             return Selection((), None, True, all_down=True, servfail=True)
         if how == "all":
-            # Fail open, as Route 53 does: treat every endpoint as healthy and route as usual.
-            first = record.regions_for(region)[0]
-            return Selection(policy.pick(record.pools[first], count, client_key, self.health, check), first, True, all_down=True)
+            # Fail open, as Route 53 does: treat every endpoint as healthy and route as usual -
+            # except those an operator set `down`, which must not serve in any case.
+            forced_down = self.health.forced_down
+            for candidate in record.regions_for(region):
+                pool = [e for e in record.pools[candidate] if not forced_down(check, e.address)]
+                if pool:
+                    return Selection(policy.pick(pool, count, client_key, self.health, check), candidate, True, all_down=True)
+            return Selection((), None, True, all_down=True)
         return Selection(how, None, True, all_down=True)  # type: ignore[arg-type]

@@ -111,6 +111,9 @@ class HealthBoard:
         endpoint = self._endpoints.get((check, address))
         return endpoint.load if endpoint is not None else None
 
+    def forced_down(self, check: str | None, address: str) -> bool:
+        return self._overrides.lookup(check, address) is Status.DOWN
+
     # -- what to track ------------------------------------------------------------------------
     def track(self, users: Mapping[Key, tuple[str, ...]], checks: Mapping[str, Check]) -> None:
         """Reconcile with a catalog: every (check, address) records serve, with who uses it.

@@ -27,6 +27,10 @@ class HealthView(Protocol):
         """The load the site last reported in its health response, None if unknown."""
         ...
 
+    def forced_down(self, check: str | None, address: str) -> bool:
+        """True when an operator set the endpoint `down`: even failing open must not serve it."""
+        ...
+
 
 class AlwaysUp:
     """The view when nothing is checked: every endpoint serves."""
@@ -39,6 +43,9 @@ class AlwaysUp:
 
     def load(self, check: str | None, address: str) -> float | None:
         return None
+
+    def forced_down(self, check: str | None, address: str) -> bool:
+        return False
 
 
 ALWAYS_UP = AlwaysUp()
