@@ -15,7 +15,11 @@ import yaml
 from gslb.config.problems import Problems
 
 
-class _StrictLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it: about 5x faster on big zones.
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StrictLoader(_Base):  # type: ignore[valid-type, misc]
     pass
 
 

@@ -26,9 +26,6 @@ from gslb.names import Name, to_text
 from gslb.selection import Selector
 from gslb.zone import Catalog, Zone
 
-# Types precomputed for every existing name; other types at a name that exists are NODATA,
-# served from the per-name NODATA entry.
-COMMON_TYPES = (1, 2, 5, 6, 12, 15, 16, 28, 33, 257, 65, 64, 99)
 MAX_CACHE = 200_000  # region placements kept per zone (ECS option bytes or source address)
 
 
@@ -104,37 +101,47 @@ class FastPath:
         return self.general._answer(request)
 
     def _compile(self, zone: Zone) -> None:
+        """Index one zone. NXDOMAIN and NODATA replies are the same for every name of a zone (the
+        negative SOA), so they come from the general path once per zone; a plain RRset is its
+        records with the owner pointing at the question; CNAME chains take the general path's
+        reply. Everything below a delegation stays with the general path."""
         cuts = set(zone.referrals)
         below_cut = lambda name: any(name[len(name) - len(cut):] == cut for cut in cuts)  # noqa: E731
-        nxdomain = self._general_reply((b"gslb-nxdomain-probe",) + zone.origin, 1)
         label = zone.label
-        nx_static = _static_from(nxdomain, (), label)
+        nx_static = _static_from(self._general_reply((b"gslb-nxdomain-probe",) + zone.origin, 1), (), label)
+        nodata = _static_from(self._general_reply(zone.origin, 65280), (), label)
         placements: dict = {}  # one region cache per zone, shared by its GSLB records
-        self.above[wire_name(zone.origin).lower()] = nx_static
+        self.above[wire_name(zone.origin)] = nx_static
         for name in zone.nonterminals:
             key = wire_name(name)
-            if below_cut(name):
-                self.above[key] = None
-                continue
-            self.above[key] = nx_static
-            self.nodata[key] = _static_from(self._general_reply(name, 1), name, label)
+            self.above[key] = None if below_cut(name) else nx_static
+            if not below_cut(name):
+                self.nodata[key] = nodata
+        apex_glue = [rr for rrset in zone.apex_glue for rr in rrset.records]
         for name, node in zone.nodes.items():
             key = wire_name(name)
             if below_cut(name):
                 self.above[key] = None  # referrals, glue, DS: the general path
                 continue
             self.above[key] = nx_static
-            has_cname = node.cname is not None
-            for qtype in set(COMMON_TYPES) | set(node.rrsets) | set(node.dynamic):
-                if qtype in node.dynamic:
-                    self.table[key + struct.pack("!HH", qtype, C_IN)] = Dynamic(zone, node.dynamic[qtype], placements, label)
-                    continue
-                reply = self._general_reply(name, qtype)
-                if has_cname and qtype != T_CNAME and self._chain_is_dynamic(zone, node):
-                    continue  # a CNAME to a GSLB record: client-dependent, the general path
-                self.table[key + struct.pack("!HH", qtype, C_IN)] = _static_from(reply, name, label)
-            if not has_cname:
-                self.nodata[key] = _static_from(self._general_reply(name, 65280), name, label)
+            for qtype, record in node.dynamic.items():
+                self.table[key + struct.pack("!HH", qtype, C_IN)] = Dynamic(zone, record, placements, label)
+            if node.cname is not None:
+                if not self._chain_is_dynamic(zone, node):
+                    for qtype in (1, 28, T_CNAME):
+                        reply = self._general_reply(name, qtype)
+                        self.table[key + struct.pack("!HH", qtype, C_IN)] = _static_from(reply, name, label)
+                continue  # other types at a CNAME: the general path
+            for qtype, rrset in node.rrsets.items():
+                answer = b"".join(pack_rr(rr, name) for rr in rrset.records)
+                glue = b""
+                glue_count = 0
+                if qtype == 2 and name == zone.origin:
+                    glue = b"".join(pack_rr(rr, name) for rr in apex_glue)
+                    glue_count = len(apex_glue)
+                self.table[key + struct.pack("!HH", qtype, C_IN)] = Static(
+                    (0x04, 0), (len(rrset.records), 0, glue_count), answer + glue, label)
+            self.nodata[key] = nodata
 
     def _chain_is_dynamic(self, zone: Zone, node) -> bool:  # type: ignore[no-untyped-def]
         seen = 0

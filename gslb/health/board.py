@@ -88,6 +88,38 @@ def effective(probed: Status, override: Status | None) -> Status:
     return override
 
 
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    serving: dict  # (check, address) -> Status value, only pairs that are not UP
+    rtt: dict
+    load: dict
+    forced: frozenset
+
+
+class ReplicaBoard:
+    """A read-only HealthView fed with snapshots from the process that runs the probes."""
+
+    def __init__(self) -> None:
+        self._snapshot = HealthSnapshot({}, {}, {}, frozenset())
+        self._serving: dict = {}
+
+    def apply(self, snapshot: HealthSnapshot) -> None:
+        self._serving = {key: Status(value) for key, value in snapshot.serving.items()}
+        self._snapshot = snapshot
+
+    def status(self, check: str | None, address: str) -> Status:
+        return self._serving.get((check, address), _UP)
+
+    def rtt(self, check: str | None, address: str) -> float | None:
+        return self._snapshot.rtt.get((check, address))
+
+    def load(self, check: str | None, address: str) -> float | None:
+        return self._snapshot.load.get((check, address))
+
+    def forced_down(self, check: str | None, address: str) -> bool:
+        return (check, address) in self._snapshot.forced
+
+
 class HealthBoard:
     """Implements `HealthView` for the Selector."""
 
@@ -113,6 +145,15 @@ class HealthBoard:
 
     def forced_down(self, check: str | None, address: str) -> bool:
         return self._overrides.lookup(check, address) is Status.DOWN
+
+    def snapshot(self) -> "HealthSnapshot":
+        """Everything the hot path reads, as plain data: what `--workers` processes receive."""
+        return HealthSnapshot(
+            serving={key: int(status) for key, status in self._serving.items()},
+            rtt={key: e.rtt for key, e in self._endpoints.items() if e.rtt is not None},
+            load={key: e.load for key, e in self._endpoints.items() if e.load is not None},
+            forced=frozenset(key for key in self._users if self.forced_down(*key)),
+        )
 
     # -- what to track ------------------------------------------------------------------------
     def track(self, users: Mapping[Key, tuple[str, ...]], checks: Mapping[str, Check]) -> None:
