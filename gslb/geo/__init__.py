@@ -1,0 +1,24 @@
+"""GeoIP and the zone's region rules: client address -> region and the widest correct ECS scope.
+
+    database = GeoDatabase.open("geodata/dbip-city-lite.mmdb")     # GeoDataError if unusable
+    regions = RegionMap(database, RegionRules(...))                 # one per zone, built at load
+    placement = regions.locate(ip_address("203.0.113.7"))          # region, scope_prefix, rule
+"""
+
+from gslb.geo.codes import country_centroid, validate_geo_code
+from gslb.geo.database import GeoDatabase, GeoDataError
+from gslb.geo.facts import GeoFacts
+from gslb.geo.regionmap import Placement, RegionMap
+from gslb.geo.rules import RegionRules, great_circle_km
+
+__all__ = [
+    "GeoDataError",
+    "GeoDatabase",
+    "GeoFacts",
+    "Placement",
+    "RegionMap",
+    "RegionRules",
+    "country_centroid",
+    "great_circle_km",
+    "validate_geo_code",
+]
