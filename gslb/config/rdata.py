@@ -57,7 +57,7 @@ def _fields(value: Any, names: tuple[str, ...], example: str) -> list[Any]:
 
 def parse_a(value: Any) -> RD:
     try:
-        return A(str(ipaddress.IPv4Address(value)))
+        return A(tuple(ipaddress.IPv4Address(value).packed))  # dnslib keeps the 4 octets as a tuple
     except (ipaddress.AddressValueError, ValueError):
         raise ValueError(f"must be an IPv4 address, got {value!r}") from None
 

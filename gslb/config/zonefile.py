@@ -36,10 +36,12 @@ def _ttl(value: Any, path: str, problems: Problems) -> int | None:
 def _rrset(name: Name, rtype: int, ttl: int, rdatas: list[RD]) -> RRset:
     owner = DNSLabel(to_text(name))
     # Equal values listed twice would be sent twice; an RRset is a set (RFC 2181 section 5).
-    unique: dict[bytes, RD] = {}
-    for rdata in rdatas:
-        unique.setdefault(repr(rdata).encode(), rdata)
-    records = tuple(RR(owner, rtype, 1, ttl, rdata) for rdata in unique.values())
+    if len(rdatas) > 1:
+        unique: dict[str, RD] = {}
+        for rdata in rdatas:
+            unique.setdefault(repr(rdata), rdata)
+        rdatas = list(unique.values())
+    records = tuple(RR(owner, rtype, 1, ttl, rdata) for rdata in rdatas)
     return RRset(name, rtype, ttl, records)
 
 

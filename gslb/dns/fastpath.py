@@ -50,9 +50,12 @@ def wire_name(name: Name) -> bytes:
 def pack_rr(rr: RR, qname: Name) -> bytes:
     owner = tuple(label.lower() for label in rr.rname.label)
     head = b"\xc0\x0c" if owner == qname else wire_name(owner)
-    buffer = _NoCompression()
-    rr.rdata.pack(buffer)
-    rdata = bytes(buffer.data)
+    if rr.rtype == 1 or rr.rtype == 28:  # the bulk of big zones: no buffer needed
+        rdata = bytes(rr.rdata.data)
+    else:
+        buffer = _NoCompression()
+        rr.rdata.pack(buffer)
+        rdata = bytes(buffer.data)
     return head + struct.pack("!HHIH", rr.rtype, rr.rclass, rr.ttl, len(rdata)) + rdata
 
 
