@@ -31,6 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", dest="log_level", choices=LOG_LEVELS)
     serve.add_argument("--state", metavar="FILE",
                        help="admin overrides file (YAML: address -> up|down|drain), watched for changes")
+    serve.add_argument("--api", metavar="HOST:PORT",
+                       help="HTTP API for status, explain, metrics and admin (default 127.0.0.1:8053; 'off' for none)")
+    serve.add_argument("--api-token-file", dest="api_token_file", metavar="FILE",
+                       help="file holding the bearer token for /admin calls (else $GSLB_API_TOKEN)")
+    serve.add_argument("--query-log", dest="query_log", metavar="FILE",
+                       help="log queries as JSON lines to FILE ('-' for standard output); off by default")
+    serve.add_argument("--query-log-sample", dest="query_log_sample", metavar="N",
+                       help="log one query in N (default 1: every query)")
 
     check = commands.add_parser("check", help="validate the zones and settings without serving")
     _common(check)
@@ -42,13 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     who = explain.add_mutually_exclusive_group()
     who.add_argument("--client", help="the client (or resolver) address, no ECS")
     who.add_argument("--subnet", help="the client subnet sent as EDNS Client Subnet, like 81.2.69.0/24")
+    explain.add_argument("--assume-down", dest="assume_down", action="append", default=[], metavar="REGION|ADDRESS",
+                         help="answer as if this region or endpoint were down (repeatable): a failure drill")
     explain.add_argument("--json", action="store_true", help="JSON for scripts")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    flags = {k: v for k, v in vars(args).items() if k in ("zones", "geoip", "listen", "node_name", "log_level", "state")}
+    flags = {k: v for k, v in vars(args).items() if k in ("zones", "geoip", "listen", "node_name", "log_level", "state",
+                                                          "api", "api_token_file", "query_log", "query_log_sample")}
     settings, problems = load_settings(args.config, flags)
     if problems:
         return report(problems)
@@ -74,12 +85,19 @@ def main(argv: list[str] | None = None) -> int:
 def _explain(loaded, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
     import json
 
-    from gslb.explain import ExplainError, explain
+    from gslb.explain import ExplainError
+    from gslb.whatif import AssumeDownError, explain_assuming
 
     try:
-        result = explain(loaded.answerer, args.name, args.type, client=args.client, subnet=args.subnet)
-    except ExplainError as error:
-        print(f"gslb explain: {error}", file=sys.stderr)
+        result = explain_assuming(loaded, args.name, args.type, client=args.client, subnet=args.subnet,
+                                  down=args.assume_down)
+    except (ExplainError, AssumeDownError) as error:
+        print(f"gslb explain: {str(error).replace('down: ', '--assume-down: ', 1)}", file=sys.stderr)
         return 2
-    print(json.dumps(result.as_dict(), indent=2) if args.json else result.as_text())
+    if args.json:
+        print(json.dumps({**result.as_dict(), "assume_down": args.assume_down}, indent=2))
+    else:
+        if args.assume_down:
+            print(f"assume:  {', '.join(args.assume_down)} down (what if; live state unchanged)")
+        print(result.as_text())
     return 0

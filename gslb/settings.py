@@ -16,7 +16,9 @@ from gslb.config.yamlload import load_yaml
 from gslb.dns.server import Listener, TcpLimits
 
 DEFAULT_LISTENERS = (Listener("127.0.0.1", 1053), Listener("::1", 1053))
+DEFAULT_API = Listener("127.0.0.1", 8053)
 LOG_LEVELS = ("debug", "info", "warning", "error")
+API_TOKEN_ENV = "GSLB_API_TOKEN"
 
 
 def _packaged_dir(package: str, repo_dir: str) -> Path:
@@ -36,6 +38,21 @@ def default_geoip_file() -> Path:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertThresholds:
+    """When a record has fewer than `healthy_below` of its endpoints UP, and when more than
+    `servfail_above` of the last minute's responses were SERVFAIL (gslb/alerts.py)."""
+
+    healthy_below: float = 0.5
+    servfail_above: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("healthy_below", "servfail_above"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a fraction from 0 to 1 (0.5 = 50%), got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     zones: Path = field(default_factory=default_zones_dir)
     listen: tuple[Listener, ...] = DEFAULT_LISTENERS
@@ -45,13 +62,41 @@ class ServerSettings:
     tcp: TcpLimits = TcpLimits()
     log_level: str = "info"
     state: Path | None = None  # admin overrides file (gslb/health/admin.py); None: no overrides
+    api: Listener | None = DEFAULT_API  # the HTTP API (gslb/api.py); None: off
+    api_explicit: bool = False  # an API address the user asked for must bind; the default may not
+    api_token_file: Path | None = None  # bearer token for /admin; else $GSLB_API_TOKEN; else refused
+    query_log: str | None = None  # JSON lines to this file, "-" for stdout; None: off
+    query_log_sample: int = 1  # log one query in this many
+    alerts: AlertThresholds = AlertThresholds()
 
     @property
     def geoip_file(self) -> Path:
         return self.geoip if self.geoip is not None else default_geoip_file()
 
 
-FILE_KEYS = {"listen", "zones", "geoip", "node_name", "tcp", "log_level", "state"}
+FILE_KEYS = {"listen", "zones", "geoip", "node_name", "tcp", "log_level", "state",
+             "api", "api_token_file", "query_log", "query_log_sample", "alerts"}
+
+
+def parse_api(text: object) -> Listener | None:
+    """'127.0.0.1:8053', '[::1]:8053' or 'off' (YAML's bare `off` arrives as False)."""
+    if text is False or (isinstance(text, str) and text.strip().lower() in ("off", "none", "no", "false")):
+        return None
+    if not isinstance(text, str):
+        raise ValueError(f"must be HOST:PORT (like 127.0.0.1:8053) or off, got {text!r}")
+    try:
+        return Listener.parse(text)
+    except ValueError:
+        raise ValueError(f"must be HOST:PORT with an IP address (like 127.0.0.1:8053) or off, got {text!r}") from None
+
+
+def parse_sample(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, str) and value.isdigit()):
+        raise ValueError(f"must be a whole number >= 1 (1 = every query), got {value!r}")
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"must be a whole number >= 1 (1 = every query), got {value!r}")
+    return number
 
 
 def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
@@ -91,6 +136,47 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
             problems.add("node_name", "must be a non-empty string of at most 255 bytes")
         else:
             values["node_name"] = node
+    if "api" in doc:
+        try:
+            values["api"] = parse_api(doc["api"])
+            values["api_explicit"] = True
+        except ValueError as error:
+            problems.add("api", str(error))
+    if "api_token_file" in doc:
+        if not isinstance(doc["api_token_file"], str):
+            problems.add("api_token_file", "must be a path to a file holding the admin API's bearer token")
+        else:
+            values["api_token_file"] = base / doc["api_token_file"]
+    if "query_log" in doc:
+        query_log = doc["query_log"]
+        if query_log is None or query_log is False:
+            values["query_log"] = None
+        elif not isinstance(query_log, str) or not query_log:
+            problems.add("query_log", "must be a file path, or - for standard output")
+        else:
+            values["query_log"] = query_log if query_log == "-" else str(base / query_log)
+    if "query_log_sample" in doc:
+        try:
+            values["query_log_sample"] = parse_sample(doc["query_log_sample"])
+        except ValueError as error:
+            problems.add("query_log_sample", str(error))
+    if "alerts" in doc:
+        alerts = doc["alerts"]
+        known = {"healthy_below", "servfail_above"}
+        if not isinstance(alerts, dict):
+            problems.add("alerts", "must be a mapping with healthy_below and/or servfail_above (fractions, 0.5 = 50%)")
+        else:
+            for key in alerts:
+                if key not in known:
+                    problems.add(f"alerts.{key}", f"unknown setting; expected one of {', '.join(sorted(known))}")
+            thresholds = {}
+            for key in sorted(known & set(alerts)):
+                value = alerts[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                    problems.add(f"alerts.{key}", f"must be a fraction from 0 to 1 (0.5 = 50%), got {value!r}")
+                else:
+                    thresholds[key] = float(value)
+            values["alerts"] = AlertThresholds(**thresholds)
     if "log_level" in doc:
         if doc["log_level"] not in LOG_LEVELS:
             problems.add("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
@@ -136,5 +222,20 @@ def load_settings(config_file: Path | None, flags: dict[str, Any]) -> tuple[Serv
     for key in ("node_name", "log_level"):
         if flags.get(key) is not None:
             values[key] = flags[key]
+    if flags.get("api") is not None:
+        try:
+            values["api"] = parse_api(flags["api"])
+            values["api_explicit"] = True
+        except ValueError as error:
+            flag_problems.add("--api", str(error))
+    if flags.get("api_token_file") is not None:
+        values["api_token_file"] = Path(flags["api_token_file"])
+    if flags.get("query_log") is not None:
+        values["query_log"] = flags["query_log"]
+    if flags.get("query_log_sample") is not None:
+        try:
+            values["query_log_sample"] = parse_sample(flags["query_log_sample"])
+        except ValueError as error:
+            flag_problems.add("--query-log-sample", str(error))
     settings = replace(ServerSettings(), **values)
     return settings, [*problems, *flag_problems]

@@ -23,6 +23,7 @@ from gslb.zone import Catalog, Found, Node, Referral, RRset, Zone
 
 if TYPE_CHECKING:
     from gslb.dns.fastpath import FastPath
+    from gslb.querylog import QueryLog
 
 log = logging.getLogger(__name__)
 wire.install()
@@ -108,10 +109,28 @@ class Answerer:
         self.stats = stats if stats is not None else QueryStats()
         self._nsid = settings.node_name.encode() if settings.node_name else None
         self.fast: "FastPath | None" = None  # set by the serving layer; None = general path only
+        self.querylog: "QueryLog | None" = None  # set by the serving layer; None = no query log
 
     def respond_udp(self, packet: bytes, source: str) -> bytes | None:
         """A UDP query: the fast path when it takes it, else the general path."""
         fast = self.fast
+        querylog = self.querylog
+        if querylog is not None and querylog.take():
+            # A query the log samples: timed, and queued (raw) for the log's writer thread.
+            started = time.perf_counter()
+            reply = fast.answer(packet, source) if fast is not None else None
+            if reply is not None:
+                self.stats.observe(time.perf_counter() - started)
+            else:
+                from gslb.dns.fastpath import client_address
+
+                try:
+                    reply = self.respond(packet, client_address(source), False)
+                except ValueError:
+                    return None
+            if reply is not None:
+                querylog.add(self.catalog, source, packet, reply, time.perf_counter() - started, "udp")
+            return reply
         if fast is not None:
             if self.stats.sample():
                 started = time.perf_counter()
@@ -143,7 +162,10 @@ class Answerer:
             reply = _header_only(packet, SERVFAIL)
             self.stats.count("", 0, SERVFAIL, "tcp" if tcp else "udp", "")
         if reply is not None:
-            self.stats.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.stats.observe(elapsed)
+            if tcp and self.querylog is not None and self.querylog.take():  # UDP is logged in respond_udp
+                self.querylog.add(self.catalog, client, packet, reply, elapsed, "tcp")
         return reply
 
     def _respond(self, packet: bytes, client: Address, tcp: bool) -> bytes | None:

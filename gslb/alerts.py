@@ -1,0 +1,172 @@
+"""Alerts: the two conditions an on-call engineer wants to hear about before users do.
+
+- A GSLB record with fewer than `healthy_below` (default 50%) of its endpoints UP: one CRITICAL
+  line when it happens, one INFO line when it recovers, and a gauge while it lasts.
+- More than `servfail_above` (default 5%) of the last minute's responses SERVFAIL: one WARNING
+  line, one INFO line on recovery, and a gauge. The rate comes from QueryStats totals snapshotted
+  every SNAPSHOT_EVERY seconds into a ring that spans WINDOW seconds, so the hot path does
+  nothing for it. Below MIN_RESPONSES responses in the window the rate does not alert (one
+  SERVFAIL on an idle server is not 100% of anything worth waking someone for).
+
+Evaluated every INTERVAL seconds on the event loop; it only reads.
+
+    www.gslb.example.com. A: 1 of 4 endpoints healthy (25%), below 50%; down: us-east 198.51.100.10, ...
+    www.gslb.example.com. A: 4 of 4 endpoints healthy (100%) again
+    SERVFAIL 12.0% of 250 responses in the last 60s, above 5%
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from gslb.health.status import Status
+from gslb.names import to_text
+from gslb.settings import AlertThresholds
+from gslb.stats import QueryStats
+
+if TYPE_CHECKING:
+    from gslb.dynamic import DynamicRecord
+    from gslb.service import Loaded
+
+log = logging.getLogger(__name__)
+
+INTERVAL = 1.0  # seconds between evaluations
+WINDOW = 60.0  # seconds the SERVFAIL rate looks back
+SNAPSHOT_EVERY = 5.0  # seconds between two snapshots of the totals
+MIN_RESPONSES = 20  # responses in the window before the SERVFAIL rate may alert
+
+
+def record_label(record: "DynamicRecord") -> str:
+    return f"{to_text(record.name)} {'AAAA' if record.rtype == 28 else 'A'}"
+
+
+@dataclass
+class RecordHealth:
+    label: str
+    healthy: int
+    total: int
+    down: list[str]  # "us-east 198.51.100.10" for each endpoint not UP
+    alerting: bool = False
+    since: float | None = None  # when the alert began (Unix time)
+
+    @property
+    def ratio(self) -> float:
+        return self.healthy / self.total if self.total else 1.0
+
+
+class Alerts:
+    def __init__(self, thresholds: AlertThresholds, current: Callable[[], "Loaded"], stats: QueryStats, *,
+                 interval: float = INTERVAL, window: float = WINDOW, snapshot_every: float = SNAPSHOT_EVERY,
+                 min_responses: int = MIN_RESPONSES, clock: Callable[[], float] = time.monotonic) -> None:
+        self.thresholds = thresholds
+        self._current = current
+        self.stats = stats
+        self.interval = interval
+        self.window = window
+        self.snapshot_every = snapshot_every
+        self.min_responses = min_responses
+        self._clock = clock
+        self.records: dict[str, RecordHealth] = {}
+        self._ring: deque[tuple[float, int, int]] = deque(maxlen=int(window / snapshot_every) + 1)
+        self.servfail_ratio = 0.0
+        self.window_responses = 0
+        self.servfail_alerting = False
+        self.servfail_since: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.check()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="gslb-alerts")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                self.check()
+            except Exception:  # noqa: BLE001 - alerting must outlive any one bad evaluation
+                log.exception("evaluating alerts failed")
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def check(self) -> None:
+        self._check_records()
+        self._check_servfail()
+
+    def _check_records(self) -> None:
+        loaded = self._current()
+        view = loaded.selector.health
+        seen: dict[str, RecordHealth] = {}
+        for zone in loaded.catalog.zones:
+            for node in zone.nodes.values():
+                for record in node.dynamic.values():
+                    label = record_label(record)
+                    down = [f"{e.region} {e.address}" for e in record.endpoints
+                            if view.status(record.check, e.address) is not Status.UP]
+                    total = len(record.endpoints)
+                    now = RecordHealth(label, total - len(down), total, down)
+                    before = self.records.get(label)
+                    if before is not None:
+                        now.alerting, now.since = before.alerting, before.since
+                    self._transition(now)
+                    seen[label] = now
+        self.records = seen  # records a reload removed are forgotten, alert and all
+
+    def _transition(self, health: RecordHealth) -> None:
+        threshold = self.thresholds.healthy_below
+        below = health.ratio < threshold
+        if below and not health.alerting:
+            health.alerting, health.since = True, time.time()
+            log.critical("%s: %d of %d endpoints healthy (%.0f%%), below %.0f%%; down: %s", health.label,
+                         health.healthy, health.total, health.ratio * 100, threshold * 100, ", ".join(health.down))
+        elif not below and health.alerting:
+            health.alerting, health.since = False, None
+            log.info("%s: %d of %d endpoints healthy (%.0f%%) again", health.label, health.healthy, health.total,
+                     health.ratio * 100)
+
+    def _check_servfail(self) -> None:
+        now = self._clock()
+        total, servfail = self.stats.totals()
+        ring = self._ring
+        if not ring or now - ring[-1][0] >= self.snapshot_every:
+            ring.append((now, total, servfail))
+        _, base_total, base_servfail = ring[0]
+        responses = total - base_total
+        self.window_responses = responses
+        self.servfail_ratio = (servfail - base_servfail) / responses if responses > 0 else 0.0
+        threshold = self.thresholds.servfail_above
+        high = responses >= self.min_responses and self.servfail_ratio > threshold
+        if high and not self.servfail_alerting:
+            self.servfail_alerting, self.servfail_since = True, time.time()
+            log.warning("SERVFAIL %.1f%% of %d responses in the last %.0fs, above %.0f%%",
+                        self.servfail_ratio * 100, responses, min(now - ring[0][0], self.window) or self.interval,
+                        threshold * 100)
+        elif not high and self.servfail_alerting:
+            self.servfail_alerting, self.servfail_since = False, None
+            log.info("SERVFAIL %.1f%% of %d responses in the last %.0fs, back at or below %.0f%%",
+                     self.servfail_ratio * 100, responses, min(now - ring[0][0], self.window), threshold * 100)
+
+    # -- for /status -----------------------------------------------------------------------------
+    def as_dict(self) -> dict:
+        return {
+            "thresholds": {"healthy_below": self.thresholds.healthy_below,
+                           "servfail_above": self.thresholds.servfail_above},
+            "records": [
+                {"record": h.label, "healthy": h.healthy, "total": h.total, "ratio": round(h.ratio, 4),
+                 "alerting": h.alerting, "since": h.since, "down": h.down}
+                for h in self.records.values()
+            ],
+            "servfail": {"ratio": round(self.servfail_ratio, 4), "responses": self.window_responses,
+                         "window_seconds": self.window, "alerting": self.servfail_alerting,
+                         "since": self.servfail_since},
+        }

@@ -1,0 +1,176 @@
+"""Prometheus metrics, built at scrape time from the counters the server keeps anyway.
+
+Nothing on the DNS path touches prometheus-client: queries are counted with one dict update in
+QueryStats, probes in ProbeStats (gslb/health_stats.py), reloads by the Reloader, and this
+collector turns all of it into metric families when `/metrics` is scraped. The scrape runs on
+the event loop (in the API's handler), the same thread that writes the counters, so it reads
+them without locks. Do not serve this registry from prometheus-client's own HTTP thread.
+
+Label values use the words of the logs and `/status`: zones as "gslb.example.com.", qtypes and
+rcodes by name ("AAAA", "NXDOMAIN"), endpoint states "UP", "DRAIN", "DOWN".
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from gslb import __version__
+from gslb.health_stats import RTT_BUCKETS, CountingBoard
+from gslb.querylog import qtype_name, rcode_name
+from gslb.stats import LATENCY_BUCKETS, QueryStats
+
+if TYPE_CHECKING:
+    from gslb.service import Runtime
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STATES = ("UP", "DRAIN", "DOWN")
+
+
+def _buckets(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    """Per-bucket counts (the last one +Inf) -> cumulative Prometheus buckets."""
+    cumulative, running = [], 0
+    for bound, count in zip(bounds, counts):
+        running += count
+        cumulative.append((repr(float(bound)), running))
+    running += counts[len(bounds)]
+    cumulative.append(("+Inf", running))
+    return cumulative
+
+
+class GslbCollector:
+    """A prometheus-client custom collector over one running server."""
+
+    def __init__(self, runtime: "Runtime") -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        runtime = self.runtime
+        yield from self._queries(runtime.stats)
+        yield from self._health(runtime)
+        yield from self._config(runtime)
+        yield from self._alerts(runtime)
+        yield from self._query_log(runtime)
+        info = GaugeMetricFamily("gslb_build_info", "The gslb version running.", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+
+    # -- DNS ---------------------------------------------------------------------------------------
+    def _queries(self, stats: QueryStats) -> Iterator[Metric]:
+        queries = CounterMetricFamily("gslb_dns_queries", "DNS responses sent, by zone (\"\" = not ours), query type, "
+                                      "response code, transport and the region whose pool answered.",
+                                      labels=["zone", "qtype", "rcode", "transport", "region"])
+        for (zone, qtype, rcode, transport, region), value in list(stats.counts.items()):
+            queries.add_metric([zone, qtype_name(qtype), rcode_name(rcode), transport, region], value)
+        yield queries
+        yield CounterMetricFamily("gslb_dns_ecs_queries", "Queries that carried an EDNS Client Subnet option.",
+                                  value=stats.ecs)
+        yield HistogramMetricFamily(
+            "gslb_dns_response_seconds",
+            "Time to build a response, from a sample of queries (one in 16 on the UDP fast path, every other one).",
+            buckets=_buckets(LATENCY_BUCKETS, stats.latency_counts), sum_value=stats.latency_sum)
+
+    # -- health ------------------------------------------------------------------------------------
+    def _health(self, runtime: "Runtime") -> Iterator[Metric]:
+        monitor = runtime.loaded.health
+        if monitor is None:
+            return
+        board = monitor.board
+        up = GaugeMetricFamily("gslb_endpoint_up", "1 when DNS serves the endpoint normally (UP), 0 when DRAIN or DOWN.",
+                               labels=["check", "address"])
+        state = GaugeMetricFamily("gslb_endpoint_state", "The endpoint's state as DNS serves it: 1 for the current one.",
+                                  labels=["check", "address", "state"])
+        override = GaugeMetricFamily("gslb_endpoint_override", "1 for an admin override in force.",
+                                     labels=["check", "address", "override"])
+        rtt = GaugeMetricFamily("gslb_endpoint_rtt_seconds", "Smoothed probe round-trip time.", labels=["check", "address"])
+        for report in board.reports():
+            labels = [report.check or "", report.address]
+            up.add_metric(labels, 1 if report.status == "UP" else 0)
+            for name in STATES:
+                state.add_metric(labels + [name], 1 if report.status == name else 0)
+            if report.override is not None:
+                override.add_metric(labels + [report.override], 1)
+            if report.rtt is not None:
+                rtt.add_metric(labels, report.rtt)
+        yield from (up, state, override, rtt)
+        restarts = CounterMetricFamily("gslb_probe_task_restarts", "Probe tasks that crashed and were restarted.",
+                                       value=monitor.restarts)
+        yield restarts
+        if not isinstance(board, CountingBoard):
+            return
+        probe_stats = board.stats
+        probes = CounterMetricFamily("gslb_probes", "Health probes run, by result.", labels=["check", "address", "result"])
+        for (check, address, ok), value in list(probe_stats.results.items()):
+            probes.add_metric([check, address, "ok" if ok else "failed"], value)
+        yield probes
+        histogram = HistogramMetricFamily("gslb_probe_rtt_seconds", "Round-trip time of probes that reached the endpoint.",
+                                          labels=["check", "address"])
+        for (check, address), counts in list(probe_stats.rtt_counts.items()):
+            histogram.add_metric([check, address], _buckets(RTT_BUCKETS, counts), probe_stats.rtt_sums.get((check, address), 0.0))
+        yield histogram
+        changes = CounterMetricFamily("gslb_health_changes", "Changes of what DNS serves for an endpoint, by the new state "
+                                      "(probes crossing rise/fall, admin overrides).", labels=["check", "address", "state"])
+        for (check, address, status), value in list(probe_stats.changes.items()):
+            changes.add_metric([check or "", address, status], value)
+        yield changes
+
+    # -- configuration -------------------------------------------------------------------------------
+    def _config(self, runtime: "Runtime") -> Iterator[Metric]:
+        reloader = runtime.reloader
+        reloads = CounterMetricFamily("gslb_config_reloads", "Reloads of the zones and GeoIP data, by result.",
+                                      labels=["result"])
+        reloads.add_metric(["ok"], reloader.ok)
+        reloads.add_metric(["failed"], reloader.failed)
+        yield reloads
+        yield GaugeMetricFamily("gslb_config_last_reload_successful", "1 when the last reload (or the start) loaded.",
+                                value=0 if reloader.last_ok is False else 1)
+        yield GaugeMetricFamily("gslb_config_loaded_timestamp_seconds", "When the configuration serving now was loaded.",
+                                value=reloader.loaded_at)
+        serials = GaugeMetricFamily("gslb_zone_serial", "The SOA serial of each zone served.", labels=["zone"])
+        for zone in runtime.loaded.catalog.zones:
+            serials.add_metric([zone.label], zone.serial)
+        yield serials
+
+    # -- alerts ------------------------------------------------------------------------------------
+    def _alerts(self, runtime: "Runtime") -> Iterator[Metric]:
+        alerts = runtime.alerts
+        if alerts is None:
+            return
+        ratio = GaugeMetricFamily("gslb_record_healthy_ratio", "Fraction of a GSLB record's endpoints that are UP.",
+                                  labels=["record"])
+        alerting = GaugeMetricFamily("gslb_alert_record_unhealthy",
+                                     "1 while fewer than alerts.healthy_below of the record's endpoints are UP.",
+                                     labels=["record"])
+        for health in list(alerts.records.values()):
+            ratio.add_metric([health.label], health.ratio)
+            alerting.add_metric([health.label], 1 if health.alerting else 0)
+        yield ratio
+        yield alerting
+        yield GaugeMetricFamily("gslb_servfail_ratio", "Fraction of the last minute's responses that were SERVFAIL.",
+                                value=alerts.servfail_ratio)
+        yield GaugeMetricFamily("gslb_alert_servfail", "1 while the SERVFAIL fraction is above alerts.servfail_above.",
+                                value=1 if alerts.servfail_alerting else 0)
+
+    # -- query log ---------------------------------------------------------------------------------
+    def _query_log(self, runtime: "Runtime") -> Iterator[Metric]:
+        querylog = runtime.querylog
+        if querylog is None:
+            return
+        entries = CounterMetricFamily("gslb_query_log_entries", "Query log entries, by outcome.", labels=["outcome"])
+        entries.add_metric(["written"], querylog.written)
+        entries.add_metric(["dropped"], querylog.dropped)
+        entries.add_metric(["failed"], querylog.errors)
+        yield entries
+
+
+def registry_for(runtime: "Runtime") -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(GslbCollector(runtime))
+    ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
