@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="log queries as JSON lines to FILE ('-' for standard output); off by default")
     serve.add_argument("--query-log-sample", dest="query_log_sample", metavar="N",
                        help="log one query in N (default 1: every query)")
+    serve.add_argument("--workers", metavar="N",
+                       help="DNS processes sharing the listeners (SO_REUSEPORT); probes run once (default 1)")
 
     check = commands.add_parser("check", help="validate the zones and settings without serving")
     _common(check)
@@ -59,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     flags = {k: v for k, v in vars(args).items() if k in ("zones", "geoip", "listen", "node_name", "log_level", "state",
-                                                          "api", "api_token_file", "query_log", "query_log_sample")}
+                                                          "api", "api_token_file", "query_log", "query_log_sample", "workers")}
     settings, problems = load_settings(args.config, flags)
     if problems:
         return report(problems)

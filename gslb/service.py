@@ -113,10 +113,14 @@ def load(
 def example_query(catalog: Catalog) -> str:
     """A name and type from the first zone that the printed `dig` line can ask for."""
     zone = catalog.zones[0]
-    for wanted in (1, 28):
-        for name, node in zone.nodes.items():
-            if wanted in node.dynamic or (wanted in node.rrsets and name != zone.origin):
-                return f"{to_text(name)} {'A' if wanted == 1 else 'AAAA'}"
+    for name, node in zone.nodes.items():  # a GSLB record shows the point of it all
+        for wanted, text in ((1, "A"), (28, "AAAA")):
+            if wanted in node.dynamic:
+                return f"{to_text(name)} {text}"
+    for name, node in zone.nodes.items():
+        for wanted, text in ((1, "A"), (28, "AAAA")):
+            if wanted in node.rrsets and name != zone.origin:
+                return f"{to_text(name)} {text}"
     return f"{to_text(zone.origin)} SOA"
 
 
@@ -156,7 +160,7 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
         print(f"gslb: {problem}", file=sys.stderr)
         return 1
 
-    server = DnsServer(loaded.answerer, settings.tcp)
+    server = DnsServer(loaded.answerer, settings.tcp, reuse_port=settings.workers > 1)
     reloader = Reloader(
         server, loaded, zones_dir=settings.zones, geoip_file=settings.geoip_file,
         read=lambda geo: read(settings, geo),
@@ -189,6 +193,16 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
         print("gslb: no listener could be bound; pass --listen HOST:PORT", file=sys.stderr)
         return 1
     runtime.listeners = bound
+    pool = publisher = None
+    if settings.workers > 1:
+        from gslb.workers import WorkerPool
+
+        # The extra workers bind the ports this process got (port 0 resolved) and answer from a
+        # copy of this process's health board; a successful reload here reloads them too.
+        pool = WorkerPool(settings, bound, settings.workers)
+        if loaded.health is not None:
+            publisher = asyncio.create_task(pool.run_publisher(loaded.health.board))
+        reloader.listeners.append(lambda _loaded: pool.reload())
     api = None
     if settings.api is not None:
         api = Api(runtime, tokens)
@@ -206,6 +220,8 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
             api = None
     for listener in bound:
         print(f"gslb: listening on {listener} (udp, tcp)", flush=True)
+    if pool is not None:
+        print(f"gslb: {settings.workers} worker processes share the listeners", flush=True)
     if api is not None:
         print(f"gslb: API on {api.url}", flush=True)
     first = bound[0]
@@ -232,6 +248,10 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
             await api.stop()
         if reloader.current.health is not None:
             await reloader.current.health.stop()
+        if publisher is not None:
+            publisher.cancel()
+        if pool is not None:
+            await pool.stop()
         await server.close()
         if querylog is not None:
             await asyncio.to_thread(querylog.stop)

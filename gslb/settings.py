@@ -67,6 +67,7 @@ class ServerSettings:
     api_token_file: Path | None = None  # bearer token for /admin; else $GSLB_API_TOKEN; else refused
     query_log: str | None = None  # JSON lines to this file, "-" for stdout; None: off
     query_log_sample: int = 1  # log one query in this many
+    workers: int = 1  # DNS processes on SO_REUSEPORT sockets; probes and the API stay in the first
     alerts: AlertThresholds = AlertThresholds()
 
     @property
@@ -75,7 +76,7 @@ class ServerSettings:
 
 
 FILE_KEYS = {"listen", "zones", "geoip", "node_name", "tcp", "log_level", "state",
-             "api", "api_token_file", "query_log", "query_log_sample", "alerts"}
+             "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers"}
 
 
 def parse_api(text: object) -> Listener | None:
@@ -160,6 +161,11 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
             values["query_log_sample"] = parse_sample(doc["query_log_sample"])
         except ValueError as error:
             problems.add("query_log_sample", str(error))
+    if "workers" in doc:
+        try:
+            values["workers"] = parse_workers(doc["workers"])
+        except ValueError as error:
+            problems.add("workers", str(error))
     if "alerts" in doc:
         alerts = doc["alerts"]
         known = {"healthy_below", "servfail_above"}
@@ -237,5 +243,17 @@ def load_settings(config_file: Path | None, flags: dict[str, Any]) -> tuple[Serv
             values["query_log_sample"] = parse_sample(flags["query_log_sample"])
         except ValueError as error:
             flag_problems.add("--query-log-sample", str(error))
+    if flags.get("workers") is not None:
+        try:
+            values["workers"] = parse_workers(flags["workers"])
+        except ValueError as error:
+            flag_problems.add("--workers", str(error))
     settings = replace(ServerSettings(), **values)
     return settings, [*problems, *flag_problems]
+
+
+def parse_workers(value: object) -> int:
+    text = str(value)
+    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= 64:
+        raise ValueError(f"must be a whole number of processes from 1 to 64, got {value!r}")
+    return int(text)
