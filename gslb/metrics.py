@@ -20,6 +20,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from gslb import __version__
 from gslb.health_stats import RTT_BUCKETS, CountingBoard
 from gslb.querylog import qtype_name, rcode_name
+
+# A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SRV, NAPTR, DS, RRSIG, DNSKEY, SVCB, HTTPS, ANY, CAA, AXFR, IXFR
+LABELLED_QTYPES = frozenset({1, 2, 5, 6, 12, 15, 16, 28, 33, 35, 43, 46, 48, 64, 65, 255, 257, 252, 251})
 from gslb.stats import LATENCY_BUCKETS, QueryStats
 
 if TYPE_CHECKING:
@@ -62,8 +65,14 @@ class GslbCollector:
         queries = CounterMetricFamily("gslb_dns_queries", "DNS responses sent, by zone (\"\" = not ours), query type, "
                                       "response code, transport and the region whose pool answered.",
                                       labels=["zone", "qtype", "rcode", "transport", "region"])
+        # Query types are the client's choice: the uncommon ones share one label value, so a
+        # client walking all 65,536 types cannot create 65,536 series.
+        merged: dict[tuple[str, str, str, str, str], int] = {}
         for (zone, qtype, rcode, transport, region), value in list(stats.counts.items()):
-            queries.add_metric([zone, qtype_name(qtype), rcode_name(rcode), transport, region], value)
+            key = (zone, qtype_name(qtype) if qtype in LABELLED_QTYPES else "other", rcode_name(rcode), transport, region)
+            merged[key] = merged.get(key, 0) + value
+        for labels, value in merged.items():
+            queries.add_metric(list(labels), value)
         yield queries
         yield CounterMetricFamily("gslb_dns_ecs_queries", "Queries that carried an EDNS Client Subnet option.",
                                   value=stats.ecs)
