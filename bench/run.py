@@ -1,0 +1,405 @@
+"""gslb side by side with NSD (and gdnsd, and dnslib's own server), measured with dnsperf.
+
+    python bench/run.py [--rounds 3] [--seconds 10] [--cases 1,2,3,4,5] [--out bench/last-run.md]
+    python bench/run.py --load-scale      # 100,000 static + 1,000 GSLB records: load time and memory
+    python bench/run.py --ecs-million     # case 3 with 1,000,000 distinct ECS subnets vs 10,000
+
+Installs nothing. See bench/README.md for what each case asks and how to read the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+try:
+    import dns.message  # noqa: F401 - dnspython, from gslb's test extra
+    import gslb  # noqa: F401
+except ImportError as missing:
+    raise SystemExit(f"bench: {missing.name} is missing; from the repository: pip install -e '.[test]'") from None
+
+import queries
+import scale
+import servers
+from servers import NotAvailable, Server
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+ZONES = BENCH / "zones"
+ZONE_FILE = ZONES / "bench.example.yaml"
+TEST_GEOIP = REPO / "tests" / "data" / "geo" / "GeoIP2-City-Test.mmdb"
+
+STATIC, GSLB_NAME, NX = "static.bench.example.", "www.bench.example.", "nx.bench.example."
+CASES = {
+    1: "static A",
+    2: "GSLB A, no ECS",
+    3: "GSLB A, ECS, {subnets} subnets",
+    4: "NXDOMAIN",
+    5: "case 3, gslb --workers 2",
+}
+# For each case: the servers that run it. The ratio column compares with NSD in the same round:
+# on case 4 with NSD's case 4, on every other case with NSD's case 1 (NSD has no GSLB records).
+SERVERS = {1: ("gslb", "nsd"), 2: ("gslb",), 3: ("gslb", "gdnsd"), 4: ("gslb", "nsd"), 5: ("gslb-workers2",)}
+INSTALL = {
+    "dnsperf": "apt-get install dnsperf",
+    "nsd": "apt-get install nsd",
+    "taskset": "apt-get install util-linux",
+    "gdnsd": "apt-get install gdnsd   (optional: the reference for case 3)",
+}
+
+
+@dataclass
+class Run:
+    case: int
+    server: str
+    round: int
+    sent: int
+    completed: int
+    lost: int
+    qps: float
+    avg_ms: float
+    max_ms: float
+    cpu_us: float  # server CPU time (user + system, all its processes) per completed query
+    other: float  # share of the server's CPUs busy with anything but the server (other processes, softirq)
+    rcodes: str
+    command: str
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path):
+        self.args = args
+        self.workdir = workdir
+        self.servers: dict[str, Server] = {}
+        self.unavailable: dict[str, str] = {}
+        self.notes: list[str] = []
+        self.commands: dict[str, str] = {}
+        self.load_at_start = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+    # --- dnsperf ----------------------------------------------------------------------------------
+
+    def dnsperf(self, server: Server, datafile: Path, binary: bool, case: int, round_: int) -> Run:
+        a = self.args
+        command = ["taskset", "-c", a.client_cpus, "dnsperf", "-s", "127.0.0.1", "-p", str(server.port),
+                   "-d", str(datafile), "-l", str(a.seconds), "-c", str(a.clients), "-q", str(a.outstanding),
+                   "-t", "2"] + (["-B"] if binary else [])
+        cpus = servers.cpu_list(a.server_cpus)
+        before, (busy_before, total_before) = server.cpu_seconds(), servers.busy_seconds(cpus)
+        output = subprocess.run(command, capture_output=True, text=True)
+        cpu = server.cpu_seconds() - before
+        busy, total = servers.busy_seconds(cpus)
+        other = max(0.0, (busy - busy_before - cpu) / max(total - total_before, 1e-9))
+        if output.returncode != 0:
+            raise SystemExit(f"bench: dnsperf failed ({output.returncode}): {output.stderr.strip() or output.stdout}")
+        text = output.stdout
+
+        def number(pattern: str) -> float:
+            match = re.search(pattern, text)
+            if match is None:
+                raise SystemExit(f"bench: cannot read {pattern!r} in dnsperf's output:\n{text}")
+            return float(match.group(1))
+
+        completed = int(number(r"Queries completed:\s+(\d+)"))
+        latency = re.search(r"Average Latency \(s\):\s+([\d.]+) \(min [\d.]+, max ([\d.]+)\)", text)
+        rcodes = re.search(r"Response codes:\s+(.*)", text)
+        self.commands[f"dnsperf, case {case}"] = shlex.join(command).replace(str(server.port), "PORT")
+        return Run(case=case, server=server.name, round=round_, sent=int(number(r"Queries sent:\s+(\d+)")),
+                   completed=completed, lost=int(number(r"Queries lost:\s+(\d+)")),
+                   qps=number(r"Queries per second:\s+([\d.]+)"),
+                   avg_ms=float(latency.group(1)) * 1000 if latency else float("nan"),
+                   max_ms=float(latency.group(2)) * 1000 if latency else float("nan"),
+                   cpu_us=cpu / completed * 1e6 if completed else float("nan"), other=other,
+                   rcodes=rcodes.group(1).strip() if rcodes else "", command=shlex.join(command))
+
+    # --- servers ----------------------------------------------------------------------------------
+
+    def start(self, name: str, make) -> Server | None:  # type: ignore[no-untyped-def]
+        try:
+            server = make()
+        except NotAvailable as error:
+            self.unavailable[name] = str(error)
+            print(f"bench: {name}: not available: {error}", file=sys.stderr)
+            return None
+        self.servers[name] = server
+        self.commands[f"server {name}"] = shlex.join(server.command).replace(str(server.port), "PORT")
+        print(f"bench: {name} answering on 127.0.0.1:{server.port} (pid {server.pid})", file=sys.stderr)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+
+    def check_answers(self, names: list[str], ecs_examples: dict[str, str]) -> None:
+        """Before measuring: each server gives the answer its case is about, so no case measures
+        a fast error. Region answers are checked with one subnet of each region."""
+        pools = {region: {e["value"] if isinstance(e, dict) else e for e in pool}
+                 for region, pool in servers.load_zone(ZONE_FILE)["records"]["www"]["pools"].items()}
+        problems = []
+        for name in names:
+            server = self.servers[name]
+            expectations = [(NX, None, 3, None)]
+            expectations.append((STATIC, None, 0, {"192.0.2.10"}) if name in ("gslb", "nsd", "dnslib") else
+                                (GSLB_NAME, None, 0, None))
+            if name in ("gslb", "gdnsd", "gslb-workers2"):
+                expectations += [(GSLB_NAME, subnet, 0, pools[region]) for region, subnet in ecs_examples.items()]
+            for qname, subnet, rcode, addresses in expectations:
+                if name in ("nsd", "dnslib") and qname == GSLB_NAME:
+                    continue
+                reply = server.query(qname, subnet=subnet)
+                got = {item.address for rrset in reply.answer for item in rrset}
+                if reply.rcode() != rcode or (addresses is not None and not got <= addresses) or (rcode == 0 and not got):
+                    problems.append(f"{name}: {qname} {subnet or ''} gave rcode {reply.rcode()} {sorted(got)}")
+        for problem in problems:
+            print(f"bench: WRONG ANSWER: {problem}", file=sys.stderr)
+            self.notes.append(f"Wrong answer before the runs: {problem}")
+
+    # --- the main benchmark -----------------------------------------------------------------------
+
+    def run(self) -> str:
+        a = self.args
+        cases = sorted(a.cases)
+        files = {1: (queries.write_text_query(self.workdir / "static.txt", STATIC), False),
+                 2: (queries.write_text_query(self.workdir / "gslb.txt", GSLB_NAME), False),
+                 4: (queries.write_text_query(self.workdir / "nx.txt", NX), False)}
+        ecs_summary: dict = {"regions": {}, "examples": {}}
+        if {3, 5} & set(cases):
+            started = time.monotonic()
+            ecs_file, ecs_summary = queries.ecs_query_file(GSLB_NAME, a.geoip, ZONE_FILE, a.subnets)
+            print(f"bench: {a.subnets} ECS queries in {ecs_file} ({time.monotonic() - started:.1f} s)", file=sys.stderr)
+            files[3] = files[5] = (ecs_file, True)
+
+        self.start("gslb", lambda: servers.gslb(self.workdir, a.server_cpus, ZONES, a.geoip))
+        self.start("nsd", lambda: servers.nsd(self.workdir, a.server_cpus, ZONE_FILE))
+        if 3 in cases:
+            if shutil.which("gdnsd"):
+                self.start("gdnsd", lambda: servers.gdnsd(self.workdir, a.server_cpus, ZONE_FILE, a.geoip))
+            else:
+                self.unavailable["gdnsd"] = f"not installed ({INSTALL['gdnsd']})"
+        if 5 in cases:
+            self.start("gslb-workers2", lambda: servers.gslb(self.workdir, a.server_cpus, ZONES, a.geoip, workers=2))
+        if "gslb" not in self.servers or "nsd" not in self.servers:
+            raise SystemExit("bench: gslb and NSD must both start; see the messages above")
+        self.check_answers(list(self.servers), ecs_summary["examples"])
+
+        runs: list[Run] = []
+        for round_ in range(1, a.rounds + 1):
+            plan = [(case, name) for case in cases for name in SERVERS[case]]
+            if (1, "nsd") not in plan and {2, 3, 5} & set(cases):
+                plan.insert(0, (1, "nsd"))  # the reference for the ratio
+            for case, name in plan:
+                server = self.servers.get(name)
+                if server is None:
+                    continue
+                datafile, binary = files[case]
+                run = self.dnsperf(server, datafile, binary, case, round_)
+                runs.append(run)
+                print(f"bench: round {round_} case {case} {name}: {run.qps:,.0f} QPS, lost {run.lost}, "
+                      f"{run.cpu_us:.1f} us/query, server CPU busy elsewhere {run.other:.0%}", file=sys.stderr)
+        rss = {name: server.rss_mb() for name, server in self.servers.items()}
+
+        if 1 in cases and not a.no_dnslib:  # once, after the rounds: its own row, compared with round 1
+            server = self.start("dnslib", lambda: servers.dnslib_server(self.workdir, a.server_cpus))
+            if server is not None:
+                self.check_answers(["dnslib"], {})
+                run = self.dnsperf(server, files[1][0], False, 1, 1)
+                runs.append(run)
+                rss["dnslib"] = server.rss_mb()
+                print(f"bench: case 1 dnslib: {run.qps:,.0f} QPS", file=sys.stderr)
+                server.stop()
+        return self.report(cases, runs, rss, ecs_summary)
+
+    # --- the table --------------------------------------------------------------------------------
+
+    def report(self, cases: list[int], runs: list[Run], rss: dict[str, float], ecs_summary: dict) -> str:
+        a = self.args
+        nsd_qps = {(r.case, r.round): r.qps for r in runs if r.server == "nsd"}
+        rows = ["| case | server | QPS (median) | ratio to NSD | avg latency ms | max latency ms | lost | "
+                "CPU us/query | RSS MB |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        order = ["gslb", "gslb-workers2", "nsd", "gdnsd", "dnslib"]
+        for case in sorted({r.case for r in runs}):
+            label = CASES[case].format(subnets=f"{a.subnets:,}")
+            for name in sorted({r.server for r in runs if r.case == case}, key=order.index):
+                mine = [r for r in runs if r.case == case and r.server == name]
+                reference = 4 if case == 4 else 1
+                ratios = [r.qps / nsd_qps[(reference, r.round)] for r in mine if (reference, r.round) in nsd_qps]
+                ratio = f"{statistics.median(ratios):.2f}" if ratios and case != 5 else "n/c" if case == 5 else "-"
+                rows.append(
+                    f"| {case}. {label} | {name} | {statistics.median(r.qps for r in mine):,.0f} | {ratio} | "
+                    f"{statistics.median(r.avg_ms for r in mine):.2f} | {max(r.max_ms for r in mine):.1f} | "
+                    f"{sum(r.lost for r in mine)} | {statistics.median(r.cpu_us for r in mine):.1f} | "
+                    f"{rss.get(name, float('nan')):.0f} |")
+        for case in cases:
+            for name in SERVERS[case]:
+                if name in self.unavailable:
+                    rows.append(f"| {case}. {CASES[case].format(subnets=f'{a.subnets:,}')} | {name} | "
+                                f"not available: {self.unavailable[name]} | | | | | | |")
+        table = "\n".join(rows)
+        elsewhere = statistics.median(r.other for r in runs)
+        if elsewhere > 0.15:
+            self.notes.append(
+                f"The servers' CPU was busy with something else {elsewhere:.0%} of the time (median over the runs; "
+                f"load average at the start: {self.load_at_start}): other processes shared the machine, so QPS is "
+                "understated and noisy. CPU us/query is the steadier figure; rerun on a quiet machine to compare QPS.")
+        lines = [
+            "## dnsperf: gslb beside NSD",
+            "",
+            f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {a.rounds} round(s) of {a.seconds} s per "
+            f"case, interleaved; servers pinned to CPU {a.server_cpus}, dnsperf to CPU {a.client_cpus}. "
+            "QPS, latency and CPU are medians over the rounds, lost is the sum, max latency the maximum; "
+            "the ratio is to NSD in the same round (case 4: NSD's NXDOMAIN; other cases: NSD's static A); "
+            "dnslib ran once, after the rounds; n/c: reported, not compared.",
+            "",
+            table,
+            "",
+            f"ECS subnets (case 3, 5): {sum(ecs_summary['regions'].values()):,} distinct, by region: "
+            + ", ".join(f"{region} {count:,}" for region, count in ecs_summary["regions"].items())
+            + f"; GeoIP file {a.geoip}." if ecs_summary["regions"] else f"GeoIP file {a.geoip}.",
+            "",
+            *[f"- {note}" for note in self.notes],
+            "" if self.notes else "",
+            "Per run:",
+            "",
+            "| round | case | server | sent | completed | lost | QPS | avg ms | max ms | CPU us/query | "
+            "server CPU busy elsewhere | response codes |",
+            "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            *[f"| {r.round} | {r.case} | {r.server} | {r.sent} | {r.completed} | {r.lost} | {r.qps:,.0f} | "
+              f"{r.avg_ms:.2f} | {r.max_ms:.1f} | {r.cpu_us:.1f} | {r.other:.0%} | {r.rcodes} |" for r in runs],
+        ]
+        return "\n".join(lines) + "\n"
+
+
+# --- the environment -----------------------------------------------------------------------------
+
+def check_tools(required: list[str], optional: list[str]) -> None:
+    missing = [tool for tool in required if shutil.which(tool) is None]
+    for tool in optional:
+        if shutil.which(tool) is None:
+            print(f"bench: {tool} not found (optional); to include it: {INSTALL[tool]}", file=sys.stderr)
+    if missing:
+        for tool in missing:
+            print(f"bench: {tool} not found; install it: {INSTALL[tool]}", file=sys.stderr)
+        print("bench: on Debian/Ubuntu, all at once: apt-get install dnsperf nsd gdnsd", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def versions() -> list[str]:
+    def first_line(command: list[str], pattern: str) -> str:
+        if shutil.which(command[0]) is None:
+            return "not installed"
+        result = subprocess.run(command, capture_output=True, text=True)
+        match = re.search(pattern, result.stdout + result.stderr)
+        return match.group(0).strip() if match else "unknown"
+
+    def package(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    gslb_version = subprocess.run([sys.executable, "-m", "gslb", "--version"], capture_output=True, text=True)
+    cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
+    return [
+        f"gslb: {gslb_version.stdout.strip() or gslb_version.stderr.strip()} "
+        f"({_git_revision()}); Python {platform.python_version()}; uvloop {package('uvloop')}; "
+        f"dnslib {package('dnslib')}; dnspython {package('dnspython')}; maxminddb {package('maxminddb')}",
+        f"NSD: {first_line(['nsd', '-v'], r'NSD version .*')}; dnsperf: {first_line(['dnsperf', '-h'], r'Version .*')}; "
+        f"gdnsd: {first_line(['gdnsd'], r'gdnsd version .*')}",
+        f"machine: {os.cpu_count()} CPUs, {cpu.group(1) if cpu else platform.machine()}; "
+        f"Linux {platform.release()}",
+    ]
+
+
+def _git_revision() -> str:
+    result = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True)
+    return f"git {result.stdout.strip()}" if result.returncode == 0 else "not a git checkout"
+
+
+def default_geoip() -> Path:
+    from gslb.settings import default_geoip_file
+
+    embedded = Path(default_geoip_file())
+    if embedded.exists():
+        return embedded
+    print(f"bench: the embedded GeoIP data ({embedded}) is missing; using MaxMind's test file {TEST_GEOIP} "
+          "(its networks are carved into /32 and /56 client subnets). Pass --geoip FILE to choose.", file=sys.stderr)
+    return TEST_GEOIP
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each running every case once (default 3)")
+    parser.add_argument("--seconds", type=int, default=10, help="dnsperf -l: seconds per run (default 10)")
+    parser.add_argument("--cases", default="1,2,3,4,5", help="comma-separated case numbers (default 1,2,3,4,5)")
+    parser.add_argument("--out", type=Path, default=BENCH / "last-run.md", help="markdown report (default bench/last-run.md)")
+    parser.add_argument("--geoip", type=Path, help="GeoIP .mmdb for gslb, gdnsd and the ECS subnets "
+                        "(default: gslb's embedded file, else the MaxMind test file)")
+    parser.add_argument("--subnets", type=int, default=10_000, help="distinct ECS subnets for case 3 (default 10,000)")
+    parser.add_argument("--clients", type=int, default=4, help="dnsperf -c (default 4)")
+    parser.add_argument("--outstanding", type=int, default=200, help="dnsperf -q (default 200)")
+    parser.add_argument("--server-cpus", default="0", help="taskset -c for the servers (default 0)")
+    parser.add_argument("--client-cpus", default="1", help="taskset -c for dnsperf (default 1)")
+    parser.add_argument("--no-dnslib", action="store_true", help="skip the dnslib DNSServer row")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--load-scale", action="store_true",
+                      help="only: load 100,000 static + 1,000 GSLB records with `gslb check` and `gslb serve`")
+    mode.add_argument("--ecs-million", action="store_true",
+                      help="only: case 3 with 1,000,000 distinct ECS subnets beside 10,000, interleaved")
+    args = parser.parse_args(argv)
+    args.cases = [int(c) for c in args.cases.split(",") if c.strip()]
+    if not args.cases or not set(args.cases) <= set(CASES):
+        parser.error(f"--cases: numbers from {', '.join(map(str, CASES))}")
+    args.geoip = args.geoip or default_geoip()
+    if not args.geoip.exists():
+        parser.error(f"--geoip: {args.geoip} does not exist")
+    return args
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # stop the servers on SIGTERM as on Ctrl-C
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupted)
+    command_line = shlex.join(["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)])
+    if args.load_scale:
+        body = scale.load_scale(args.geoip, ZONES, args.server_cpus)
+    else:
+        check_tools(["dnsperf", "taskset"] + ([] if args.ecs_million else ["nsd"]),
+                    ["gdnsd"] if 3 in args.cases and not args.ecs_million else [])
+        with tempfile.TemporaryDirectory(prefix="gslb-bench-") as workdir:
+            bench = Bench(args, Path(workdir))
+            try:
+                body = scale.ecs_million(bench, GSLB_NAME, ZONE_FILE) if args.ecs_million else bench.run()
+            finally:
+                bench.stop_all()
+        body += "\nCommands (PORT: a free port chosen per run):\n\n" + "\n".join(
+            f"- {what}: `{command}`" for what, command in bench.commands.items()) + "\n"
+    report = "\n".join([f"# gslb benchmark, {datetime.date.today()}", "", f"Run: `{command_line}`", "",
+                        *[f"- {line}" for line in versions()], "", body])
+    print(report)
+    args.out.write_text(report)
+    print(f"bench: written to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("bench: interrupted; servers stopped", file=sys.stderr)
+        sys.exit(130)
