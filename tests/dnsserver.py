@@ -9,6 +9,7 @@ stdout within a deadline, and `stop()` always ends it (SIGTERM, then SIGKILL aft
 from __future__ import annotations
 
 import os
+import random
 import re
 import selectors
 import signal
@@ -71,6 +72,26 @@ def ipv6_loopback_works() -> bool:
 
 def gslb_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "gslb", *args]
+
+
+def free_port(addresses: list[str]) -> int:
+    """A TCP port free on every one of `addresses` (a check probes one port on all of them)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 60000)
+        sockets = []
+        try:
+            for address in addresses:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind((address, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no common free port found on the test addresses")
 
 
 # -- the client side -------------------------------------------------------------------------

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import re
 import selectors
-import socket
 import threading
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ import dns.query
 import dns.rcode
 from aiohttp import web
 
-from dnsserver import START_TIMEOUT, TEST_GEOIP, DeadlineExceeded, GslbProcess
+from dnsserver import START_TIMEOUT, TEST_GEOIP, DeadlineExceeded, GslbProcess, free_port  # noqa: F401
 
 API_LINE = re.compile(r"^gslb: API on (?P<url>http://\S+)$")
 T = TypeVar("T")
@@ -174,24 +172,6 @@ async def post_json(session: aiohttp.ClientSession, url: str, **kwargs: Any) -> 
 
 # -- sites -----------------------------------------------------------------------------------------
 
-def free_port(addresses: list[str]) -> int:
-    """A TCP port free on every one of `addresses` (a check probes one port on all of them)."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20000, 60000)
-        sockets = []
-        try:
-            for address in addresses:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sockets.append(sock)
-                sock.bind((address, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no common free port found on the test addresses")
 
 
 class Sites:

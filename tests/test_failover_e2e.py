@@ -10,8 +10,6 @@ interval * fall + timeout = 0.5s (plus scheduling), and needs `rise` good probes
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
 import threading
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ import dns.rcode
 import pytest
 from aiohttp import web
 
-from dnsserver import TEST_GEOIP, GslbProcess, wait_for
+from dnsserver import TEST_GEOIP, GslbProcess, free_port, wait_for
 
 INTERVAL, TIMEOUT, FALL, RISE = 0.2, 0.1, 2, 2
 DETECTION = INTERVAL * FALL + TIMEOUT  # the documented bound for withdrawing a dead site
@@ -63,24 +61,6 @@ def gslb_record(name: str, check: str, eu: list[str], us: list[str], **extra: ob
 
 # -- regional sites ----------------------------------------------------------------------------
 
-def free_port(addresses: list[str]) -> int:
-    """A port free on every one of `addresses` (the check's one port must work for all)."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20000, 60000)
-        sockets = []
-        try:
-            for address in addresses:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sockets.append(sock)
-                sock.bind((address, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no common free port found on the test addresses")
 
 
 class Sites:

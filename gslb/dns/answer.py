@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from dnslib import CLASS, QTYPE, RR, TXT, DNSError, DNSLabel, DNSQuestion, DNSRecord, EDNSOption, RD
+from dnslib import RR, TXT, DNSError, DNSLabel, DNSQuestion, DNSRecord, EDNSOption, RD
 
 from gslb.dns import ecs, wire
-from gslb.names import Name, to_text
+from gslb.names import Name
 from gslb.stats import QueryStats
 from gslb.zone import Catalog, Found, Node, Referral, RRset, Zone
 

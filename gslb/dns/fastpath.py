@@ -20,7 +20,7 @@ from dnslib import RR, DNSLabel, DNSQuestion, DNSRecord
 from dnslib.label import DNSBuffer
 
 from gslb.dns import ecs
-from gslb.dns.answer import (C_IN, T_ANY, T_AXFR, T_CNAME, T_IXFR, Answerer, Reply, Request, EDNS_UDP_SIZE)
+from gslb.dns.answer import (C_IN, T_ANY, T_AXFR, T_CNAME, T_IXFR, Answerer, Reply, Request)
 from gslb.dynamic import DynamicRecord
 from gslb.names import Name, to_text
 from gslb.selection import Selector
