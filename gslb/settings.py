@@ -6,7 +6,7 @@ so a config can travel with its zones.
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,13 @@ def _packaged_dir(package: str, repo_dir: str) -> Path:
     checkout = Path(__file__).resolve().parent.parent / repo_dir
     if checkout.is_dir():
         return checkout
-    return Path(str(importlib.resources.files(package)))
+    # The data folders have no __init__.py (they are the repo's own folders), so they install
+    # as namespace packages: ask for their location, not importlib.resources.files() (which
+    # gives a MultiplexedPath for them).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return checkout  # reported as missing where it is used
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def default_zones_dir() -> Path:
