@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import logging
 import sys
 from pathlib import Path
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     flags = {k: v for k, v in vars(args).items() if k in ("zones", "geoip", "listen", "node_name", "log_level", "state",
                                                           "api", "api_token_file", "query_log", "query_log_sample", "workers")}
     settings, problems = load_settings(args.config, flags)
+    if args.command != "serve":
+        settings = replace(settings, region_compile="sync" if args.command == "check" else "off")
     if problems:
         return report(problems)
     logging.basicConfig(

@@ -61,7 +61,7 @@ def read(settings: ServerSettings, geo: GeoDatabase | None = None) -> tuple[Cata
         geo, problems = open_geo(settings)
         if geo is None:
             return None, None, problems
-    catalog, problems = load_catalog(settings.zones, geo=geo)
+    catalog, problems = load_catalog(settings.zones, geo=geo, region_compile=settings.region_compile)
     return catalog, geo, problems
 
 

@@ -74,6 +74,9 @@ class ServerSettings:
     query_log: str | None = None  # JSON lines to this file, "-" for stdout; None: off
     query_log_sample: int = 1  # log one query in this many
     workers: int = 1  # DNS processes on SO_REUSEPORT sockets; probes and the API stay in the first
+    # How region tables are compiled (gslb/geo/regionmap.py): `serve` in the background, `check`
+    # synchronously (it fills the cache for the next start), `explain` not at all. Not a user setting.
+    region_compile: str = "background"
     alerts: AlertThresholds = AlertThresholds()
 
     @property

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Region tables compiled by the servers the tests start go to a directory of this run, not the
+# user's ~/.cache/gslb (inherited by every subprocess; a test may still point it elsewhere).
+os.environ.setdefault("GSLB_CACHE_DIR", tempfile.mkdtemp(prefix="gslb-test-cache-"))
 
 from dnsserver import (  # noqa: E402
     EXAMPLE_ZONES,

@@ -48,9 +48,11 @@ def _rrset(name: Name, rtype: int, ttl: int, rdatas: list[RD]) -> RRset:
 class ZoneBuilder:
     """Reads one zone document. Problems go to `problems`; `build()` returns None if there were any."""
 
-    def __init__(self, file: str, document: Any, problems: Problems, geo: "GeoDatabase | None" = None) -> None:
+    def __init__(self, file: str, document: Any, problems: Problems, geo: "GeoDatabase | None" = None,
+                 region_compile: str = "background") -> None:
         self.file = file
         self.geo = geo
+        self.region_compile = region_compile  # RegionMap's compile mode: background | sync | off
         self.rules: RegionRules | None = None
         self.check_names: set[str] = set()
         self.checks: dict[str, Check] = {}
@@ -278,15 +280,15 @@ class ZoneBuilder:
             nonterminals=frozenset(nonterminals),
             referrals=MappingProxyType(referrals),
             apex_glue=glue_for(nodes[self.origin].rrsets[NS]),
-            region_map=RegionMap(self.geo, self.rules) if self.rules is not None else None,
+            region_map=RegionMap(self.geo, self.rules, compile=self.region_compile) if self.rules is not None else None,
             checks=MappingProxyType(dict(self.checks)),
         )
 
 
-def load_zone_file(path: Path, geo: "GeoDatabase | None" = None) -> tuple[Zone | None, Problems]:
+def load_zone_file(path: Path, geo: "GeoDatabase | None" = None, region_compile: str = "background") -> tuple[Zone | None, Problems]:
     problems = Problems(str(path))
     document = load_yaml(path, problems)
     if problems:
         return None, problems
-    zone = ZoneBuilder(str(path), document, problems, geo).build()
+    zone = ZoneBuilder(str(path), document, problems, geo, region_compile).build()
     return zone, problems

@@ -333,5 +333,5 @@ class FastPath:
         region_map = entry.zone.region_map
         if region_map is None:
             return None, 0, address.version, int(address)
-        placement = region_map.locate(address)
-        return placement.region, placement.scope_prefix, address.version, int(address)
+        region, scope = region_map.place(address)  # no Placement object: the hot path needs two numbers
+        return region, scope, address.version, int(address)
