@@ -1,8 +1,8 @@
 """Domain names as the server compares them: tuples of lower-cased wire labels.
 
 DNS names compare case-insensitively in ASCII only (RFC 4343), which is exactly `bytes.lower()`.
-A tuple of labels (leftmost first, the root is `()`) keeps a label that contains a dot distinct
-from two labels, and slicing gives every ancestor for free.
+A tuple of labels (leftmost first, the root is `()`) keeps a label that contains a dot apart
+from a pair of labels, and slicing gives every ancestor for free.
 """
 
 from __future__ import annotations
