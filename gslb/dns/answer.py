@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 from dnslib import RR, TXT, DNSError, DNSLabel, DNSQuestion, DNSRecord, EDNSOption, RD
 
 from gslb.dns import ecs, wire
+from gslb.dns.client import client_address
 from gslb.names import Name
 from gslb.stats import QueryStats
 from gslb.zone import Catalog, Found, Node, Referral, RRset, Zone
@@ -113,37 +114,41 @@ class Answerer:
 
     def respond_udp(self, packet: bytes, source: str) -> bytes | None:
         """A UDP query: the fast path when it takes it, else the general path."""
-        fast = self.fast
         querylog = self.querylog
         if querylog is not None and querylog.take():
             # A query the log samples: timed, and queued (raw) for the log's writer thread.
             started = time.perf_counter()
-            reply = fast.answer(packet, source) if fast is not None else None
+            reply = self._fast(packet, source)
             if reply is not None:
                 self.stats.observe(time.perf_counter() - started)
             else:
-                from gslb.dns.fastpath import client_address
-
-                try:
-                    reply = self.respond(packet, client_address(source), False)
-                except ValueError:
-                    return None
+                reply = self._general_udp(packet, source)
             if reply is not None:
                 querylog.add(self.catalog, source, packet, reply, time.perf_counter() - started, "udp")
             return reply
-        if fast is not None:
-            if self.stats.sample():
-                started = time.perf_counter()
-                reply = fast.answer(packet, source)
-                if reply is not None:
-                    self.stats.observe(time.perf_counter() - started)
-                    return reply
-            else:
-                reply = fast.answer(packet, source)
-                if reply is not None:
-                    return reply
-        from gslb.dns.fastpath import client_address
+        if self.stats.sample():
+            started = time.perf_counter()
+            reply = self._fast(packet, source)
+            if reply is not None:
+                self.stats.observe(time.perf_counter() - started)
+                return reply
+        else:
+            reply = self._fast(packet, source)
+            if reply is not None:
+                return reply
+        return self._general_udp(packet, source)
 
+    def _fast(self, packet: bytes, source: str) -> bytes | None:
+        fast = self.fast
+        if fast is None:
+            return None
+        try:
+            return fast.answer(packet, source)
+        except Exception:  # noqa: BLE001 - an exception in a datagram callback closes the socket
+            log.exception("fast path failed on a query from %s; answered by the general path", source)
+            return None
+
+    def _general_udp(self, packet: bytes, source: str) -> bytes | None:
         try:
             client = client_address(source)
         except ValueError:

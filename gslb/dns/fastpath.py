@@ -20,6 +20,7 @@ from dnslib import RR, DNSLabel, DNSQuestion, DNSRecord
 from dnslib.label import DNSBuffer
 
 from gslb.dns import ecs
+from gslb.dns.client import client_address
 from gslb.dns.answer import (C_IN, T_ANY, T_AXFR, T_CNAME, T_IXFR, Answerer, Reply, Request)
 from gslb.dynamic import DynamicRecord
 from gslb.names import Name, to_text
@@ -34,13 +35,6 @@ class _NoCompression(DNSBuffer):
 
     def encode_name(self, name):  # type: ignore[no-untyped-def]
         return self.encode_name_nocompress(name)
-
-
-def client_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    address = ipaddress.ip_address(host.split("%", 1)[0])
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
-    return address
 
 
 def wire_name(name: Name) -> bytes:

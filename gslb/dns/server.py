@@ -14,6 +14,8 @@ import socket
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from gslb.dns.client import client_address
+
 log = logging.getLogger(__name__)
 
 
@@ -33,13 +35,6 @@ class TcpLimits:
             raise ValueError("tcp idle timeout must be > 0 seconds")
         if self.max_connections < 1:
             raise ValueError("tcp max connections must be >= 1")
-
-
-def _client_address(peer: tuple) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    address = ipaddress.ip_address(peer[0].split("%", 1)[0])
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
-    return address
 
 
 class UdpListener(asyncio.DatagramProtocol):
@@ -78,7 +73,7 @@ class TcpConnection(asyncio.Protocol):
             transport.abort()  # type: ignore[attr-defined]
             return
         server.connections.add(self)
-        self.client = _client_address(transport.get_extra_info("peername"))
+        self.client = client_address(transport.get_extra_info("peername")[0])
         self._arm_idle()
 
     def _arm_idle(self) -> None:
