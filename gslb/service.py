@@ -8,6 +8,7 @@ hot reload (gslb/reload.py: SIGHUP and file changes), alerts (gslb/alerts.py) an
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 from gslb.alerts import Alerts
 from gslb.api import Api, token_source
-from gslb.config.catalog import load_catalog
+from gslb.config.catalog import collector_paused, load_catalog
 from gslb.config.problems import Problem
 from gslb.dns.answer import AnswerSettings, Answerer
 from gslb.dns.dynamic_answer import DynamicAnswers
@@ -78,6 +79,20 @@ def assemble(
     """Everything the DNS side needs around a catalog. A reload passes the running `health`
     monitor (kept endpoints keep their state) and the running `stats` (counters continue); a
     `--workers` replica passes the `board` it is fed instead. Neither: a new monitor and board."""
+    with collector_paused():
+        return _assemble(settings, catalog, geo, stats=stats, health=health, board=board, querylog=querylog)
+
+
+def _assemble(
+    settings: ServerSettings,
+    catalog: Catalog,
+    geo: GeoDatabase,
+    *,
+    stats: QueryStats | None,
+    health: HealthMonitor | None,
+    board: HealthView | None,
+    querylog: QueryLog | None,
+) -> tuple[Loaded | None, list[Problem]]:
     records = [r for zone in catalog.zones for node in zone.nodes.values() for r in node.dynamic.values()]
     if health is None and board is None:
         health = HealthMonitor(CountingBoard(), settings.state)  # reads the admin state file now, before any query
@@ -145,6 +160,10 @@ class Runtime:
 
 async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event | None = None) -> int:
     loop = asyncio.get_running_loop()
+    # The loaded configuration lives as long as the server: moving it out of the collector's
+    # generations keeps full collections (pauses in answering) from rescanning it.
+    gc.collect()
+    gc.freeze()
     stats = loaded.answerer.stats
     querylog = None
     if settings.query_log is not None:
