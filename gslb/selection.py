@@ -35,15 +35,23 @@ class Selector:
         self._policies: dict[int, Policy] = {id(r): POLICIES[r.policy]() for r in records}
         self._records = records  # keeps ids stable while the selector lives
         self._all_down: set[int] = set()
+        # Views that can say "nothing is down or drained" in O(1) let the common case skip the
+        # per-endpoint filter (gslb/health/board.py keeps only non-UP endpoints in a dict).
+        self._everything_up = getattr(health, "everything_up", None)
 
     def policy(self, record: DynamicRecord) -> Policy:
         return self._policies[id(record)]
 
     def select(self, record: DynamicRecord, region: str | None, client_key: int = 0) -> Selection:
-        status = self.health.status
         check = record.check
         policy = self._policies[id(record)]
         count = record.answers
+        everything_up = self._everything_up
+        if everything_up is not None and everything_up() and not self._all_down:
+            candidate = record.regions_for(region)[0]  # the order holds only regions with pools
+            pool = record.pools[candidate]
+            return Selection(policy.pick(pool, count, client_key, self.health, check), candidate, candidate != region)
+        status = self.health.status
         for index, candidate in enumerate(record.regions_for(region)):
             pool = record.pools[candidate]
             up = [e for e in pool if status(check, e.address) is Status.UP]

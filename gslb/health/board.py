@@ -119,6 +119,9 @@ class ReplicaBoard:
     def forced_down(self, check: str | None, address: str) -> bool:
         return (check, address) in self._snapshot.forced
 
+    def everything_up(self) -> bool:
+        return not self._serving
+
 
 class HealthBoard:
     """Implements `HealthView` for the Selector."""
@@ -145,6 +148,10 @@ class HealthBoard:
 
     def forced_down(self, check: str | None, address: str) -> bool:
         return self._overrides.lookup(check, address) is Status.DOWN
+
+    def everything_up(self) -> bool:
+        """True when no endpoint is down or drained: selection may skip its health filter."""
+        return not self._serving
 
     def snapshot(self) -> "HealthSnapshot":
         """Everything the hot path reads, as plain data: what `--workers` processes receive."""

@@ -47,5 +47,8 @@ class AlwaysUp:
     def forced_down(self, check: str | None, address: str) -> bool:
         return False
 
+    def everything_up(self) -> bool:
+        return True
+
 
 ALWAYS_UP = AlwaysUp()
