@@ -11,7 +11,6 @@ import asyncio
 import os
 import re
 import selectors
-import threading
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
@@ -21,9 +20,9 @@ import dns.edns
 import dns.message
 import dns.query
 import dns.rcode
-from aiohttp import web
 
 from dnsserver import START_TIMEOUT, TEST_GEOIP, DeadlineExceeded, GslbProcess, free_port  # noqa: F401
+from sites import Sites
 
 API_LINE = re.compile(r"^gslb: API on (?P<url>http://\S+)$")
 T = TypeVar("T")
@@ -174,42 +173,6 @@ async def post_json(session: aiohttp.ClientSession, url: str, **kwargs: Any) -> 
 
 
 
-class Sites:
-    """aiohttp `/healthz` servers on 127.0.0.x, run by an event loop in a background thread."""
-
-    def __init__(self, addresses: list[str]) -> None:
-        self.port = free_port(addresses)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="ops-sites", daemon=True)
-        self.thread.start()
-        self._stops: dict[str, Callable[[], Awaitable[None]]] = {}
-
-    def _call(self, coroutine):  # type: ignore[no-untyped-def]
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
-
-    def http(self, *addresses: str) -> None:
-        for address in addresses:
-            if address not in self._stops:
-                self._call(self._start_http(address))
-
-    def stop(self, *addresses: str) -> None:
-        for address in addresses:
-            if address in self._stops:
-                self._call(self._stops.pop(address)())
-
-    def close(self) -> None:
-        self.stop(*list(self._stops))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-    async def _start_http(self, address: str) -> None:
-        async def healthz(request: web.Request) -> web.Response:
-            return web.Response(text="ok")
-
-        app = web.Application()
-        app.router.add_get("/healthz", healthz)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await runner.setup()
-        await web.TCPSite(runner, address, self.port).start()
-        self._stops[address] = runner.cleanup
+def sites_on(addresses: list[str]) -> Sites:
+    """Sites on `addresses`, on a port free on all of them (a check probes one port)."""
+    return Sites(free_port(addresses))

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from dnsserver import GslbProcess
-from opsserver import EU, US, Sites, ask, ask_async, ecs_scope, eventually, get_json, post_json, start_with_api, zone_text
+from opsserver import sites_on, EU, US, Sites, ask, ask_async, ecs_scope, eventually, get_json, post_json, start_with_api, zone_text
 
 TOKEN = "s3cret-token"
 WWW = {"eu": ["127.0.0.111"], "us-east": ["127.0.0.121"]}
@@ -33,7 +33,7 @@ def records() -> str:
 
 @pytest.fixture(scope="module")
 def sites() -> Iterator[Sites]:
-    running = Sites(ADDRESSES)
+    running = sites_on(ADDRESSES)
     running.http(*ADDRESSES)
     yield running
     running.close()

@@ -9,8 +9,6 @@ interval * fall + timeout = 0.5s (plus scheduling), and needs `rise` good probes
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -20,9 +18,9 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-from aiohttp import web
 
 from dnsserver import TEST_GEOIP, GslbProcess, free_port, wait_for
+from sites import Sites
 
 INTERVAL, TIMEOUT, FALL, RISE = 0.2, 0.1, 2, 2
 DETECTION = INTERVAL * FALL + TIMEOUT  # the documented bound for withdrawing a dead site
@@ -61,65 +59,6 @@ def gslb_record(name: str, check: str, eu: list[str], us: list[str], **extra: ob
 
 # -- regional sites ----------------------------------------------------------------------------
 
-
-
-class Sites:
-    """HTTP and TCP servers on 127.0.0.x, run by an event loop in a background thread, so the
-    (blocking) test body can start and stop a region's site at will."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="failover-sites", daemon=True)
-        self.thread.start()
-        self._stops: dict[str, Callable[[], object]] = {}
-
-    def _call(self, coroutine):  # type: ignore[no-untyped-def]
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
-
-    def http(self, *addresses: str) -> None:
-        for address in addresses:
-            self._call(self._start_http(address))
-
-    def tcp(self, *addresses: str) -> None:
-        for address in addresses:
-            self._call(self._start_tcp(address))
-
-    def running(self, address: str) -> bool:
-        return address in self._stops
-
-    def stop(self, *addresses: str) -> None:
-        for address in addresses:
-            self._call(self._stops.pop(address)())  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        self.stop(*list(self._stops))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-    async def _start_http(self, address: str) -> None:
-        async def healthz(request: web.Request) -> web.Response:
-            return web.Response(text="ok")
-
-        app = web.Application()
-        app.router.add_get("/healthz", healthz)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await runner.setup()
-        await web.TCPSite(runner, address, self.port).start()
-        self._stops[address] = runner.cleanup
-
-    async def _start_tcp(self, address: str) -> None:
-        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writer.close()
-
-        server = await asyncio.start_server(accept, address, self.port)
-
-        async def stop() -> None:
-            server.close()
-            await server.wait_closed()
-
-        self._stops[address] = stop
 
 
 # -- the client --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from mmdb_writer import MMDBWriter
 from netaddr import IPNetwork, IPSet
 
 from gslb.geo import GeoDatabase, GeoFacts, Placement, RegionMap, RegionRules
+from test_geo_database import facts_of  # the same oracle: maxminddb's full decode
 
 DATA = Path(__file__).parent / "data" / "geo"
 CITY_TEST_DB = DATA / "GeoIP2-City-Test.mmdb"
@@ -102,14 +103,6 @@ def regions(city_db) -> RegionMap:
 
 
 # -- the oracle --------------------------------------------------------------------------------
-def facts_of(record: dict | None) -> GeoFacts | None:
-    if record is None:
-        return None
-    location = record.get("location") or {}
-    return GeoFacts(continent=record.get("continent", {}).get("code"),
-                    country=record.get("country", {}).get("iso_code"),
-                    subdivision=(record.get("subdivisions") or [{}])[0].get("iso_code"),
-                    latitude=location.get("latitude"), longitude=location.get("longitude"))
 
 
 class Oracle:

@@ -10,14 +10,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dnsserver import GslbProcess
-from opsserver import EU, Sites, ask, eventually, start_with_api, zone_text
+from opsserver import sites_on, EU, Sites, ask, eventually, start_with_api, zone_text
 
 Samples = dict[tuple[str, frozenset], float]
 
 
 @pytest.fixture(scope="module")
 def sites() -> Iterator[Sites]:
-    running = Sites(["127.0.0.141", "127.0.0.142"])
+    running = sites_on(["127.0.0.141", "127.0.0.142"])
     running.http("127.0.0.141")  # 127.0.0.142 never answers
     yield running
     running.close()

@@ -22,7 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dnsserver import TEST_GEOIP, GslbProcess, TcpStream
-from opsserver import Sites, ask, ask_async, eventually, get_json, start_with_api, write_atomically, zone_text
+from opsserver import sites_on, Sites, ask, ask_async, eventually, get_json, start_with_api, write_atomically, zone_text
 
 GOOD = ("192.0.2.1", "192.0.2.2")
 
@@ -35,7 +35,7 @@ def zone(flip: str, *, serial: int = 1, port: int = 9, www: str = "[127.0.0.151]
 
 @pytest.fixture(scope="module")
 def sites() -> Iterator[Sites]:
-    running = Sites(["127.0.0.151", "127.0.0.152", "127.0.0.153"])
+    running = sites_on(["127.0.0.151", "127.0.0.152", "127.0.0.153"])
     running.http("127.0.0.152", "127.0.0.153")  # 127.0.0.151 never answers: DOWN after `fall` probes
     yield running
     running.close()
