@@ -86,19 +86,34 @@ def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None 
     except ValueError as error:
         raise ExplainError(f"client: {error}") from None
 
-    query = DNSRecord.question(to_text(qname), type_name)
-    if network is not None:
-        option = ecs.encode_query(str(network.network_address), network.prefixlen)
-        query.add_ar(EDNS0(udp_len=4096, opts=[EDNSOption(ecs.OPTION_CODE, option)]))
-    raw = answerer.respond(query.pack(), source, tcp=True)
-    response = DNSRecord.parse(raw) if raw else None
-
+    option = ecs.encode_query(str(network.network_address), network.prefixlen) if network is not None else None
     zone = catalog.zone_for(qname)
+    node = zone.nodes.get(qname) if zone is not None else None
+    gslb = node.dynamic.get(QTYPE.reverse[type_name]) if node is not None else None
+    if gslb is not None and answerer.dynamic is not None and zone is not None:
+        # A GSLB record: the decision itself (gslb.resolve), as both DNS paths make it.
+        decision = answerer.dynamic.resolver.resolve(gslb, zone.region_map, source,
+                                                     ecs.decode(option) if option is not None else None)
+        response = None
+    else:
+        query = DNSRecord.question(to_text(qname), type_name)
+        if option is not None:
+            query.add_ar(EDNS0(udp_len=4096, opts=[EDNSOption(ecs.OPTION_CODE, option)]))
+        raw = answerer.respond(query.pack(), source, tcp=True)
+        response = DNSRecord.parse(raw) if raw else None
+        decision = None
+
     result = Explanation(
         name=to_text(qname), type=type_name, client=str(address),
         subnet=str(network) if network is not None else None,
         zone=to_text(zone.origin) if zone else None,
     )
+    if decision is not None:
+        result.rcode = "SERVFAIL" if decision.servfail else "NOERROR"
+        records = [e.degraded_record if decision.degraded else e.record for e in decision.endpoints]
+        result.answer = [str(rr.rdata) for rr in records]
+        result.ttl = records[-1].ttl if records else None
+        result.scope_prefix = decision.scope if network is not None else None
     if response is not None:
         result.rcode = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}.get(
             response.header.rcode, str(response.header.rcode))

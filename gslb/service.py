@@ -103,8 +103,9 @@ def _assemble(
         board = health.board
     assert board is not None
     selector = Selector(records, board)
-    answerer = Answerer(catalog, AnswerSettings(node_name=settings.node_name), DynamicAnswers(selector), stats=stats)
-    answerer.fast = FastPath(catalog, answerer, selector)
+    dynamic = DynamicAnswers(selector)  # GSLB answers: gslb.resolve's decisions over this selector
+    answerer = Answerer(catalog, AnswerSettings(node_name=settings.node_name), dynamic, stats=stats)
+    answerer.fast = FastPath(catalog, dynamic.resolver, answerer.settings.edns_udp_size)
     answerer.querylog = querylog
     return Loaded(catalog, answerer, selector, geo, health), []
 
