@@ -158,7 +158,7 @@ class QueryLog:
     def _open_target(self) -> IO[bytes]:
         if self.target == "-":
             sys.stdout.flush()
-            return open(sys.stdout.fileno(), "wb", buffering=0, closefd=False)  # noqa: SIM115
+            return open(sys.stdout.fileno(), "wb", buffering=0, closefd=False)
         return Path(self.target).open("ab", buffering=0)
 
     def _run(self) -> None:
@@ -294,7 +294,7 @@ class QueryLog:
         record["rcode"] = rcode_name(rcode)
         record["answer"] = [str(rr.rdata) for rr in response.rr]
         if record["qname"] is not None:
-            name = tuple(label.lower() for label in query.questions[0].qname.label)  # type: ignore[union-attr]
+            name = tuple(label.lower() for label in query.questions[0].qname.label)
             zone = catalog.zone_for(name)
             if zone is not None:
                 record["zone"] = zone.label

@@ -86,7 +86,7 @@ def test_notimp_copies_neither_rd_nor_cd_as_bind_does(server, tcp, opcode, edns)
     query.set_opcode(opcode)
     query.flags |= dns.flags.RD | dns.flags.CD
     wire = server.send_raw(query.to_wire(), tcp=tcp)
-    ident, flags, rcode = header_of(wire)
+    _, flags, rcode = header_of(wire)
     assert rcode == dns.rcode.NOTIMP and (flags >> 11) & 0xF == opcode
     assert flags & ~0x780F == 0x8000, f"flags {flags:#06x}: only QR (and the opcode and rcode) may be set"
     if edns:  # RFC 6891 6.1.1: still an OPT in the reply (read raw: dnspython parses UPDATE strictly)

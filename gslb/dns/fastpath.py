@@ -32,7 +32,7 @@ from gslb.zone import Catalog, Zone
 MAX_CACHE = 200_000  # region placements kept per zone (ECS option bytes or source address)
 
 
-class _NoCompression(DNSBuffer):
+class _NoCompression(DNSBuffer):  # type: ignore[misc]
     """Rdata packed alone must not point into itself: offsets would be wrong inside a message."""
 
     def encode_name(self, name):  # type: ignore[no-untyped-def]
@@ -102,7 +102,10 @@ class FastPath:
         unless the chain ends at a GSLB record. Everything below a delegation stays with the
         general path."""
         cuts = set(zone.referrals)
-        below_cut = lambda name: any(name[len(name) - len(cut):] == cut for cut in cuts)  # noqa: E731
+
+        def below_cut(name: Name) -> bool:
+            return any(name[len(name) - len(cut):] == cut for cut in cuts)
+
         label = zone.label
         nx_static = _static_from(nxdomain(zone), (), label)
         nodata_static = _static_from(nodata(zone), (), label)
@@ -217,7 +220,7 @@ class FastPath:
                     return None
         scope = 0
         if entry.__class__ is Dynamic:
-            found = self._dynamic(entry, subnet, source)  # type: ignore[arg-type]
+            found = self._dynamic(entry, subnet, source)
             if found is None:
                 return None
             answers, scope, region = found
