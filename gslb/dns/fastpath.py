@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 from dnslib import RR, DNSLabel
 from dnslib.label import DNSBuffer
@@ -24,6 +25,7 @@ from gslb.dns import ecs
 from gslb.dns.client import client_address
 from gslb.dns.lookup import C_IN, REFUSED, T_ANY, T_AXFR, T_CNAME, T_IXFR, Reply, lookup, nodata, nxdomain
 from gslb.dynamic import DynamicRecord
+from gslb.model.decision import Decision
 from gslb.names import Name
 from gslb.resolve import Place, RegionLocator, Resolver, place
 from gslb.stats import CountKey
@@ -73,6 +75,10 @@ class Dynamic:
     zone: str  # metrics label
 
 
+def _no_resolver(record: DynamicRecord, where: Place) -> Decision:
+    raise RuntimeError("a GSLB entry in a fast path built without a resolver")
+
+
 def _static_from(reply: Reply, qname: Name, zone: str) -> Static:
     sections = (reply.answer, reply.authority, reply.additional)
     body = b"".join(pack_rr(rr, qname) for section in sections for rr in section)
@@ -85,6 +91,8 @@ class FastPath:
         """Tables for every zone of `catalog`; GSLB answers from `resolver` (None: GSLB records
         are left to the general path). `edns_size` is the UDP payload size the server offers."""
         self.resolver = resolver
+        # No Dynamic entry is built without a resolver, so _decide is only called with one.
+        self._decide: Callable[[DynamicRecord, Place], Decision] = resolver.decide if resolver is not None else _no_resolver
         self.edns_size = edns_size
         self.table: dict[bytes, Static | Dynamic] = {}
         self.nodata: dict[bytes, Static] = {}  # name -> NODATA for types not in the table
@@ -220,14 +228,31 @@ class FastPath:
                     return None
         scope = 0
         if entry.__class__ is Dynamic:
-            found = self._dynamic(entry, subnet, source)
-            if found is None:
+            # Where the client falls: cached per ECS option bytes (with an address) or per source.
+            if subnet is None:
+                where = entry.cache.get(source)
+            elif len(subnet) > 4 and subnet[2]:
+                where = entry.cache.get(subnet)
+            else:
+                where = None  # ECS without an address: checked, then the source is the key
+            if where is None:
+                where = self._place(entry, subnet, source)
+                if where is None:
+                    return None  # a malformed ECS option: FORMERR from the general path
+            region, endpoints, scope, _, degraded, _, servfail = self._decide(entry.record, where)
+            if servfail:
                 return None
-            answers, scope, region = found
+            if len(endpoints) == 1:  # most policies answer one address: no list to build
+                body = endpoints[0].degraded_wire if degraded else endpoints[0].wire
+            elif degraded:
+                body = b"".join([e.degraded_wire for e in endpoints])
+            else:
+                body = b"".join([e.wire for e in endpoints])
+            if region is None:
+                region = ""
             rcode = 0
             flags = bytes((0x84 | (data[2] & 0x01), data[3] & 0x10))
-            counts = struct.pack("!HHH", len(answers), 0, 1 if edns else 0)
-            body = b"".join(answers)
+            counts = struct.pack("!HHH", len(endpoints), 0, 1 if edns else 0)
         else:
             aa, rcode = entry.aa_rcode  # type: ignore[union-attr]
             region = ""
@@ -277,36 +302,26 @@ class FastPath:
             return False
         return True
 
-    def _dynamic(self, entry: Dynamic, subnet: bytes | None, source: str) -> tuple[list[bytes], int, str] | None:
-        """The GSLB answer's RRs, ECS scope and region; None when the general path must answer
-        (a malformed ECS option: FORMERR; SERVFAIL)."""
+    def _place(self, entry: Dynamic, subnet: bytes | None, source: str) -> Place | None:
+        """Where the client falls, placed and cached; None for a malformed ECS option."""
         cache = entry.cache
         if subnet is not None and len(subnet) > 4 and subnet[2]:
             # An ECS address (non-zero SOURCE PREFIX-LENGTH): the option's bytes are the key.
-            where = cache.get(subnet)
-            if where is None:
-                try:
-                    decoded = ecs.decode(subnet)
-                except ecs.EcsError:
-                    return None
-                where = place(entry.region_map, decoded.address, decoded)
-                if len(cache) >= MAX_CACHE:
-                    cache.clear()
-                cache[subnet] = where
+            try:
+                decoded = ecs.decode(subnet)
+            except ecs.EcsError:
+                return None
+            where = place(entry.region_map, decoded.address, decoded)
+            key: bytes | str = subnet
         else:
             if subnet is not None and not self._valid_subnet(subnet):
                 return None
-            where = cache.get(source)
-            if where is None:
-                where = place(entry.region_map, self._client(source), None)
-                if len(cache) >= MAX_CACHE:
-                    cache.clear()
-                cache[source] = where
-        decision = self.resolver.decide(entry.record, where)  # type: ignore[union-attr]
-        if decision.servfail:
-            return None
-        if decision.degraded:
-            answers = [e.degraded_wire for e in decision.endpoints]
-        else:
-            answers = [e.wire for e in decision.endpoints]
-        return answers, decision.scope, decision.region or ""
+            known = cache.get(source)
+            if known is not None:
+                return known
+            where = place(entry.region_map, self._client(source), None)
+            key = source
+        if len(cache) >= MAX_CACHE:
+            cache.clear()
+        cache[key] = where
+        return where
