@@ -131,18 +131,23 @@ class Answerer:
         """A UDP query: the fast path when it takes it, else the general path."""
         querylog = self.querylog
         logged = querylog is not None and querylog.take()
-        if logged or self.stats.sample():
-            started = time.perf_counter()
-            outcome = self._fast(packet, source) or self._general_udp(packet, source)
-        else:
-            outcome = self._fast(packet, source)
-            if outcome is not None:
-                return self._observe(outcome, None, source, packet, logged)
-            started = time.perf_counter()  # the general path is always timed
-            outcome = self._general_udp(packet, source)
+        timed = logged or self.stats.sample()  # the fast path is timed one query in LATENCY_SAMPLE
+        started = time.perf_counter() if timed else 0.0
+        outcome = None
+        fast = self.fast
+        if fast is not None:
+            try:
+                outcome = fast.answer(packet, source)
+            except Exception:  # noqa: BLE001 - an exception in a datagram callback closes the socket
+                log.exception("fast path failed on a query from %s; answered by the general path", source)
         if outcome is None:
-            return None
-        return self._observe(outcome, time.perf_counter() - started, source, packet, logged)
+            if not timed:  # the general path is always timed
+                timed = True
+                started = time.perf_counter()
+            outcome = self._general_udp(packet, source)
+            if outcome is None:
+                return None
+        return self._observe(outcome, time.perf_counter() - started if timed else None, source, packet, logged)
 
     def respond(self, packet: bytes, client: Address, tcp: bool = False) -> bytes | None:
         """A query by the general path (TCP, or UDP the fast path declined); `client` is the
@@ -168,16 +173,6 @@ class Answerer:
             if logged:
                 self.querylog.add(self.catalog, client, packet, reply, elapsed, key[3])  # type: ignore[union-attr]
         return reply
-
-    def _fast(self, packet: bytes, source: str) -> Outcome | None:
-        fast = self.fast
-        if fast is None:
-            return None
-        try:
-            return fast.answer(packet, source)
-        except Exception:  # noqa: BLE001 - an exception in a datagram callback closes the socket
-            log.exception("fast path failed on a query from %s; answered by the general path", source)
-            return None
 
     def _general_udp(self, packet: bytes, source: str) -> Outcome | None:
         try:
