@@ -87,7 +87,7 @@ def queries(seed: int = 7, count: int = 6000):
             message.flags |= dns.flags.CD
         message.id = index & 0xFFFF
         yield message.to_wire()
-    for index in range(1500):  # mutated packets
+    for _ in range(1500):  # mutated packets
         base = bytearray(dns.message.make_query(rng.choice(NAMES), rng.choice(TYPES[:10]), use_edns=0).to_wire())
         for _ in range(rng.randint(1, 4)):
             base[rng.randrange(len(base))] = rng.randrange(256)
