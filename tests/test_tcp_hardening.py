@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
 import dns.message
 import dns.query
@@ -56,3 +57,207 @@ def test_connections_reset_right_after_connecting_do_not_use_up_the_tcp_slots(de
     for _ in range(5):
         assert tcp_answered(default_server)
     assert default_server.alive()
+
+
+# -- item 2: slots are reclaimed --------------------------------------------------------------------
+
+def query_wire(name: str = "www.wire.example.", ident: int = 0) -> bytes:
+    return dns.message.make_query(name, "A", id=ident).to_wire()
+
+
+def answers_on(stream, ident: int = 7) -> bool:
+    """One query over an open connection; True when its reply came back on it."""
+    try:
+        stream.send(query_wire(ident=ident))
+    except OSError:
+        return False
+    wire = stream.recv_message(timeout=2)
+    return wire is not None and dns.message.from_wire(wire).id == ident
+
+
+PER_CLIENT = 2
+SLOTS = 8
+
+
+@pytest.fixture(scope="module")
+def slots_server(start_server, tmp_path_factory):
+    """8 slots, 2 per client address; the idle timeouts long, so only the caps reclaim slots."""
+    config = config_file(tmp_path_factory.mktemp("slots"),
+                         f"tcp: {{max_connections: {SLOTS}, max_connections_per_client: {PER_CLIENT},"
+                         " idle_timeout: 30, busy_idle_timeout: 30}\n")
+    return start_server(WIRE_ZONES, config=config)
+
+
+def test_a_client_address_holds_at_most_its_cap_its_longest_idle_one_makes_room(slots_server):
+    other = slots_server.tcp(source="127.0.0.62")
+    mine = [slots_server.tcp(source="127.0.0.61") for _ in range(PER_CLIENT)]
+    try:
+        assert answers_on(other, ident=1)
+        for ident, stream in enumerate(mine, 2):
+            assert answers_on(stream, ident=ident)
+        with slots_server.tcp(source="127.0.0.61") as extra:
+            assert answers_on(extra, ident=9)
+            assert mine[0].closed_by_peer(timeout=2), "the address held more than its cap"
+            assert answers_on(mine[1], ident=10)
+            assert answers_on(other, ident=11), "another address's connection was closed"
+    finally:
+        for stream in [other, *mine]:
+            stream.close()
+
+
+def test_connections_trickling_bytes_do_not_keep_fresh_queries_out(slots_server):
+    """Issue 11: 300 clients trickling a byte every few seconds held every slot, and 0 of 119
+    fresh TCP queries were answered. Here 3 times the slots, from many addresses."""
+    tricklers = []
+    try:
+        for index in range(3 * SLOTS):
+            stream = slots_server.tcp(source=f"127.0.1.{index + 1}")
+            stream.send_raw(b"\x00")  # the first byte of a length: a query that never completes
+            tricklers.append(stream)
+        for stream in tricklers:
+            try:
+                stream.send_raw(b"\x1d")
+            except OSError:
+                pass  # already closed to make room
+        for _ in range(10):
+            assert tcp_answered(slots_server), "a fresh TCP query was not answered"
+    finally:
+        for stream in tricklers:
+            stream.close()
+
+
+@pytest.fixture(scope="module")
+def pressure_server(start_server, tmp_path_factory):
+    """4 slots: above 2 open, the idle timeout drops from 30 s to 0.3 s."""
+    config = config_file(tmp_path_factory.mktemp("pressure"),
+                         "tcp: {max_connections: 4, idle_timeout: 30, busy_idle_timeout: 0.3}\n")
+    return start_server(WIRE_ZONES, config=config)
+
+
+def test_idle_timeout_is_lowered_under_pressure_rfc7766_6_2_3(pressure_server):
+    """3 of 4 slots taken: idle connections are closed after 0.3 s, not 30 s, until the pressure
+    is gone (2 or fewer open)."""
+    streams = [pressure_server.tcp(source=f"127.0.2.{index + 1}") for index in range(3)]
+    try:
+        for ident, stream in enumerate(streams, 1):
+            assert answers_on(stream, ident=ident)
+        started = time.monotonic()
+        wait_for(lambda: any(stream.closed_by_peer(timeout=0.05) for stream in streams), timeout=10,
+                 what="an idle connection closed under pressure")
+        assert time.monotonic() - started < 10  # far below the 30 s idle timeout
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+IDLE = 1.0
+LIFETIME = 3.0
+QUEUED = 4096
+
+
+@pytest.fixture(scope="module")
+def deadline_server(start_server, tmp_path_factory):
+    """Idle timeout 1 s, lifetime 3 s, 4 KiB of queued replies per connection; the API on, for
+    the query counters."""
+    from opsserver import read_api_url
+
+    config = config_file(tmp_path_factory.mktemp("deadlines"),
+                         f"tcp: {{idle_timeout: {IDLE}, lifetime: {LIFETIME}, max_queued_bytes: {QUEUED}}}\n")
+    server = start_server(WIRE_ZONES, config=config, extra=["--api", "127.0.0.1:0"])
+    server.api = read_api_url(server)
+    return server
+
+
+def test_a_client_trickling_one_byte_at_a_time_is_closed_after_the_idle_timeout(deadline_server):
+    """Every byte used to restart the idle timer: a byte every few seconds held a slot forever.
+    A query must now complete within the idle timeout."""
+    wire = frame_of(query_wire(ident=3))
+    started = time.monotonic()
+    with deadline_server.tcp() as stream:
+        stream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        closed = False
+        for byte in wire:
+            try:
+                stream.send_raw(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            if stream.closed_by_peer(timeout=IDLE / 4):  # the pace of the trickle
+                closed = True
+                break
+        assert closed, "a trickling client outlived the idle timeout"
+    elapsed = time.monotonic() - started
+    assert IDLE * 0.8 <= elapsed < IDLE + 2, f"closed after {elapsed:.2f}s"
+
+
+def test_a_busy_connection_is_closed_at_the_end_of_its_lifetime(deadline_server):
+    started = time.monotonic()
+    with deadline_server.tcp() as stream:
+        ident = 0
+        while time.monotonic() - started < LIFETIME + 5:
+            ident += 1
+            if not answers_on(stream, ident=ident):
+                break
+            if stream.closed_by_peer(timeout=IDLE / 4):
+                break
+        else:
+            pytest.fail("a busy connection outlived its lifetime")
+    elapsed = time.monotonic() - started
+    assert LIFETIME * 0.8 <= elapsed < LIFETIME + 2, f"closed after {elapsed:.2f}s"
+    assert ident > 3, "the connection was not served while it lived"
+
+
+def tcp_answers_counted(server) -> float:
+    """The server's count of TCP responses, from /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(server.api + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("gslb_dns_queries_total{") and 'transport="tcp"' in line)
+
+
+def tcp_state(sock: socket.socket) -> int:
+    """The kernel's TCP state of a socket (1 = ESTABLISHED), read without reading any data."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+def test_a_client_that_never_reads_its_replies_is_closed_with_bounded_output_queued(deadline_server):
+    """Issue 11: a client pipelining queries and reading nothing stayed connected past the idle
+    timeout with megabytes of replies queued for it."""
+    data = b"".join(frame_of(query_wire(ident=i % 65536)) for i in range(20000))
+    before = tcp_answers_counted(deadline_server)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        sock.connect((deadline_server.host, deadline_server.port))
+        sock.setblocking(False)
+        sent = 0
+        started = time.monotonic()
+
+        def closed() -> bool:
+            nonlocal sent
+            if sent < len(data):
+                try:
+                    sent += sock.send(data[sent:sent + 65536])
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    return True
+            return tcp_state(sock) != 1
+
+        wait_for(closed, timeout=IDLE + 8, what="the server to close a connection whose client reads nothing")
+        elapsed = time.monotonic() - started
+    finally:
+        sock.close()
+    answered = wait_for(lambda: tcp_answers_counted(deadline_server) - before, timeout=5, what="the TCP counter")
+    sent_queries = sent // len(frame_of(query_wire()))
+    # ~55 bytes a reply: what the client's receive buffer, the kernel's send buffer (the queued
+    # cap, doubled) and the queued cap hold, with room to spare (about 300 here; before the fix
+    # about 5,400, and the connection stayed open).
+    assert answered < 1500, f"{answered:.0f} of {sent_queries} queries answered for a client that reads nothing"
+    assert elapsed < IDLE + 6
+
+
+def frame_of(message: bytes) -> bytes:
+    return len(message).to_bytes(2, "big") + message
