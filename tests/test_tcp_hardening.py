@@ -261,3 +261,58 @@ def test_a_client_that_never_reads_its_replies_is_closed_with_bounded_output_que
 
 def frame_of(message: bytes) -> bytes:
     return len(message).to_bytes(2, "big") + message
+
+
+# -- item 5: a TCP flood does not starve UDP -----------------------------------------------------------
+
+FLOOD = 20000
+
+
+def test_udp_is_answered_while_one_tcp_connection_pipelines_20000_queries(default_server):
+    """Issue 11: one connection with 60,000 pipelined queries held the event loop ~3 s, and UDP
+    went unanswered meanwhile (20,000 held it over a second here before the fix). Every UDP query
+    must be answered within 0.5 s during the flood."""
+    import threading
+
+    data = b"".join(frame_of(query_wire(ident=i % 65536)) for i in range(FLOOD))
+    replies = 0
+    finished = threading.Event()
+    sock = socket.create_connection((default_server.host, default_server.port), timeout=30)
+
+    def read_replies() -> None:
+        nonlocal replies
+        pending = b""
+        try:
+            while replies < FLOOD:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                pending += chunk
+                while len(pending) >= 2 and len(pending) >= 2 + int.from_bytes(pending[:2], "big"):
+                    pending = pending[2 + int.from_bytes(pending[:2], "big"):]
+                    replies += 1
+        except OSError:
+            pass
+        finally:
+            finished.set()
+
+    reader = threading.Thread(target=read_replies, daemon=True)
+    reader.start()
+    threading.Thread(target=sock.sendall, args=(data,), daemon=True).start()
+    latencies = []
+    try:
+        wait_for(lambda: replies > 0, timeout=10, what="the first reply to the TCP flood")
+        while not finished.is_set():
+            started = time.monotonic()
+            reply = dns.query.udp(dns.message.make_query("mail.wire.example.", "A"), default_server.host,
+                                  port=default_server.port, timeout=5)
+            latencies.append(time.monotonic() - started)
+            assert reply.rcode() == dns.rcode.NOERROR
+        assert finished.wait(timeout=60)
+    finally:
+        sock.close()
+        reader.join(timeout=5)
+    assert replies == FLOOD, f"{replies} of {FLOOD} pipelined queries answered"
+    assert len(latencies) >= 5, "the flood was over before UDP was measured"
+    assert max(latencies) < 0.5, f"a UDP query waited {max(latencies):.2f}s behind the TCP flood " \
+                                 f"({len(latencies)} asked, median {sorted(latencies)[len(latencies) // 2] * 1000:.1f} ms)"

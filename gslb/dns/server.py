@@ -15,6 +15,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -61,10 +62,12 @@ class TcpLimits:
 
 
 # Work per event-loop turn is bounded, so one client pipelining thousands of queries cannot hold
-# the loop (and UDP) for long: at most this many TCP messages are answered per turn, across all
-# connections, and one connection gets at most a share of them before the next one's turn.
+# the loop (and UDP) for long: a turn answers at most this many TCP messages, across all
+# connections, and stops early once it has run TURN_SECONDS; one connection gets at most a share
+# of a turn before the next one's.
 MESSAGES_PER_TURN = 64
-MESSAGES_PER_CONNECTION_TURN = 16
+MESSAGES_PER_CONNECTION_TURN = 8
+TURN_SECONDS = 0.002
 # Unanswered bytes buffered per connection before reading from it pauses.
 READ_AHEAD = 65536
 
@@ -405,6 +408,7 @@ class DnsServer:
         self._turn_scheduled = False
         turns = self._turns
         budget = MESSAGES_PER_TURN
+        stop = time.perf_counter() + TURN_SECONDS
         while turns and budget > 0:
             connection = turns.popleft()
             connection.queued = False
@@ -412,6 +416,8 @@ class DnsServer:
             if connection.ready():
                 connection.queued = True
                 turns.append(connection)
+            if time.perf_counter() > stop:
+                break
         if turns and not self._turn_scheduled:
             self._turn_scheduled = True
             self.loop.call_soon(self._turn)
