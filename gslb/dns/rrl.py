@@ -26,6 +26,7 @@ from typing import Callable
 ANSWER, NODATA, NXDOMAIN, REFERRAL, ERROR = range(5)
 KINDS = ("answer", "nodata", "nxdomain", "referral", "error")  # metric label values, by kind
 ACTIONS = ("slipped", "dropped")
+NONE, ALL, SOME = range(3)  # how much of a bucket's prefix is exempt
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -110,8 +111,10 @@ class ResponseRateLimiter:
         self._credit = [0] * size
         self._stamp = [0] * size
         self._slips = [0] * size  # limited responses since the bucket was last in credit
-        # (family, network >> shift, shift) for integer compares; checked only once a reply
-        # would be limited, so exemptions cost the common path nothing.
+        # Whether a bucket's prefix is exempt, worked out once when the bucket is taken: NONE, ALL,
+        # or SOME (an exempt network inside the prefix: then the address decides, per reply).
+        self._exempt_state = [NONE] * size
+        # (family, network >> shift, shift): integer compares, no address objects per reply.
         self._exempt = tuple((4 if net.version == 4 else 6, int(net.network_address) >> (net.max_prefixlen - net.prefixlen),
                               net.max_prefixlen - net.prefixlen) for net in settings.exempt)
         self.limited = [[0, 0] for _ in KINDS]  # [kind][0 slipped, 1 dropped]
@@ -147,7 +150,11 @@ class ResponseRateLimiter:
         index = hash(key) & self._mask
         now = int(self._clock())
         if self._keys[index] != key:
-            index = self._slot(key, now)
+            index = self._slot(key, now, family, address)
+        if self._exempt:
+            state = self._exempt_state[index]
+            if state == ALL or state == SOME and self._exempted(family, address):
+                return reply
         credit = self._credit[index]
         stamp = self._stamp[index]
         if now != stamp:
@@ -160,9 +167,6 @@ class ResponseRateLimiter:
         if credit >= 0:
             self._credit[index] = credit
             return reply
-        if self._exempt and self._exempted(family, address):
-            self._credit[index] = credit + 1  # an exempt source does not spend the prefix's credit
-            return reply
         self._credit[index] = credit if credit > self.floor else self.floor
         # BIND's slip: the first limited response of a bucket slips, then every `slip`-th.
         slips = self._slips[index]
@@ -173,7 +177,7 @@ class ResponseRateLimiter:
         self.limited[kind][1] += 1
         return None
 
-    def _slot(self, key: int, now: int) -> int:
+    def _slot(self, key: int, now: int, family: int, address: int) -> int:
         """The bucket for a key not in its first slot: its second slot, else the staler of the two
         reset for it with full credit."""
         first = hash(key) & self._mask
@@ -186,7 +190,23 @@ class ResponseRateLimiter:
         self._credit[index] = self.rate
         self._stamp[index] = now
         self._slips[index] = 0
+        if self._exempt:
+            self._exempt_state[index] = self._prefix_exemption(family, address)
         return index
+
+    def _prefix_exemption(self, family: int, address: int) -> int:
+        shift = self._shift4 if family == 4 else self._shift6
+        network = address >> shift
+        state = NONE
+        for exempt_family, exempt_network, exempt_shift in self._exempt:
+            if exempt_family != family:
+                continue
+            if exempt_shift >= shift:  # the exempt network is as wide or wider: all or nothing
+                if network >> (exempt_shift - shift) == exempt_network:
+                    return ALL
+            elif exempt_network >> (shift - exempt_shift) == network:  # a narrower one inside
+                state = SOME
+        return state
 
     def _exempted(self, family: int, address: int) -> bool:
         for exempt_family, network, shift in self._exempt:
