@@ -11,17 +11,25 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from gslb.dns.rrl import (ANSWER, ERROR, NODATA, NXDOMAIN, REFERRAL, ResponseRateLimiter, RrlSettings,
+from gslb.dns.rrl import (ANSWER, CLIENT_CACHE, ERROR, NODATA, NXDOMAIN, REFERRAL, ResponseRateLimiter, RrlSettings,
                           response_kind, truncated)
 from gslb.settings import load_settings
 
 
 class Clock:
+    """A clock the test moves; the limiter reads it on `tick()`, as the server does each second."""
+
     def __init__(self) -> None:
         self.now = 1000.0
+        self.limiter: ResponseRateLimiter | None = None
 
     def __call__(self) -> float:
         return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        assert self.limiter is not None
+        self.limiter.tick()
 
 
 def reply(kind: str = "answer", ident: int = 1) -> bytes:
@@ -45,7 +53,9 @@ def reply(kind: str = "answer", ident: int = 1) -> bytes:
 
 def limiter(clock: Clock | None = None, **options) -> ResponseRateLimiter:
     options.setdefault("rate", 5)
-    return ResponseRateLimiter(RrlSettings(**options), clock or Clock())
+    clock = clock or Clock()
+    clock.limiter = ResponseRateLimiter(RrlSettings(**options), clock)
+    return clock.limiter
 
 
 def outcomes(rrl: ResponseRateLimiter, count: int, source: str = "192.0.2.1", kind: str = "answer") -> list[str]:
@@ -95,9 +105,9 @@ def test_credit_refills_at_the_rate_each_second_up_to_one_second_of_it():
     clock = Clock()
     rrl = limiter(clock, rate=3, slip=0)
     assert outcomes(rrl, 3) == ["sent"] * 3
-    clock.now += 1
+    clock.advance(1)
     assert outcomes(rrl, 4) == ["sent"] * 3 + ["dropped"]
-    clock.now += 100  # a long pause earns no more than one second's worth
+    clock.advance(100)  # a long pause earns no more than one second's worth
     assert outcomes(rrl, 4) == ["sent"] * 3 + ["dropped"]
 
 
@@ -105,9 +115,9 @@ def test_a_prefix_that_flooded_stays_limited_for_up_to_the_window():
     clock = Clock()
     rrl = limiter(clock, rate=10, slip=0, window=5)
     outcomes(rrl, 1000)  # deep in debt: held at -rate * window
-    clock.now += 4
+    clock.advance(4)
     assert outcomes(rrl, 1) == ["dropped"], "recovered before the window"
-    clock.now += 2
+    clock.advance(2)
     assert outcomes(rrl, 1) == ["sent"]
 
 
@@ -162,6 +172,7 @@ def test_memory_is_a_fixed_table_and_a_flood_of_prefixes_cannot_grow_it():
     for index in range(50_000):
         rrl.limit(wire, f"10.{index >> 8 & 255}.{index & 255}.1")
     assert len(rrl._keys) == len(rrl._credit) == size == 1024
+    assert len(rrl._clients) <= CLIENT_CACHE
     assert outcomes(rrl, 2, "203.0.113.1") == ["sent", "dropped"]
 
 

@@ -27,6 +27,7 @@ ANSWER, NODATA, NXDOMAIN, REFERRAL, ERROR = range(5)
 KINDS = ("answer", "nodata", "nxdomain", "referral", "error")  # metric label values, by kind
 ACTIONS = ("slipped", "dropped")
 NONE, ALL, SOME = range(3)  # how much of a bucket's prefix is exempt
+CLIENT_CACHE = 16384  # source address strings remembered with their parsed keys
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -69,26 +70,21 @@ def response_kind(reply: bytes) -> int:
 def truncated(reply: bytes) -> bytes:
     """`reply` as a slip: the same header with TC set and the question only (RFC 1035 4.1.1)."""
     end = 12
-    qdcount = 0
-    if reply[4:6] == b"\x00\x01":
-        try:
-            while True:
-                length = reply[end]
-                if length == 0:
-                    end += 1
-                    break
-                if length >= 0xC0:  # a question name is never compressed, but stay safe
-                    end += 2
-                    break
-                end += length + 1
-            end += 4  # QTYPE, QCLASS
-            if end <= len(reply):
-                qdcount = 1
-        except IndexError:
-            pass
-    if not qdcount:
-        end = 12
-    return b"".join((reply[0:2], bytes((reply[2] | 0x02, reply[3], 0, qdcount)), b"\x00" * 6, reply[12:end]))
+    size = len(reply)
+    if reply[4] == 0 and reply[5] == 1:
+        while end < size:
+            length = reply[end]
+            if length == 0:
+                end += 5  # the root label, QTYPE, QCLASS
+                break
+            if length >= 0xC0:  # a question name is never compressed, but stay safe
+                end += 6
+                break
+            end += length + 1
+        if end > size:
+            end = 12
+    return b"".join((reply[:2], bytes((reply[2] | 0x02, reply[3], 0, 1 if end > 12 else 0, 0, 0, 0, 0, 0, 0)),
+                     reply[12:end]))
 
 
 class ResponseRateLimiter:
@@ -118,9 +114,17 @@ class ResponseRateLimiter:
         self._exempt = tuple((4 if net.version == 4 else 6, int(net.network_address) >> (net.max_prefixlen - net.prefixlen),
                               net.max_prefixlen - net.prefixlen) for net in settings.exempt)
         self.limited = [[0, 0] for _ in KINDS]  # [kind][0 slipped, 1 dropped]
+        self._clients: dict[str, tuple[int, int, int]] = {}
+        self.now = 0
+        self.tick()
+
+    def tick(self) -> None:
+        """Read the clock. The server calls this every second (and `limit` never reads the
+        clock itself: a clock read would cost more than the rest of the accounting)."""
+        self.now = int(self._clock())
 
     def limit(self, reply: bytes, source: str) -> bytes | None:
-        # Kind: inlined response_kind (this runs once per UDP reply).
+        # Kind: response_kind inlined (this runs once per UDP reply).
         rcode = reply[3] & 0x0F
         if rcode == 0:
             if reply[6] or reply[7]:
@@ -133,32 +137,24 @@ class ResponseRateLimiter:
             kind = NXDOMAIN
         else:
             kind = ERROR
-        try:
-            if ":" in source:
-                packed = socket.inet_pton(socket.AF_INET6, source.partition("%")[0])
-                if packed[:12] == b"\x00" * 10 + b"\xff\xff":  # ::ffff:a.b.c.d is an IPv4 client
-                    address, family = int.from_bytes(packed[12:], "big"), 4
-                    key = (address >> self._shift4) << 4 | kind << 1
-                else:
-                    address, family = int.from_bytes(packed, "big"), 6
-                    key = (address >> self._shift6) << 4 | kind << 1 | 1
-            else:
-                address, family = int.from_bytes(socket.inet_pton(socket.AF_INET, source), "big"), 4
-                key = (address >> self._shift4) << 4 | kind << 1
-        except OSError:
-            return reply  # not an address we can key (never from a socket): not limited
-        index = hash(key) & self._mask
-        now = int(self._clock())
+        client = self._clients.get(source)
+        if client is None:
+            client = self._learn(source)
+            if client is None:
+                return reply  # not an address we can key (never from a socket): not limited
+        key = client[0] | kind << 1
+        mask = self._mask
+        index = hash(key) & mask
+        now = self.now
         if self._keys[index] != key:
-            index = self._slot(key, now, family, address)
+            index = self._slot(key, now, client)
         if self._exempt:
             state = self._exempt_state[index]
-            if state == ALL or state == SOME and self._exempted(family, address):
+            if state == ALL or state == SOME and self._exempted(client[1], client[2]):
                 return reply
         credit = self._credit[index]
-        stamp = self._stamp[index]
-        if now != stamp:
-            credit += (now - stamp) * self.rate
+        if now != self._stamp[index]:
+            credit += (now - self._stamp[index]) * self.rate
             if credit >= self.rate:
                 credit = self.rate
                 self._slips[index] = 0
@@ -177,7 +173,31 @@ class ResponseRateLimiter:
         self.limited[kind][1] += 1
         return None
 
-    def _slot(self, key: int, now: int, family: int, address: int) -> int:
+    def _learn(self, source: str) -> tuple[int, int, int] | None:
+        """(prefix key without the kind, family, address as an integer) for a source address
+        string, remembered in a cache that is emptied when full (bounded; a spoofed flood of
+        random sources only makes it miss)."""
+        try:
+            if ":" in source:
+                packed = socket.inet_pton(socket.AF_INET6, source.partition("%")[0])
+                if packed[:12] == b"\x00" * 10 + b"\xff\xff":  # ::ffff:a.b.c.d is an IPv4 client
+                    address, family = int.from_bytes(packed[12:], "big"), 4
+                else:
+                    address, family = int.from_bytes(packed, "big"), 6
+            else:
+                address, family = int.from_bytes(socket.inet_pton(socket.AF_INET, source), "big"), 4
+        except OSError:
+            return None
+        if family == 4:
+            client = ((address >> self._shift4) << 4, 4, address)
+        else:
+            client = ((address >> self._shift6) << 4 | 1, 6, address)
+        if len(self._clients) >= CLIENT_CACHE:
+            self._clients.clear()
+        self._clients[source] = client
+        return client
+
+    def _slot(self, key: int, now: int, client: tuple[int, int, int]) -> int:
         """The bucket for a key not in its first slot: its second slot, else the staler of the two
         reset for it with full credit."""
         first = hash(key) & self._mask
@@ -191,7 +211,7 @@ class ResponseRateLimiter:
         self._stamp[index] = now
         self._slips[index] = 0
         if self._exempt:
-            self._exempt_state[index] = self._prefix_exemption(family, address)
+            self._exempt_state[index] = self._prefix_exemption(client[1], client[2])
         return index
 
     def _prefix_exemption(self, family: int, address: int) -> int:

@@ -70,6 +70,7 @@ MESSAGES_PER_CONNECTION_TURN = 8
 TURN_SECONDS = 0.002
 # Unanswered bytes buffered per connection before reading from it pauses.
 READ_AHEAD = 65536
+RRL_CLOCK_SECONDS = 0.2
 
 
 class UdpListener(asyncio.DatagramProtocol):
@@ -351,6 +352,7 @@ class DnsServer:
         self._turns: deque[TcpConnection] = deque()
         self._turn_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._rrl_clock: asyncio.TimerHandle | None = None
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.AbstractServer] = []
         self.bound: list[tuple[str, str, int]] = []  # (proto, host, port) actually bound
@@ -360,6 +362,12 @@ class DnsServer:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         return self._loop
+
+    def _tick_rrl(self) -> None:
+        """The rate limiter's clock, read here a few times a second rather than per reply."""
+        assert self.rrl is not None
+        self.rrl.tick()
+        self._rrl_clock = self.loop.call_later(RRL_CLOCK_SECONDS, self._tick_rrl)
 
     # -- TCP slots --------------------------------------------------------------------------------
     def admit(self, connection: TcpConnection) -> None:
@@ -436,6 +444,8 @@ class DnsServer:
                     raise
         self._loop = loop
         rrl = self.rrl
+        if rrl is not None and self._rrl_clock is None:
+            self._tick_rrl()
         if rrl is not None:
             protocol: Callable[[], UdpListener] = lambda: RateLimitedUdpListener(self, rrl.limit)
         else:
@@ -476,6 +486,9 @@ class DnsServer:
         return udp_sock, tcp_sock
 
     async def close(self) -> None:
+        if self._rrl_clock is not None:
+            self._rrl_clock.cancel()
+            self._rrl_clock = None
         for transport in self._udp:
             transport.close()
         for server in self._tcp:
