@@ -20,12 +20,12 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 
-import dns.message  # noqa: E402
+import dns.message
 
-from gslb import service  # noqa: E402
-from gslb.dns.rrl import ResponseRateLimiter, RrlSettings  # noqa: E402
-from gslb.dns.server import DnsServer, RateLimitedUdpListener, UdpListener  # noqa: E402
-from gslb.settings import load_settings  # noqa: E402
+from gslb import service
+from gslb.dns.rrl import ResponseRateLimiter, RrlSettings
+from gslb.dns.server import DnsServer, RateLimitedUdpListener, UdpListener
+from gslb.settings import load_settings
 
 TEST_GEOIP = BENCH.parent / "tests" / "data" / "geo" / "GeoIP2-City-Test.mmdb"
 

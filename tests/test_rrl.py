@@ -11,8 +11,18 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from gslb.dns.rrl import (ANSWER, CLIENT_CACHE, ERROR, NODATA, NXDOMAIN, REFERRAL, ResponseRateLimiter, RrlSettings,
-                          response_kind, truncated)
+from gslb.dns.rrl import (
+    ANSWER,
+    CLIENT_CACHE,
+    ERROR,
+    NODATA,
+    NXDOMAIN,
+    REFERRAL,
+    ResponseRateLimiter,
+    RrlSettings,
+    response_kind,
+    truncated,
+)
 from gslb.settings import load_settings
 
 

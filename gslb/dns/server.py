@@ -143,7 +143,7 @@ class TcpConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.client = client
         limits = self.server.tcp_limits
-        self.transport.set_write_buffer_limits(high=limits.max_queued_bytes)
+        transport.set_write_buffer_limits(high=limits.max_queued_bytes)  # type: ignore[attr-defined]
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:  # the kernel's share of the queued replies, bounded too (it doubles the value)
@@ -219,6 +219,9 @@ class TcpConnection(asyncio.Protocol):
         replies go out in one write. Returns how many were answered."""
         transport = self.transport
         if self.done or transport is None:
+            return 0
+        if transport.is_closing():  # reset by the client; connection_lost is on its way
+            self.shut("closed by the client")
             return 0
         client = self.client
         respond = self.server.answerer.respond  # read each turn: a reload swaps the answerer
@@ -420,7 +423,12 @@ class DnsServer:
         while turns and budget > 0:
             connection = turns.popleft()
             connection.queued = False
-            budget -= connection.answer(min(budget, MESSAGES_PER_CONNECTION_TURN))
+            try:
+                budget -= connection.answer(min(budget, MESSAGES_PER_CONNECTION_TURN))
+            except Exception:  # noqa: BLE001 - a bug here must cost one connection, not TCP
+                log.exception("internal error on a TCP connection from %s; closing it", connection.client)
+                connection.shut("internal error")
+                continue
             if connection.ready():
                 connection.queued = True
                 turns.append(connection)
