@@ -29,6 +29,12 @@ def tcp_answered(server, name: str = "www.wire.example.") -> bool:
     return reply.rcode() == dns.rcode.NOERROR
 
 
+def warm(server):
+    """The server, once it answers TCP (a loaded machine may still be busy starting it)."""
+    wait_for(lambda: tcp_answered(server), timeout=15, what="the first TCP answer")
+    return server
+
+
 def reset_right_after_connect(host: str, port: int) -> None:
     """Connect, send nothing, close with SO_LINGER 0: the server sees an RST, often before it
     has even accepted the connection (then the accepted socket has no peer address any more)."""
@@ -45,7 +51,7 @@ def reset_right_after_connect(host: str, port: int) -> None:
 @pytest.fixture(scope="module")
 def default_server(start_server):
     """The default TCP limits (256 connections): the cap the resets used to exhaust."""
-    return start_server(WIRE_ZONES)
+    return warm(start_server(WIRE_ZONES))
 
 
 def test_connections_reset_right_after_connecting_do_not_use_up_the_tcp_slots(default_server):
@@ -84,7 +90,7 @@ def slots_server(start_server, tmp_path_factory):
     config = config_file(tmp_path_factory.mktemp("slots"),
                          f"tcp: {{max_connections: {SLOTS}, max_connections_per_client: {PER_CLIENT},"
                          " idle_timeout: 30, busy_idle_timeout: 30}\n")
-    return start_server(WIRE_ZONES, config=config)
+    return warm(start_server(WIRE_ZONES, config=config))
 
 
 def test_a_client_address_holds_at_most_its_cap_its_longest_idle_one_makes_room(slots_server):
@@ -130,7 +136,7 @@ def pressure_server(start_server, tmp_path_factory):
     """4 slots: above 2 open, the idle timeout drops from 30 s to 0.3 s."""
     config = config_file(tmp_path_factory.mktemp("pressure"),
                          "tcp: {max_connections: 4, idle_timeout: 30, busy_idle_timeout: 0.3}\n")
-    return start_server(WIRE_ZONES, config=config)
+    return warm(start_server(WIRE_ZONES, config=config))
 
 
 def test_idle_timeout_is_lowered_under_pressure_rfc7766_6_2_3(pressure_server):
@@ -164,7 +170,7 @@ def deadline_server(start_server, tmp_path_factory):
                          f"tcp: {{idle_timeout: {IDLE}, lifetime: {LIFETIME}, max_queued_bytes: {QUEUED}}}\n")
     server = start_server(WIRE_ZONES, config=config, extra=["--api", "127.0.0.1:0"])
     server.api = read_api_url(server)
-    return server
+    return warm(server)
 
 
 def test_a_client_trickling_one_byte_at_a_time_is_closed_after_the_idle_timeout(deadline_server):
