@@ -188,16 +188,19 @@ def status_text(status: dict[str, Any]) -> str:
         lines.append("reloads:   none since the start")
     else:
         result = "ok" if last.get("ok") else "FAILED, still serving the previous configuration"
-        lines.append(f"reloads:   {reloads.get('ok', 0)} ok, {reloads.get('failed', 0)} failed; last at {last.get('at')}: "
-                     f"{result} ({last.get('reason')}, {last.get('duration_ms')} ms)")
+        lines.append(f"reloads:   {reloads.get('ok', 0)} ok, {reloads.get('failed', 0)} failed; "
+                     f"last at {last.get('at')}: {result} ({last.get('reason')}, {last.get('duration_ms')} ms)")
         for problem in last.get("problems") or []:
             lines.append(f"  {problem}")
     for zone, regions in (status.get("regions") or {}).items():
         names = ", ".join(regions.get("regions", {}))
         lines.append(f"regions:   {zone} {names} (default {regions.get('default_region')})")
     endpoints = status.get("endpoints", [])
-    counts = {state: sum(1 for e in endpoints if e.get("status") == state) for state in ("UP", "DRAIN", "DOWN")}
-    lines.append(f"endpoints: {len(endpoints)}: {counts['UP']} UP, {counts['DRAIN']} DRAIN, {counts['DOWN']} DOWN")
+    checked = [e for e in endpoints if e.get("check")]
+    counts = {state: sum(1 for e in checked if e.get("status") == state) for state in ("UP", "DRAIN", "DOWN")}
+    unchecked = len(endpoints) - len(checked)
+    lines.append(f"endpoints: {len(checked)} checked: {counts['UP']} UP, {counts['DRAIN']} DRAIN, {counts['DOWN']} DOWN"
+                 + (f"; {unchecked} not checked" if unchecked else ""))
     for endpoint in endpoints:
         if endpoint.get("status") == "UP":
             continue
@@ -213,8 +216,8 @@ def status_text(status: dict[str, Any]) -> str:
         if not firing and not servfail.get("alerting"):
             lines.append("alerts:    none")
         for record in firing:
-            lines.append(f"ALERT:     {record.get('record')}: {record.get('healthy')} of {record.get('total')} endpoints "
-                         f"healthy; down: {', '.join(record.get('down') or [])}")
+            lines.append(f"ALERT:     {record.get('record')}: {record.get('healthy')} of {record.get('total')} "
+                         f"endpoints healthy; down: {', '.join(record.get('down') or [])}")
         if servfail.get("alerting"):
             lines.append(f"ALERT:     SERVFAIL {servfail.get('ratio', 0) * 100:.1f}% of {servfail.get('responses')} "
                          f"responses in the last {servfail.get('window_seconds')}s")
