@@ -45,7 +45,8 @@ class DynamicRecord:
     check: str | None
     when_all_down: str | tuple[Endpoint, ...]  # "all" | "servfail" | fixed endpoints
     path: str  # the YAML key path, for messages
-    policy_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # validated by the policy's kind (gslb/policy/)
+    # The policy's options, validated by its kind (gslb/policy/); empty: its defaults.
+    policy_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def regions_for(self, region: str | None) -> tuple[str, ...]:
         found = self.order.get(region)

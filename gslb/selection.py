@@ -88,8 +88,9 @@ class Selector:
             # except those an operator set `down`, which must not serve in any case.
             forced_down = self.health.forced_down
             for candidate in record.regions_for(region):
-                pool = [e for e in record.pools[candidate] if not forced_down(check, e.address)]
-                if pool:
-                    return Selection(policy.pick(pool, count, client_key, self.health, check), candidate, True, all_down=True)
+                allowed = [e for e in record.pools[candidate] if not forced_down(check, e.address)]
+                if allowed:
+                    return Selection(policy.pick(allowed, count, client_key, self.health, check), candidate, True,
+                                     all_down=True)
             return Selection((), None, True, all_down=True)
         return Selection(how, None, True, all_down=True)  # type: ignore[arg-type]

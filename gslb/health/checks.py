@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 from gslb.config.problems import Problems, join_path
@@ -141,7 +140,7 @@ def parse_check(name: str, entry: Any, path: str, problems: Problems) -> Check |
     return Check(name, spec, timing, COLD_STARTS[cold_start])
 
 
-def _timing(entry: dict, path: str, problems: Problems) -> CheckTiming | None:
+def _timing(entry: dict[str, Any], path: str, problems: Problems) -> CheckTiming | None:
     before = len(problems)
     values: dict[str, Any] = {}
     for key in ("interval", "timeout"):

@@ -240,10 +240,10 @@ class AdminOverrides:
 class HealthSnapshot:
     """Everything the hot path reads, as plain data: what `--workers` processes receive."""
 
-    serving: dict = field(default_factory=dict)  # (check, address) -> Status value, only pairs that are not UP
-    rtt: dict = field(default_factory=dict)
-    load: dict = field(default_factory=dict)
-    forced: frozenset = frozenset()  # pairs an operator set down
+    serving: dict[Key, int] = field(default_factory=dict)  # Status values, only of pairs that are not UP
+    rtt: dict[Key, float] = field(default_factory=dict)
+    load: dict[Key, float] = field(default_factory=dict)
+    forced: frozenset[Key] = frozenset()  # pairs an operator set down
 
 
 class SnapshotSource:
@@ -263,9 +263,10 @@ class SnapshotSource:
 
     def apply(self, snapshot: HealthSnapshot) -> None:
         old, self.snapshot = self.snapshot, snapshot
-        changed = set()
+        changed: set[Key] = set()
         for new_part, old_part in ((snapshot.serving, old.serving), (snapshot.rtt, old.rtt), (snapshot.load, old.load)):
-            changed.update(key for key in new_part.keys() | old_part.keys() if new_part.get(key) != old_part.get(key))
+            changed.update(key for key in new_part.keys() | old_part.keys()
+                           if new_part.get(key) != old_part.get(key))
         changed.update(snapshot.forced ^ old.forced)
         if changed:
             self._changed(self, changed)

@@ -126,7 +126,7 @@ class TcpSpec:
 ProbeSpec = Union[HttpSpec, TcpSpec]
 
 
-def _boolean(raw: dict, key: str, default: bool, path: str, problems: Problems) -> bool:
+def _boolean(raw: dict[str, Any], key: str, default: bool, path: str, problems: Problems) -> bool:
     value = raw.get(key, default)
     if not isinstance(value, bool):
         problems.add(join_path(path, key), f"must be true or false, got {value!r}")
