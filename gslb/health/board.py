@@ -75,11 +75,9 @@ def effective(probed: Status, override: Status | None) -> Status:
     return override
 
 
-@dataclass(frozen=True, slots=True)
-class _Merged:
-    probed: Status
-    override: Status | None
-    serving: Status
+# A pair's merge, as last made: (what the probes say, the override or None, what DNS serves).
+_Merged = tuple[Status, "Status | None", Status]
+_PROBED, _OVERRIDE, _SERVING = 0, 1, 2
 
 
 class HealthBoard:
@@ -154,8 +152,7 @@ class HealthBoard:
                 self._serving.pop(key, None)
                 self._rtt.pop(key, None)
                 self._load.pop(key, None)
-        for key in self._users:
-            self._refresh(key, None)
+        self._merge(self._users, None)
         self._version += 1
 
     def tracked(self) -> Iterable[Key]:
@@ -221,10 +218,7 @@ class HealthBoard:
     # -- the merge ----------------------------------------------------------------------------
     def _changed(self, source: HealthSource, keys: Iterable[Key] | None) -> None:
         """A source's verdicts changed (for `keys`, or for any pair when None)."""
-        if keys is None:
-            keys = list(self._universe())
-        for key in keys:
-            self._refresh(key, source)
+        self._merge(list(self._universe()) if keys is None else keys, source)
 
     def _universe(self) -> Iterable[Key]:
         if self._users is not None:
@@ -249,46 +243,71 @@ class HealthBoard:
                 break
         return probe, override, origin
 
-    def _refresh(self, key: Key, cause: HealthSource | None) -> None:
-        """Merge one pair again; log it when `cause` (a source, None for a reconcile) changed it."""
-        if self._users is not None and key not in self._users:
-            return
-        probe, override, origin = self._verdicts(key)
-        probed = probe.status if probe is not None else _UP
-        override_status = override.status if override is not None else None
-        serving = effective(probed, override_status)
-        before = self._merged.get(key)
-        self._merged[key] = _Merged(probed, override_status, serving)
-        rtt = probe.rtt if probe is not None else None
-        if rtt is None:
-            self._rtt.pop(key, None)
-        else:
-            self._rtt[key] = rtt
-        load = probe.load if probe is not None else None
-        if load is None:
-            self._load.pop(key, None)
-        else:
-            self._load[key] = load
-        if serving is _UP:
-            self._serving.pop(key, None)
-        else:
-            self._serving[key] = serving
-        if before is None:
-            self._version += 1
-            return
-        if serving is not before.serving:
-            self._version += 1
-            self.serving_changed(key, serving)
-        if cause is None or not self._log_changes:
-            return
+    def _merge(self, keys: Iterable[Key], cause: HealthSource | None) -> None:
+        """Merge pairs again; log those `cause` (a source; None for a reconcile, which is silent)
+        changed. Runs per probe result and for every pair at a reload: kept lean."""
+        users = self._users
+        merged, serving_now, rtts, loads = self._merged, self._serving, self._rtt, self._load
+        probe_sources, override_sources = self._probe_sources, self._override_sources
+        for key in keys:
+            if users is not None and key not in users:
+                continue
+            check, address = key
+            probe = override = None
+            origin = None
+            for source in probe_sources:
+                probe = source.verdict(check, address)
+                if probe is not None:
+                    break
+            for source in override_sources:
+                override = source.verdict(check, address)
+                if override is not None:
+                    origin = source
+                    break
+            if probe is None:
+                probed, rtt, load = _UP, None, None
+            else:
+                probed, rtt, load = probe.status, probe.rtt, probe.load
+            if override is None:
+                override_status, serving = None, probed
+            else:
+                override_status = override.status
+                serving = effective(probed, override_status)
+            before = merged.get(key)
+            merged[key] = (probed, override_status, serving)
+            if rtt is not None:
+                rtts[key] = rtt
+            elif key in rtts:
+                del rtts[key]
+            if load is not None:
+                loads[key] = load
+            elif key in loads:
+                del loads[key]
+            if serving is not _UP:
+                serving_now[key] = serving
+            elif key in serving_now:
+                del serving_now[key]
+            if before is None:
+                self._version += 1
+                continue
+            if serving is not before[_SERVING]:
+                self._version += 1
+                self.serving_changed(key, serving)
+            if cause is not None and self._log_changes and (
+                    probed is not before[_PROBED] or override_status is not before[_OVERRIDE] or serving is not before[_SERVING]):
+                self._log_change(key, cause, before, probe, override, origin)
+
+    def _log_change(self, key: Key, cause: HealthSource, before: _Merged, probe: Verdict | None,
+                    override: Verdict | None, origin: HealthSource | None) -> None:
+        probed, override_status, serving = self._merged[key]
         if cause.layer is Layer.PROBES:
-            if probed is not before.probed:
+            if probed is not before[_PROBED]:
                 reason = probe.reason if probe is not None else f"{cause.name}: no verdict"
                 if override_status is not None and serving is not probed:
                     by = origin.name if origin is not None else "override"
                     reason = f"{reason}; probes say {probed.name} but {by} {override_status.name.lower()} keeps it {serving.name}"
                 self._log(key, serving, reason)
-        elif serving is not before.serving or override_status is not before.override:
+        elif serving is not before[_SERVING] or override_status is not before[_OVERRIDE]:
             self._log(key, serving, _override_reason(probed, override, cause.name, probe is not None))
 
     def serving_changed(self, key: Key, status: Status) -> None:

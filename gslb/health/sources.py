@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Callable, Iterable, Mapping, Protocol
+from typing import Callable, Iterable, Mapping, NamedTuple, Protocol
 
 from gslb.health.admin import NO_OVERRIDES, Overrides
 from gslb.health.checks import Check
@@ -39,9 +39,9 @@ class Layer(IntEnum):
     OVERRIDES = 1  # what an operator decided: on top of the probes
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """One source's word on one (check, address)."""
+class Verdict(NamedTuple):
+    """One source's word on one (check, address). (A tuple: the board asks for one per probe
+    result and per pair at a reload, so it must be cheap to make.)"""
 
     status: Status
     reason: str  # in the words of the log and /status: "after 3 failures: HTTP 503"
@@ -88,7 +88,7 @@ class EndpointHealth:
     """The probe state of one (check, address): mutable, owned by LocalProbes."""
 
     __slots__ = ("check", "address", "probed", "successes", "failures", "reason", "cold", "last_result",
-                 "last_probe", "last_change", "rtt", "load", "crashes", "probes")
+                 "last_probe", "last_change", "rtt", "load", "crashes", "probes", "said")
 
     def __init__(self, check: Check, address: str, now: float) -> None:
         self.check = check
@@ -108,6 +108,13 @@ class EndpointHealth:
         self.load: float | None = None  # last reported
         self.crashes = 0  # probe tasks that died and were restarted
         self.probes = 0
+        self.said: Verdict | None = None  # the verdict of the fields above, made when first asked for
+
+    def verdict(self) -> Verdict:
+        said = self.said
+        if said is None:
+            said = self.said = Verdict(self.probed, self.reason, self.last_change, self.rtt, self.load)
+        return said
 
 
 class LocalProbes:
@@ -126,9 +133,7 @@ class LocalProbes:
 
     def verdict(self, check: str | None, address: str) -> Verdict | None:
         endpoint = self._endpoints.get((check, address))
-        if endpoint is None:
-            return None
-        return Verdict(endpoint.probed, endpoint.reason, endpoint.last_change, endpoint.rtt, endpoint.load)
+        return None if endpoint is None else endpoint.verdict()
 
     def keys(self) -> Iterable[Key]:
         return self._endpoints.keys()
@@ -159,6 +164,7 @@ class LocalProbes:
         if endpoint is None:
             return  # a result for a pair a reload just removed
         endpoint.probes += 1
+        endpoint.said = None
         endpoint.last_result = result
         endpoint.last_probe = self._clock()
         if result.load is not None:
