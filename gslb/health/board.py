@@ -135,7 +135,7 @@ class HealthBoard:
             serving={key: int(status) for key, status in self._serving.items()},
             rtt=dict(self._rtt),
             load=dict(self._load),
-            forced=frozenset(key for key in self.tracked() if self.forced_down(*key)),
+            forced=frozenset(key for key, merged in self._merged.items() if merged[_OVERRIDE] is Status.DOWN),
         )
 
     # -- what to track ------------------------------------------------------------------------
