@@ -85,7 +85,8 @@ class Placement:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not Placement:
             return NotImplemented
-        return self._fields() == other._fields()  # type: ignore[attr-defined]
+        assert isinstance(other, Placement)
+        return self._fields() == other._fields()
 
     def __hash__(self) -> int:
         return hash(self._fields())

@@ -32,6 +32,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from typing import IO, Self, cast
 
 import maxminddb
 import maxminddb.errors
@@ -147,7 +148,8 @@ class GeoDatabase:
         if metadata_start < 0:
             raise GeoDataError(f"{where}: not a MaxMind DB (no metadata marker); {_HINT}")
         try:
-            with maxminddb.open_database(_Source(data, path), maxminddb.MODE_FD) as reader:
+            source = cast("IO[bytes]", _Source(data, path))  # what MODE_FD reads: read() and name
+            with maxminddb.open_database(source, maxminddb.MODE_FD) as reader:
                 metadata = reader.metadata()
         except (maxminddb.errors.InvalidDatabaseError, ValueError, KeyError, TypeError) as error:
             reason = (str(error).splitlines() or [type(error).__name__])[0]
@@ -245,7 +247,7 @@ class GeoDatabase:
     def close(self) -> None:
         """Nothing to release (the bytes go with the object); for ``with`` blocks."""
 
-    def __enter__(self) -> GeoDatabase:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -388,7 +390,7 @@ class _Walk:
                             f"nodes more than once); use a file written by MaxMind's or DB-IP's tools")
 
 
-def _children_arrays(data: bytes, node_count: int, record_size: int) -> tuple[array, array]:
+def _children_arrays(data: bytes, node_count: int, record_size: int) -> tuple[array[int], array[int]]:
     """(left, right): the two records of every node, decoded from the file's bytes in bulk."""
     node_bytes, left_layout, right_layout = _NODE_LAYOUTS[record_size]
     end = node_count * node_bytes

@@ -93,8 +93,8 @@ class RegionTable:
     regions: tuple[str | None, ...]  # index -> region; 0 is None (no region)
     ranges: int  # how many ranges the table holds, over both families
 
-    def __init__(self, regions: tuple[str | None, ...], ipv4: tuple[array, array],
-                 ipv4_raw: tuple[array, array] | None, ipv6_high: array, ipv6_codes: array,
+    def __init__(self, regions: tuple[str | None, ...], ipv4: tuple[array[int], array[int]],
+                 ipv4_raw: tuple[array[int], array[int]] | None, ipv6_high: array[int], ipv6_codes: array[int],
                  ipv6_lows: Mapping[int, int], aliases: tuple[tuple[int, int, int], ...]) -> None:
         """Use ``compile`` or ``loads``. ``aliases``: (first address, depth, _ALIAS_RAW|_RULED)."""
         self.regions = regions
@@ -265,7 +265,7 @@ class RegionTable:
             payload = view[at + size:]
             if hashlib.sha256(payload).hexdigest() != header["sha256"]:
                 raise TableFormatError("checksum mismatch (damaged)")
-            parts: dict[str, array] = {}
+            parts: dict[str, array[int]] = {}
             offset = 0
             for name, typecode, itemsize, length in header["arrays"]:
                 part = array(typecode)
@@ -289,7 +289,7 @@ class RegionTable:
             raise TableFormatError(f"bad header ({type(error).__name__}: {error})") from None
         return table, header["meta"]
 
-    def _arrays(self) -> list[tuple[str, array]]:
+    def _arrays(self) -> list[tuple[str, array[int]]]:
         lows = sorted(self._lows6.items())
         arrays = [("ipv4.starts", self._starts4), ("ipv4.codes", self._codes4),
                   ("ipv6.high", self._high6), ("ipv6.codes", self._codes6),
@@ -326,7 +326,7 @@ class RegionTable:
 
 
 # -- lookups ---------------------------------------------------------------------------------------
-def _lookup32(number: int, starts: array, codes: array) -> tuple[int, int]:
+def _lookup32(number: int, starts: array[int], codes: array[int]) -> tuple[int, int]:
     """(region index, scope) of a 32-bit address in one IPv4 table.
 
     The scope: the widest block of the address that starts at or after the range's start (the
