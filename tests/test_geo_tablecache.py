@@ -238,3 +238,23 @@ def test_gslb_check_fills_the_cache_directory_it_is_given(tmp_path):
     assert len(cache_files(directory)) == 1
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 0 and "built in" not in again.stderr  # loaded, not built again
+
+
+def test_gslb_check_with_an_unusable_home_builds_in_memory_and_warns_once(tmp_path):
+    # A container user: $HOME names nothing that can hold ~/.cache (here: a plain file).
+    import os
+    import subprocess
+
+    from dnsserver import REPO, TEST_GEOIP, TESTS, gslb_command
+
+    home = tmp_path / "home"
+    home.write_text("not a directory")
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in (tablecache.CACHE_DIR_VARIABLE, "XDG_CACHE_HOME")}
+    environment["HOME"] = str(home)
+    done = subprocess.run(gslb_command("check", "--zones", str(TESTS / "data" / "zones_geo"),
+                                       "--geoip", str(TEST_GEOIP)),
+                          cwd=REPO, env=environment, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if " WARNING " in line]
+    assert len(warnings) == 1 and "not writable" in warnings[0] and "in memory" in warnings[0], done.stderr

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import stat
 import sys
 from array import array
 from collections.abc import Callable
@@ -45,7 +46,7 @@ _METADATA_MARKER = b"\xab\xcd\xefMaxMind.com"
 _NOT_LOCATION_TYPES = ("ASN", "ISP", "Domain", "Connection-Type", "Anonymous", "User-Count",
                        "IP-Risk", "Static-IP-Score")
 FACTS_CACHE_SIZE = 65536  # decoded records kept, ~200 bytes each
-MAX_FILE_SIZE = 4 << 30  # bytes; the largest commercial City files are ~1 GB
+MAX_FILE_SIZE = 2 << 30  # bytes, read into memory; the largest commercial files are well under 1 GB
 _HINT = "pass --geoip FILE with a City or Country .mmdb (GeoLite2-City, DB-IP City Lite, ...)"
 _U32 = "I" if array("I").itemsize == 4 else "L"  # a 4-byte unsigned typecode
 
@@ -121,10 +122,15 @@ class GeoDatabase:
         path = os.fspath(path)
         where = f"GeoIP file {path}"
         try:
-            with open(path, "rb") as file:
-                size = os.fstat(file.fileno()).st_size
-                if size > MAX_FILE_SIZE:
-                    raise GeoDataError(f"{where}: {size} bytes, more than a GeoIP file has "
+            # Non-blocking: a FIFO at the path must not hang the reader until someone writes.
+            with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+                status = os.fstat(file.fileno())
+                if stat.S_ISDIR(status.st_mode):
+                    raise IsADirectoryError
+                if not stat.S_ISREG(status.st_mode):
+                    raise GeoDataError(f"{where}: not a regular file; {_HINT}")
+                if status.st_size > MAX_FILE_SIZE:
+                    raise GeoDataError(f"{where}: {status.st_size} bytes, more than a GeoIP file has "
                                        f"({MAX_FILE_SIZE} at most); {_HINT}")
                 data = file.read(MAX_FILE_SIZE + 1)
         except FileNotFoundError:
