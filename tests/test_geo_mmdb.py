@@ -211,5 +211,5 @@ def test_a_fifo_is_refused_at_once_rather_than_waited_on(tmp_path):
     reader.join(10)
     if reader.is_alive():  # blocked: let it go, then fail
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-    assert outcome == [f"GeoIP file {fifo}: not a regular file; pass --geoip FILE with a City or Country .mmdb "
-                       "(GeoLite2-City, DB-IP City Lite, ...)"]
+    hint = "pass --geoip FILE with a City or Country .mmdb (GeoLite2-City, DB-IP City Lite, ...)"
+    assert outcome == [f"GeoIP file {fifo}: not a regular file; {hint}"]
