@@ -172,6 +172,7 @@ class Api:
             await self._runner.cleanup()
             self._runner = None
         self.gate.log.close()
+        self.gate.block_log.close()
         self.guard.log.close()
 
     # -- handlers --------------------------------------------------------------------------------

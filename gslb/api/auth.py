@@ -200,6 +200,8 @@ class Gate:
         self.throttle = AuthThrottle(limits)
         self.failures: dict[str, int] = dict.fromkeys(REASONS, 0)
         self.log = RateLimitedLog(log, "failed admin authentications")
+        self.block_log = RateLimitedLog(log, "admin API backoffs")  # its own budget: a flood of failures
+        # must not hide the line saying who is being refused
 
     def require(self, request: web.Request) -> None:
         client = client_key(request.remote)
@@ -219,7 +221,7 @@ class Gate:
                                  request.method, request.path)
                 block = self.throttle.failed(client)
                 if block is not None:
-                    self.log.warning("admin API: %s refused for %gs after %d failed authentications within %gs",
+                    self.block_log.warning("admin API: %s refused for %gs after %d failed authentications within %gs",
                                 client, block, self.throttle.limits.auth_failures, self.throttle.limits.auth_window)
             raise
         self.throttle.succeeded(client)

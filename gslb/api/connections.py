@@ -108,7 +108,7 @@ class ApiConnection(RequestHandler):
 
     def request_finished(self) -> None:
         self.busy = False
-        if self._admitted:
+        if self._admitted and self.transport is not None and not self.transport.is_closing():
             self._arm()
 
     # -- closing -----------------------------------------------------------------------------------
@@ -121,15 +121,13 @@ class ApiConnection(RequestHandler):
             timeout = self.guard.limits.header_timeout
             self._close_with(raw_error(408, "Request Timeout", f"request head not received within {timeout:g}s"))
         else:
-            self.force_close()
-            self.transport.close()
+            self.force_close()  # closes the transport
 
     def _close_with(self, response: bytes) -> None:
         transport = self.transport
-        self.force_close()
         if transport is not None and not transport.is_closing():
             transport.write(response)
-            transport.close()  # after the buffered response is written
+        self.force_close()  # closes the transport once the response is written
 
     def _arm(self) -> None:
         self._disarm()
@@ -142,7 +140,7 @@ class ApiConnection(RequestHandler):
 
     def _expire(self) -> None:
         self._deadline = None
-        if not self.busy:
+        if not self.busy and self.transport is not None:
             self.guard.closed["header_timeout"] += 1
             self.close_for("header_timeout")
 
