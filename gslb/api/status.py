@@ -146,7 +146,7 @@ class Recent:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.sample()
+        self.sample(rates=True)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="gslb-api-recent")
 
     async def stop(self) -> None:
@@ -161,12 +161,15 @@ class Recent:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(SAMPLE_INTERVAL)
-            self.sample()
+            self.sample(rates=True)
 
-    def sample(self) -> None:
+    def sample(self, rates: bool = False) -> None:
+        """Health changes and reloads since the last sample; with `rates` (the once-a-second tick
+        only, so each rate covers a steady interval), the query rates too."""
         self._sample_health()
         self._sample_reloads()
-        self._sample_rates()
+        if rates:
+            self._sample_rates()
 
     def _sample_health(self) -> None:
         monitor = self.runtime.loaded.health
@@ -217,9 +220,9 @@ class Recent:
             counts[key] = counts.get(key, 0) + value
         before, then = self._counts, self._counted_at
         self._counts, self._counted_at = counts, now
-        if before is None or now - then < 0.2:
-            return  # the first sample, or too soon after the last for a rate worth the name
-        elapsed = now - then
+        if before is None:
+            return
+        elapsed = max(now - then, 1e-3)
         by_region: dict[str, float] = {}
         by_rcode: dict[str, float] = {}
         total = 0.0
