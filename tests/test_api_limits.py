@@ -168,7 +168,7 @@ async def test_a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_c
 # -- heads and connections ---------------------------------------------------------------------------
 
 def test_a_slow_request_head_is_closed_at_the_deadline_with_a_one_line_408(api):
-    server, url = api
+    _, url = api
     with connect(url) as sock:
         sock.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
         response, took = read_until_closed(sock, 5)
@@ -178,7 +178,7 @@ def test_a_slow_request_head_is_closed_at_the_deadline_with_a_one_line_408(api):
 
 
 def test_a_trickled_head_does_not_reset_the_deadline(api):
-    server, url = api
+    _, url = api
     with connect(url) as sock:
         sock.sendall(b"GET /status HTTP/1.1\r\n")
         started = time.monotonic()
@@ -204,14 +204,14 @@ def test_a_trickled_head_does_not_reset_the_deadline(api):
 
 
 def test_an_idle_connection_is_closed_without_a_word(api):
-    server, url = api
+    _, url = api
     with connect(url) as sock:
         response, took = read_until_closed(sock, 5)
     assert response == b"" and 0.8 < took < 3
 
 
 def test_a_kept_alive_connection_is_closed_when_idle_past_the_deadline(api):
-    server, url = api
+    _, url = api
     with connect(url) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         response, took = read_until_closed(sock, 5)

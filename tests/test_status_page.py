@@ -190,7 +190,7 @@ def test_the_page_shows_every_region_of_the_example_zone_with_no_console_error(e
 
 
 async def test_a_region_changes_colour_live_when_its_sites_go_down(example, browser):
-    server, url, sites, regions = example
+    _, url, sites, regions = example
     browser.get(url + "/")
     wait_for(lambda: region_health(browser).get("eu") == "up", 15, "eu up")
     browser.execute_script("window.loadedOnce = 'yes'")  # gone if the page reloaded

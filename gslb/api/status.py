@@ -226,12 +226,12 @@ class Recent:
         by_region: dict[str, float] = {}
         by_rcode: dict[str, float] = {}
         total = 0.0
-        for (region, rcode), value in counts.items():
-            rate = (value - before.get((region, rcode), 0)) / elapsed
+        for (region_name, rcode_text), value in counts.items():
+            rate = (value - before.get((region_name, rcode_text), 0)) / elapsed
             if rate <= 0:
                 continue
-            by_region[region] = by_region.get(region, 0.0) + rate
-            by_rcode[rcode] = by_rcode.get(rcode, 0.0) + rate
+            by_region[region_name] = by_region.get(region_name, 0.0) + rate
+            by_rcode[rcode_text] = by_rcode.get(rcode_text, 0.0) + rate
             total += rate
         self.rates.append({"at": iso(self._clock()), "qps": round(total, 1),
                            "by_region": {k: round(v, 1) for k, v in sorted(by_region.items())},
