@@ -338,3 +338,13 @@ async def test_status_has_region_health_routes_per_continent_and_recent_changes(
     assert traffic["qps"] > 0 and traffic["by_region"] and traffic["history"]
     reloads = (await document())["recent"]["reloads"]
     assert reloads[-1]["reason"] == "start" and reloads[-1]["ok"] is True
+
+
+async def test_status_is_compact_json_unless_pretty_is_asked(api, http):
+    _, url, _ = api
+    async with http.get(f"{url}/status") as response:
+        compact = await response.text()
+    async with http.get(f"{url}/status?pretty") as response:
+        pretty = await response.text()
+    assert "\n" not in compact.strip() and pretty.count("\n") > 10
+    assert json.loads(compact)["zones"] == json.loads(pretty)["zones"]

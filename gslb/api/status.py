@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -51,9 +51,16 @@ def iso(when: float | None) -> str | None:
     return datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def endpoint_dict(report: Any) -> dict[str, Any]:
-    """An EndpointReport for JSON: the board's words, times as ISO 8601 UTC."""
-    data = asdict(report)
+    """An EndpointReport for JSON: the board's words, times as ISO 8601 UTC. Field by field, not
+    dataclasses.asdict, which deep-copies every value (10 times slower on 8,000 endpoints)."""
+    names = _FIELDS.get(type(report))
+    if names is None:
+        names = _FIELDS[type(report)] = tuple(item.name for item in fields(report))
+    data = {name: getattr(report, name) for name in names}
     data["users"] = list(report.users)
     data["last_probe"] = iso(report.last_probe)
     data["last_change"] = iso(report.last_change)
@@ -72,10 +79,14 @@ def region_health(zone: "Zone", records: list["DynamicRecord"], health: "HealthV
     rules = zone.region_map.rules if zone.region_map is not None else None
     if rules is None:
         return {}
+    members: dict[str, set[tuple[str | None, str]]] = {name: set() for name in rules.regions}
+    for record in records:  # one pass: a zone may hold thousands of records
+        for region, pool in record.pools.items():
+            if region in members:
+                members[region].update((record.check, e.address) for e in pool)
     regions: dict[str, Any] = {}
     for name in rules.regions:
-        keys = sorted({(record.check, e.address) for record in records for e in record.pools.get(name, ())},
-                      key=lambda key: (key[0] or "", key[1]))
+        keys = sorted(members[name], key=lambda key: (key[0] or "", key[1]))
         counts = {"UP": 0, "DRAIN": 0, "DOWN": 0}
         for check, address in keys:
             state = health.status(check, address) if health is not None else Status.UP
@@ -98,7 +109,8 @@ def serving_region(record: "DynamicRecord", region: str | None, health: "HealthV
     """(the region whose pool answers a client of `region` now, whether every endpoint is down):
     the selection's walk (gslb/selection.py) without picking endpoints, so nothing advances."""
     order = record.regions_for(region)
-    if health is None:
+    everything_up = getattr(health, "everything_up", None)
+    if health is None or (everything_up is not None and everything_up()):
         return (order[0] if order else None), False
     for candidate in order:
         if any(health.status(record.check, e.address) is not Status.DOWN for e in record.pools[candidate]):
@@ -116,13 +128,14 @@ def routing(zone: "Zone", records: list["DynamicRecord"], health: "HealthView | 
     rules = zone.region_map.rules if zone.region_map is not None else None
     if rules is None:
         return {}
+    labels = [record_label(record) for record in records]
     continents: dict[str, Any] = {}
     for code, (name, point) in CONTINENTS.items():
         region, rule = rules.match(GeoFacts(continent=code, latitude=point[0], longitude=point[1]))
         sent: dict[str, Any] = {}
-        for record in records:
+        for label, record in zip(labels, records):
             target, all_down = serving_region(record, region, health)
-            sent[record_label(record)] = {"region": target, "all_down": all_down}
+            sent[label] = {"region": target, "all_down": all_down}
         continents[code] = {"name": name, "point": list(point), "region": region, "rule": rule, "records": sent}
     return continents
 

@@ -3,6 +3,7 @@
 "use strict";
 
 const POLL_MS = 1500;
+const MAX_SHARE = 0.1; // a /status that takes long (thousands of endpoints) is asked for less often
 const SVG = "http://www.w3.org/2000/svg";
 const state = { doc: null, zone: null, record: null, token: "", map: null, failures: 0 };
 
@@ -219,6 +220,8 @@ let timer = null;
 
 async function poll(schedule = true) {
   const live = document.getElementById("live");
+  const started = performance.now();
+  let delay = POLL_MS;
   try {
     const response = await fetch("/status", { cache: "no-store" });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
@@ -227,6 +230,7 @@ async function poll(schedule = true) {
     live.className = "live ok";
     live.textContent = `live, updated ${new Date().toISOString().slice(11, 19)}Z`;
     document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
+    delay = Math.max(POLL_MS, (performance.now() - started) / MAX_SHARE);
   } catch (error) {
     state.failures += 1;
     live.className = "live stale";
@@ -234,7 +238,7 @@ async function poll(schedule = true) {
   }
   if (schedule) {
     clearTimeout(timer);
-    timer = setTimeout(poll, POLL_MS);
+    timer = setTimeout(poll, delay);
   }
 }
 
