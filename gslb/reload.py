@@ -7,12 +7,13 @@ What a reload does, in order:
    and of the GeoIP file). Changes made from here on trigger another reload.
 2. In a worker thread (the event loop keeps answering): reopen the GeoIP database only if its
    file changed, then read and validate every zone file into a new Catalog.
-3. On the event loop, without awaiting anything: reconcile the health monitor with the new
-   catalog (kept endpoints keep their state, removed ones stop probing, new ones start per their
-   cold start), build the Selector, Answerer and fast path around the *same* QueryStats and query
-   log, answer one SOA query per zone as a self-test, then swap `DnsServer.answerer` in one
-   assignment. No query is answered in between, and every query is answered by either the old
-   or the new configuration.
+3. On the event loop, without awaiting anything: work out the health changes of the new catalog
+   without applying them (`HealthMonitor.prepare`), build the Selector, Answerer and fast path
+   around the *same* QueryStats and query log, answer one SOA query per zone as a self-test, then
+   commit the health changes (kept endpoints keep their state, removed ones stop probing, new ones
+   start per their cold start) and swap `DnsServer.answerer` in one assignment. No query is
+   answered in between, and every query is answered by either the old or the new configuration;
+   a reload that fails anywhere leaves health exactly as it was.
 
 On any problem the old configuration keeps serving, every problem is logged as one line in the
 words `gslb check` prints, and the failure is counted (`gslb_config_reloads_total{result="failed"}`).
@@ -200,7 +201,10 @@ class Reloader:
         if loaded is None:
             self._failed(reason, problems, started)
             return False
-        # -- the swap: one assignment; the listeners read `server.answerer` for every query --
+        # -- commit the health changes, then the swap: one assignment; the listeners read
+        # `server.answerer` for every query. Nothing between them awaits.
+        if loaded.pending is not None:
+            loaded.pending.commit()
         self.server.answerer = loaded.answerer
         self.current = loaded
         if geoip_changed:
@@ -214,7 +218,8 @@ class Reloader:
         return True
 
     def _build(self, old: "Loaded", catalog: "Catalog", geo: "GeoDatabase") -> tuple["Loaded | None", list[Problem]]:
-        """On the event loop, no awaits: assemble, self-test; on failure put health back."""
+        """On the event loop, no awaits: assemble, self-test. Health changes only at commit, after
+        this, so a failure leaves it exactly as it was."""
         try:
             loaded, problems = self._assemble(catalog, geo)
             if loaded is not None:
@@ -224,11 +229,6 @@ class Reloader:
         except Exception as error:  # noqa: BLE001
             log.exception("building the new configuration failed")
             loaded, problems = None, [Problem("", "", f"internal error while building the configuration: {error}")]
-        if loaded is None and old.health is not None:
-            try:
-                old.health.apply(old.catalog)  # the monitor may already track the new catalog
-            except Exception:  # noqa: BLE001
-                log.exception("restoring the health checks of the previous configuration failed")
         return loaded, problems
 
     def _succeeded(self, reason: str, loaded: "Loaded", old: "Loaded", geoip_changed: bool, started: float) -> None:

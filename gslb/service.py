@@ -24,9 +24,8 @@ from gslb.dns.dynamic_answer import DynamicAnswers
 from gslb.dns.fastpath import FastPath
 from gslb.dns.server import DnsServer, Listener
 from gslb.geo import GeoDatabase, GeoDataError
-from gslb.health.monitor import HealthMonitor
+from gslb.health.monitor import HealthMonitor, PendingHealth
 from gslb.health.status import HealthView
-from gslb.health_stats import CountingBoard
 from gslb.names import to_text
 from gslb.querylog import QueryLog
 from gslb.reload import Reloader
@@ -46,6 +45,7 @@ class Loaded:
     geo: GeoDatabase
     health: HealthMonitor | None  # probes, rise/fall board, admin overrides; started by serve(). None
     # when built over a board someone else feeds (a replica answering from a copy of the health state)
+    pending: PendingHealth | None = None  # a reload's health changes: commit() right before the swap
 
 
 def open_geo(settings: ServerSettings) -> tuple[GeoDatabase | None, list[Problem]]:
@@ -94,19 +94,24 @@ def _assemble(
     querylog: QueryLog | None,
 ) -> tuple[Loaded | None, list[Problem]]:
     records = [r for zone in catalog.zones for node in zone.nodes.values() for r in node.dynamic.values()]
+    pending = None
     if health is None and board is None:
-        health = HealthMonitor(CountingBoard(), settings.state)  # reads the admin state file now, before any query
+        health = HealthMonitor.build(settings.state)  # reads the admin state file now, before any query
+        problems = health.apply(catalog)  # nothing serves from this monitor yet: take the catalog at once
+        if problems:
+            return None, problems
+    elif health is not None:
+        pending = health.prepare(catalog)  # touches nothing live: the reload commits after its self-test
+        if pending.problems:
+            return None, pending.problems
     if health is not None:
-        health_problems = health.apply(catalog)
-        if health_problems:
-            return None, health_problems
         board = health.board
     assert board is not None
     selector = Selector(records, board)
     answerer = Answerer(catalog, AnswerSettings(node_name=settings.node_name), DynamicAnswers(selector), stats=stats)
     answerer.fast = FastPath(catalog, answerer, selector)
     answerer.querylog = querylog
-    return Loaded(catalog, answerer, selector, geo, health), []
+    return Loaded(catalog, answerer, selector, geo, health, pending), []
 
 
 def load(

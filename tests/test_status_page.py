@@ -68,6 +68,8 @@ def write(doc: dict, directory: Path, port: int) -> Path:
         for kind in ("http", "https", "tcp"):
             if kind in check:
                 check[kind]["port"] = port
+        if "http" in check:
+            check["http"]["path"] = "/healthz"  # what tests/sites.py serves
     directory.mkdir(parents=True)
     (directory / EXAMPLE_ZONE.name).write_text(yaml.safe_dump(doc, sort_keys=False))
     return directory

@@ -8,6 +8,7 @@
     GET  /explain?name=&type=&client=|subnet=[&down=REGION|ENDPOINT ...]
     GET  /metrics                      Prometheus text format
     POST /admin/endpoints/{address}    {"state": "up|down|drain|auto", "check": "web"}  (bearer token)
+    POST /admin/reload                 reload the zones and GeoIP data, as SIGHUP does (bearer token)
 
 Every response is JSON except /metrics and the page; every error is one line:
 {"error": "field: what is wrong"} (gslb/api/errors.py). Mutating calls need
@@ -56,7 +57,7 @@ ADMIN_STATES = ("up", "down", "drain", "auto")  # auto: remove the override, the
 ADMIN_EXAMPLE = '{"state": "down"}'
 EXPLAIN_PARAMETERS = ("name", "type", "client", "subnet", "down")
 PATHS = ["GET /", "GET /healthz", "GET /status", "GET /explain?name=&type=&client=|subnet=&down=", "GET /metrics",
-         "POST /admin/endpoints/{address}"]
+         "POST /admin/endpoints/{address}", "POST /admin/reload"]
 CLOSING_STATUSES = (408, 413)  # the rest of the request is not worth reading: close the connection
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -111,6 +112,7 @@ class Api:
         app.router.add_get("/explain", self.explain)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/admin/endpoints/{address}", self.set_endpoint)
+        app.router.add_post("/admin/reload", self.reload)
         return app
 
     @web.middleware
@@ -294,6 +296,18 @@ class Api:
         reports = [monitor.board.report(*pair) for pair in sorted(known, key=lambda k: k[0] or "")]
         return web.json_response({"address": address, "check": check, "state": state,
                                   "endpoints": [endpoint_dict(r) for r in reports if r is not None]})
+
+
+    async def reload(self, request: web.Request) -> web.Response:
+        """Queue a reload (merged with any other pending one) and answer at once with the counts
+        before it: `gslb reload` follows /status until they move."""
+        self.gate.require(request)
+        reloader = self.runtime.reloader
+        before = {"ok": reloader.ok, "failed": reloader.failed}
+        reloader.request("api")
+        log.info("admin API: reload requested (from %s)", request.remote)
+        return web.json_response({"requested": True, "generation": reloader.generation, "reloads": before},
+                                 status=202)
 
 
 def token_source(settings: ServerSettings) -> TokenSource:
