@@ -199,9 +199,9 @@ class ServerSettings:
     query_log: str | None = None  # JSON lines to this file, "-" for stdout; None: off
     query_log_sample: int = 1  # log one query in this many
     workers: int = 1  # DNS processes on SO_REUSEPORT sockets; probes and the API stay in the first
-    # How region tables are compiled (gslb/geo/regionmap.py): `serve` in the background, `check`
-    # synchronously (it fills the cache for the next start), `explain` not at all. Not a user setting.
-    region_compile: str = "background"
+    # Where GeoIP region tables are cached (gslb/geo/tablecache.py); None: $GSLB_CACHE_DIR, else
+    # ~/.cache/gslb. Unusable: tables are built in memory at each start, with one warning.
+    cache_dir: Path | None = None
     alerts: AlertThresholds = AlertThresholds()
     api_limits: ApiLimits = ApiLimits()
 
@@ -210,7 +210,7 @@ class ServerSettings:
         return self.geoip if self.geoip is not None else default_geoip_file()
 
 
-FILE_KEYS = {"listen", "zones", "geoip", "node_name", "tcp", "log_level", "state",
+FILE_KEYS = {"listen", "zones", "geoip", "cache_dir", "node_name", "tcp", "log_level", "state",
              "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers",
              "api_limits"}
 
@@ -285,7 +285,7 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
         if not parsed and not problems:
             problems.add("listen", "must list at least one HOST:PORT")
         values["listen"] = tuple(parsed)
-    for key in ("zones", "geoip", "state"):
+    for key in ("zones", "geoip", "state", "cache_dir"):
         if key in doc:
             if not isinstance(doc[key], str):
                 problems.add(key, "must be a path")
@@ -384,7 +384,7 @@ def load_settings(config_file: Path | None, flags: dict[str, Any]) -> tuple[Serv
                 flag_problems.add("--listen", str(error))
         values["listen"] = tuple(parsed)
         values["listen_explicit"] = True
-    for key in ("zones", "geoip", "state"):
+    for key in ("zones", "geoip", "state", "cache_dir"):
         if flags.get(key) is not None:
             values[key] = Path(flags[key])
     for key in ("node_name", "log_level"):
