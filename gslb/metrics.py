@@ -59,6 +59,7 @@ class GslbCollector:
         yield from self._config(runtime)
         yield from self._alerts(runtime)
         yield from self._query_log(runtime)
+        yield from self._api(runtime)
         info = GaugeMetricFamily("gslb_build_info", "The gslb version running.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
@@ -187,6 +188,25 @@ class GslbCollector:
         entries.add_metric(["dropped"], querylog.dropped)
         entries.add_metric(["failed"], querylog.errors)
         yield entries
+
+
+    # -- the HTTP API --------------------------------------------------------------------------------
+    def _api(self, runtime: "Runtime") -> Iterator[Metric]:
+        api = runtime.api
+        if api is None:
+            return
+        failures = CounterMetricFamily("gslb_api_auth_failures", "Admin API calls refused before the token was "
+                                       "accepted: missing_token, wrong_token, throttled (429 during a backoff).",
+                                       labels=["reason"])
+        for reason, value in api.auth_failures.items():
+            failures.add_metric([reason], value)
+        yield failures
+        closed = CounterMetricFamily("gslb_api_connections_closed", "API connections closed or refused by the "
+                                     "server's limits: header_timeout, body_timeout, evicted (at the connection cap), "
+                                     "refused (at the cap, all busy), bad_request (unparsable HTTP).", labels=["reason"])
+        for reason, value in api.connections_closed.items():
+            closed.add_metric([reason], value)
+        yield closed
 
 
 def registry_for(runtime: "Runtime") -> CollectorRegistry:

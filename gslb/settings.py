@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import socket
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,84 @@ class AlertThresholds:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiLimits:
+    """What one HTTP API client can cost (gslb/api/): bytes and nesting of a body, how long it may
+    take to send a request, how many connections are held, and how wrong tokens are slowed down.
+    Server config `api_limits: {max_connections: 64, header_timeout: 5s, ...}`; THREAT_MODEL.md."""
+
+    max_body: int = 64 * 1024  # bytes of a request body; more: 413 before reading it
+    max_json_depth: int = 32  # nesting of [ and { in a JSON body; deeper: 400 before parsing
+    header_timeout: float = 10.0  # seconds from connect (or the previous response) to a complete request head
+    body_timeout: float = 10.0  # seconds to receive a body once its head is in
+    max_connections: int = 256  # open API connections; at the cap the oldest idle one is closed
+    auth_failures: int = 10  # failed admin authentications from one address within auth_window ...
+    auth_window: float = 60.0
+    auth_backoff: float = 2.0  # ... answer 429 without checking the token for this long, doubled
+    auth_backoff_max: float = 300.0  # at each repeat up to this
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            problem = _api_limit_problem(item.name, getattr(self, item.name))
+            if problem is not None:
+                raise ValueError(f"{item.name}: {problem}")
+        if self.auth_backoff_max < self.auth_backoff:
+            raise ValueError(f"auth_backoff_max: must be at least auth_backoff ({self.auth_backoff:g}s), "
+                             f"got {self.auth_backoff_max:g}s")
+
+    @classmethod
+    def parse(cls, raw: object, problems: Problems, path: str = "api_limits") -> "ApiLimits":
+        """The `api_limits:` mapping; every problem with its key path; defaults for what is missing."""
+        known = [item.name for item in fields(cls)]
+        if not isinstance(raw, dict):
+            problems.add(path, f"must be a mapping with any of {', '.join(known)}")
+            return cls()
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in known:
+                problems.add(f"{path}.{key}", f"unknown setting; expected one of {', '.join(known)}")
+                continue
+            if key not in API_LIMIT_COUNTS:
+                value = _seconds(value)
+            problem = _api_limit_problem(key, value)
+            if problem is not None:
+                problems.add(f"{path}.{key}", problem)
+            else:
+                values[key] = value
+        try:
+            return cls(**values)
+        except ValueError as error:
+            problems.add(path, str(error))
+            return cls()
+
+
+API_LIMIT_COUNTS = ("max_body", "max_json_depth", "max_connections", "auth_failures")
+
+
+def _api_limit_problem(name: str, value: object) -> str | None:
+    if name in API_LIMIT_COUNTS:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return f"must be a whole number >= 1, got {value!r}"
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return f"must be a duration > 0 (seconds, or like 10s or 500ms), got {value!r}"
+    return None
+
+
+def _seconds(value: object) -> object:
+    """10, 10s, 1.5s, 500ms -> seconds; anything else is returned as it is, to be refused."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        for suffix, scale in (("ms", 0.001), ("s", 1.0)):
+            if text.endswith(suffix):
+                try:
+                    return float(text[:-len(suffix)]) * scale
+                except ValueError:
+                    return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     zones: Path = field(default_factory=default_zones_dir)
     listen: tuple[Listener, ...] = DEFAULT_LISTENERS
@@ -117,7 +195,7 @@ class ServerSettings:
     tcp: TcpLimits = TcpLimits()
     log_level: str = "info"
     state: Path | None = None  # admin overrides file (gslb/health/admin.py); None: no overrides
-    api: Listener | None = DEFAULT_API  # the HTTP API (gslb/api.py); None: off
+    api: Listener | None = DEFAULT_API  # the HTTP API (gslb/api/); None: off
     api_explicit: bool = False  # an API address the user asked for must bind; the default may not
     api_token_file: Path | None = None  # bearer token for /admin; else $GSLB_API_TOKEN; else refused
     query_log: str | None = None  # JSON lines to this file, "-" for stdout; None: off
@@ -128,6 +206,7 @@ class ServerSettings:
     cache_dir: Path | None = None
     alerts: AlertThresholds = AlertThresholds()
     rrl: RrlSettings | None = None  # response rate limiting on UDP (gslb/dns/rrl.py); None: off
+    api_limits: ApiLimits = ApiLimits()
 
     @property
     def geoip_file(self) -> Path:
@@ -135,7 +214,8 @@ class ServerSettings:
 
 
 FILE_KEYS = {"listen", "zones", "geoip", "cache_dir", "node_name", "tcp", "log_level", "state",
-             "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers", "rrl"}
+             "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers", "rrl",
+             "api_limits"}
 
 
 def parse_listen(text: str) -> Listener:
@@ -266,6 +346,8 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
                 else:
                     thresholds[key] = float(value)
             values["alerts"] = AlertThresholds(**thresholds)
+    if "api_limits" in doc:
+        values["api_limits"] = ApiLimits.parse(doc["api_limits"], problems)
     if "log_level" in doc:
         if doc["log_level"] not in LOG_LEVELS:
             problems.add("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
