@@ -12,117 +12,19 @@ import gc
 import logging
 import signal
 import sys
-import time
-from dataclasses import dataclass, field
 
 from gslb.alerts import Alerts
 from gslb.api import Api, token_source
-from gslb.config.catalog import collector_paused, load_catalog
-from gslb.config.problems import Problem
-from gslb.dns.answer import AnswerSettings, Answerer
-from gslb.dns.dynamic_answer import DynamicAnswers
-from gslb.dns.fastpath import FastPath
+from gslb.build import Loaded, assemble, build, load, open_geo, read  # noqa: F401 - load, read, assemble, open_geo: re-exported for old callers
 from gslb.dns.server import DnsServer, Listener
-from gslb.geo import GeoDatabase, GeoDataError
-from gslb.health.monitor import HealthMonitor
-from gslb.health.status import HealthView
-from gslb.health_stats import CountingBoard
 from gslb.names import to_text
 from gslb.querylog import QueryLog
 from gslb.reload import Reloader
-from gslb.selection import Selector
+from gslb.runtime import Runtime, run_event_loop  # noqa: F401 - run_event_loop: re-exported for cli
 from gslb.settings import ServerSettings
-from gslb.stats import QueryStats
 from gslb.zone import Catalog
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    catalog: Catalog
-    answerer: Answerer
-    selector: Selector
-    geo: GeoDatabase
-    health: HealthMonitor | None  # probes, rise/fall board, admin overrides; started by serve(). None
-    # when built over a board someone else feeds (a replica answering from a copy of the health state)
-
-
-def open_geo(settings: ServerSettings) -> tuple[GeoDatabase | None, list[Problem]]:
-    try:
-        return GeoDatabase.open(settings.geoip_file), []
-    except GeoDataError as error:
-        return None, [Problem("", "", str(error))]
-
-
-def read(settings: ServerSettings, geo: GeoDatabase | None = None) -> tuple[Catalog | None, GeoDatabase | None, list[Problem]]:
-    """The validated zones (and the GeoIP database, opened unless given). Touches no live state,
-    so a reload runs it in a worker thread."""
-    if geo is None:
-        geo, problems = open_geo(settings)
-        if geo is None:
-            return None, None, problems
-    catalog, problems = load_catalog(settings.zones, geo=geo, region_compile=settings.region_compile)
-    return catalog, geo, problems
-
-
-def assemble(
-    settings: ServerSettings,
-    catalog: Catalog,
-    geo: GeoDatabase,
-    *,
-    stats: QueryStats | None = None,
-    health: HealthMonitor | None = None,
-    board: HealthView | None = None,
-    querylog: QueryLog | None = None,
-) -> tuple[Loaded | None, list[Problem]]:
-    """Everything the DNS side needs around a catalog. A reload passes the running `health`
-    monitor (kept endpoints keep their state) and the running `stats` (counters continue); a
-    `--workers` replica passes the `board` it is fed instead. Neither: a new monitor and board."""
-    with collector_paused():
-        return _assemble(settings, catalog, geo, stats=stats, health=health, board=board, querylog=querylog)
-
-
-def _assemble(
-    settings: ServerSettings,
-    catalog: Catalog,
-    geo: GeoDatabase,
-    *,
-    stats: QueryStats | None,
-    health: HealthMonitor | None,
-    board: HealthView | None,
-    querylog: QueryLog | None,
-) -> tuple[Loaded | None, list[Problem]]:
-    records = [r for zone in catalog.zones for node in zone.nodes.values() for r in node.dynamic.values()]
-    if health is None and board is None:
-        health = HealthMonitor(CountingBoard(), settings.state)  # reads the admin state file now, before any query
-    if health is not None:
-        health_problems = health.apply(catalog)
-        if health_problems:
-            return None, health_problems
-        board = health.board
-    assert board is not None
-    selector = Selector(records, board)
-    answerer = Answerer(catalog, AnswerSettings(node_name=settings.node_name), DynamicAnswers(selector), stats=stats)
-    answerer.fast = FastPath(catalog, answerer, selector)
-    answerer.querylog = querylog
-    return Loaded(catalog, answerer, selector, geo, health), []
-
-
-def load(
-    settings: ServerSettings,
-    geo: GeoDatabase | None = None,
-    *,
-    stats: QueryStats | None = None,
-    health: HealthMonitor | None = None,
-    board: HealthView | None = None,
-    querylog: QueryLog | None = None,
-) -> tuple[Loaded | None, list[Problem]]:
-    """Everything the DNS side needs, validated; None with every problem when anything is wrong."""
-    catalog, geo, problems = read(settings, geo)
-    if catalog is None or geo is None:
-        return None, problems
-    return assemble(settings, catalog, geo, stats=stats, health=health, board=board, querylog=querylog)
 
 
 def example_query(catalog: Catalog) -> str:
@@ -137,25 +39,6 @@ def example_query(catalog: Catalog) -> str:
             if wanted in node.rrsets and name != zone.origin:
                 return f"{to_text(name)} {text}"
     return f"{to_text(zone.origin)} SOA"
-
-
-@dataclass
-class Runtime:
-    """A running server's parts, for the API and the metrics. `loaded` changes on reload."""
-
-    settings: ServerSettings
-    server: DnsServer
-    reloader: Reloader
-    stats: QueryStats
-    querylog: QueryLog | None = None
-    alerts: Alerts | None = None
-    api: Api | None = None
-    listeners: list[Listener] = field(default_factory=list)
-    started_at: float = field(default_factory=time.time)
-
-    @property
-    def loaded(self) -> Loaded:
-        return self.reloader.current
 
 
 async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event | None = None) -> int:
@@ -182,9 +65,7 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
     server = DnsServer(loaded.answerer, settings.tcp, reuse_port=settings.workers > 1)
     reloader = Reloader(
         server, loaded, zones_dir=settings.zones, geoip_file=settings.geoip_file,
-        read=lambda geo: read(settings, geo),
-        assemble=lambda catalog, geo: assemble(settings, catalog, geo, stats=stats, health=loaded.health,
-                                               querylog=querylog),
+        build=lambda geo: build(settings, geo, stats=stats, health=loaded.health, querylog=querylog),
     )
     runtime = Runtime(settings, server, reloader, stats, querylog)
     stop = asyncio.Event()
@@ -275,13 +156,3 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
         if querylog is not None:
             await asyncio.to_thread(querylog.stop)
     return 0
-
-
-def run_event_loop(coroutine) -> int:  # type: ignore[no-untyped-def]
-    """uvloop when installed (about a third of the per-query cost of asyncio's loop), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
-

@@ -1,0 +1,213 @@
+"""Validated catalog + GeoIP -> a Generation: everything the DNS side answers from, frozen, self-tested.
+
+A generation is built whole and swapped whole (gslb/reload.py): `read` validates the zone files
+(and opens the GeoIP database), `assemble` builds the Selector, the Answerer and its fast-path
+tables around them, and `self_test` asks the result for every zone's SOA. None of the three
+changes anything live - not the board, not the probes, not the counters - so a reload runs all of
+them in a worker thread while the event loop keeps answering. The one thing a generation changes
+when it goes live is the health monitor's set of probes: `assemble` only *prepares* that change
+(`Generation.health_change`); the reloader commits it right before the swap.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from dnslib import DNSRecord
+
+from gslb.config.catalog import collector_paused, load_catalog
+from gslb.config.problems import Problem
+from gslb.dns.answer import AnswerSettings, Answerer
+from gslb.dns.dynamic_answer import DynamicAnswers
+from gslb.dns.fastpath import FastPath
+from gslb.geo import GeoDatabase, GeoDataError
+from gslb.health.monitor import HealthMonitor, plan
+from gslb.health.status import HealthView
+from gslb.health_stats import CountingBoard
+from gslb.querylog import QueryLog
+from gslb.selection import Selector
+from gslb.settings import ServerSettings
+from gslb.stats import QueryStats
+from gslb.zone import Catalog
+
+log = logging.getLogger(__name__)
+
+class HealthChange(Protocol):
+    """A prepared change of the probe set: nothing live changes until `commit()`."""
+
+    def commit(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """One generation: what the DNS side answers from, built whole, swapped whole."""
+
+    catalog: Catalog
+    answerer: Answerer
+    selector: Selector
+    geo: GeoDatabase
+    health: HealthMonitor | None  # probes, rise/fall board, admin overrides; started by serve(). None
+    # when built over a board someone else feeds (a replica answering from a copy of the health state)
+    health_change: HealthChange | None = None  # to commit before this generation serves; None: nothing to do
+
+
+Generation = Loaded  # the concept's name; `Loaded` is kept for the code that already says it
+
+
+class _ApplyAtCommit:
+    """SHIM until the "health" helper's `HealthMonitor.prepare(catalog) -> pending` is merged:
+    checks the catalog's checks now (pure: `plan` reads only the catalog) and calls today's
+    `apply` - which reconciles the live board and probes - only at commit. Remove with it."""
+
+    def __init__(self, monitor: HealthMonitor, catalog: Catalog) -> None:
+        self.monitor = monitor
+        self.catalog = catalog
+
+    def commit(self) -> None:
+        problems = self.monitor.apply(self.catalog)
+        assert not problems, problems  # prepare_health saw the same catalog: no new problems here
+
+
+def prepare_health(monitor: HealthMonitor, catalog: Catalog) -> tuple[HealthChange | None, list[Problem]]:
+    """The monitor's change for a new catalog, prepared but not committed; or its problems.
+    Runs in the build thread: it must read, never write, the live monitor."""
+    prepare = getattr(monitor, "prepare", None)
+    if prepare is not None:  # the health helper's transactional shape
+        pending = prepare(catalog)
+        problems = list(getattr(pending, "problems", None) or ())
+        return (None, problems) if problems else (pending, [])
+    _, _, problems = plan(catalog)  # SHIM (see _ApplyAtCommit)
+    if problems:
+        return None, problems
+    return _ApplyAtCommit(monitor, catalog), []
+
+
+def open_geo(settings: ServerSettings) -> tuple[GeoDatabase | None, list[Problem]]:
+    try:
+        return GeoDatabase.open(settings.geoip_file), []
+    except GeoDataError as error:
+        return None, [Problem("", "", str(error))]
+
+
+def read(settings: ServerSettings, geo: GeoDatabase | None = None) -> tuple[Catalog | None, GeoDatabase | None, list[Problem]]:
+    """The validated zones (and the GeoIP database, opened unless given). Touches no live state,
+    so a reload runs it in a worker thread."""
+    if geo is None:
+        geo, problems = open_geo(settings)
+        if geo is None:
+            return None, None, problems
+    catalog, problems = load_catalog(settings.zones, geo=geo, region_compile=settings.region_compile)
+    return catalog, geo, problems
+
+
+def assemble(
+    settings: ServerSettings,
+    catalog: Catalog,
+    geo: GeoDatabase,
+    *,
+    stats: QueryStats | None = None,
+    health: HealthMonitor | None = None,
+    board: HealthView | None = None,
+    querylog: QueryLog | None = None,
+) -> tuple[Loaded | None, list[Problem]]:
+    """Everything the DNS side needs around a catalog. A reload passes the running `health`
+    monitor (kept endpoints keep their state once the change is committed) and the running
+    `stats` (counters continue); a `--workers` replica passes the `board` it is fed instead.
+    Neither: a new monitor and board, with the catalog already applied (nothing runs yet).
+    Changes nothing live: with a running monitor, its change waits in `health_change`."""
+    with collector_paused():
+        return _assemble(settings, catalog, geo, stats=stats, health=health, board=board, querylog=querylog)
+
+
+def _assemble(
+    settings: ServerSettings,
+    catalog: Catalog,
+    geo: GeoDatabase,
+    *,
+    stats: QueryStats | None,
+    health: HealthMonitor | None,
+    board: HealthView | None,
+    querylog: QueryLog | None,
+) -> tuple[Loaded | None, list[Problem]]:
+    records = [r for zone in catalog.zones for node in zone.nodes.values() for r in node.dynamic.values()]
+    change: HealthChange | None = None
+    if health is None and board is None:
+        # A fresh monitor serves nobody yet: track the catalog now, before any query.
+        health = HealthMonitor(CountingBoard(), settings.state)  # reads the admin state file now
+        problems = health.apply(catalog)
+        if problems:
+            return None, problems
+    elif health is not None:
+        change, problems = prepare_health(health, catalog)
+        if problems:
+            return None, problems
+    if health is not None:
+        board = health.board
+    assert board is not None
+    selector = Selector(records, board)
+    answerer = Answerer(catalog, AnswerSettings(node_name=settings.node_name), DynamicAnswers(selector), stats=stats)
+    answerer.fast = FastPath(catalog, answerer, selector)
+    answerer.querylog = querylog
+    return Loaded(catalog, answerer, selector, geo, health, change), []
+
+
+def load(
+    settings: ServerSettings,
+    geo: GeoDatabase | None = None,
+    *,
+    stats: QueryStats | None = None,
+    health: HealthMonitor | None = None,
+    board: HealthView | None = None,
+    querylog: QueryLog | None = None,
+) -> tuple[Loaded | None, list[Problem]]:
+    """Everything the DNS side needs, validated; None with every problem when anything is wrong."""
+    catalog, geo, problems = read(settings, geo)
+    if catalog is None or geo is None:
+        return None, problems
+    return assemble(settings, catalog, geo, stats=stats, health=health, board=board, querylog=querylog)
+
+
+def self_test(loaded: Loaded) -> list[Problem]:
+    """Ask the new Answerer for each zone's SOA (general path, counted in a throwaway QueryStats).
+    The generation is not serving yet, so nobody else reads the counters swapped here."""
+    answerer = loaded.answerer
+    counters, querylog = answerer.stats, answerer.querylog
+    answerer.stats, answerer.querylog = QueryStats(), None
+    problems = []
+    try:
+        for zone in loaded.catalog.zones:
+            query = DNSRecord.question(zone.label, "SOA")
+            raw = answerer.respond(query.pack(), ipaddress.ip_address("127.0.0.1"), True)
+            reply = DNSRecord.parse(raw) if raw else None
+            if reply is None or reply.header.rcode != 0 or not reply.rr:
+                problems.append(Problem(zone.file, "", "self-test: the zone's SOA query did not get an answer"))
+    finally:
+        answerer.stats, answerer.querylog = counters, querylog
+    return problems
+
+
+def build(
+    settings: ServerSettings,
+    geo: GeoDatabase | None = None,
+    *,
+    stats: QueryStats | None = None,
+    health: HealthMonitor | None = None,
+    board: HealthView | None = None,
+    querylog: QueryLog | None = None,
+) -> tuple[Loaded | None, list[Problem]]:
+    """read -> assemble -> self-test: a generation ready to commit and swap, or every problem.
+    Touches nothing live, so it runs in a worker thread; an unexpected exception is a problem
+    too (logged with its traceback), never the end of the server."""
+    try:
+        loaded, problems = load(settings, geo, stats=stats, health=health, board=board, querylog=querylog)
+        if loaded is not None:
+            problems = self_test(loaded)
+            if problems:
+                loaded = None
+    except Exception as error:  # noqa: BLE001 - a bad configuration must never take the server down
+        log.exception("building the new configuration failed")
+        return None, [Problem("", "", f"internal error while building the configuration: {error}")]
+    return loaded, problems
