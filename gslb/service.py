@@ -22,6 +22,7 @@ from gslb.querylog import QueryLog
 from gslb.reload import Reloader
 from gslb.runtime import Runtime, run_event_loop  # noqa: F401 - run_event_loop: re-exported for cli
 from gslb.settings import ServerSettings
+from gslb.workers import QueryLogTotals, Ready, WorkerPool
 from gslb.zone import Catalog
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
         build=lambda geo: build(settings, geo, stats=stats, health=loaded.health, querylog=querylog),
     )
     runtime = Runtime(settings, server, reloader, stats, querylog)
+    pool: WorkerPool | None = None
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
@@ -76,6 +78,8 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
             reloader.request("SIGHUP")
             if querylog is not None:
                 querylog.reopen()
+                if pool is not None:
+                    pool.reopen()
 
         loop.add_signal_handler(signal.SIGHUP, hangup)  # before anything is printed: a test may send it next
 
@@ -93,16 +97,17 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
         print("gslb: no listener could be bound; pass --listen HOST:PORT", file=sys.stderr)
         return 1
     runtime.listeners = bound
-    pool = publisher = None
+    publisher = None
     if settings.workers > 1:
-        from gslb.workers import WorkerPool
-
-        # The extra workers bind the ports this process got (port 0 resolved) and answer from a
-        # copy of this process's health board; a successful reload here reloads them too.
-        pool = WorkerPool(settings, bound, settings.workers)
+        # The extra workers bind the ports this process got (port 0 resolved), answer from a copy
+        # of this process's health board, build each generation this process serves, and report
+        # their counters and query-log totals back (gslb/workers.py).
+        workers = pool = WorkerPool(settings, bound, settings.workers, Ready(reloader.generation, reloader.files), stats)
         if loaded.health is not None:
-            publisher = asyncio.create_task(pool.run_publisher(loaded.health.board))
-        reloader.listeners.append(lambda _loaded: pool.reload())
+            publisher = asyncio.create_task(workers.run_publisher(loaded.health.board))
+        reloader.listeners.append(lambda _loaded: workers.announce(Ready(reloader.generation, reloader.files)))
+        if querylog is not None:
+            runtime.querylog = QueryLogTotals(querylog, workers)
     api = None
     if settings.api is not None:
         api = Api(runtime, tokens)
@@ -118,16 +123,16 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
                 return 1
             log.warning("default API address %s not available (%s); no API (pass --api HOST:PORT)", settings.api, reason)
             api = None
-    for listener in bound:
-        print(f"gslb: listening on {listener} (udp, tcp)", flush=True)
+    lines = [f"gslb: listening on {listener} (udp, tcp)" for listener in bound]
     if pool is not None:
-        print(f"gslb: {settings.workers} worker processes share the listeners", flush=True)
+        lines.append(f"gslb: {settings.workers} worker processes share the listeners")
     if api is not None:
-        print(f"gslb: API on {api.url}", flush=True)
+        lines.append(f"gslb: API on {api.url}")
     first = bound[0]
     port = f" -p {first.port}" if first.port != 53 else ""
     host = first.host if first.host not in ("0.0.0.0", "::") else "127.0.0.1"
-    print(f"gslb: try: dig @{host}{port} {example_query(loaded.catalog)}", flush=True)
+    lines.append(f"gslb: try: dig @{host}{port} {example_query(loaded.catalog)}")
+    print("\n".join(lines), flush=True)  # one write: a reader that stops at the listeners sees them all
 
     if loaded.health is not None:
         await loaded.health.start()
