@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Coroutine, Protocol
+from typing import Any, Coroutine, Protocol, TypeVar
 
 from gslb.build import Loaded
 from gslb.dns.server import DnsServer, Listener
@@ -66,8 +66,11 @@ class Describable(Protocol):
 
 
 class ApiState(Protocol):
-    url: str | None
-    tokens: Describable
+    @property
+    def url(self) -> str | None: ...
+
+    @property
+    def tokens(self) -> Describable: ...
 
 
 @dataclass
@@ -89,7 +92,10 @@ class Runtime:
         return self.reloader.current
 
 
-def run_event_loop(coroutine: Coroutine[Any, Any, int]) -> int:
+T = TypeVar("T")
+
+
+def run_event_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     """uvloop when installed (about a third of the per-query cost of asyncio's loop), else asyncio."""
     try:
         import uvloop
