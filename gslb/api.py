@@ -5,6 +5,7 @@
     GET  /explain?name=&type=&client=|subnet=[&down=REGION|ENDPOINT ...]
     GET  /metrics                      Prometheus text format
     POST /admin/endpoints/{address}    {"state": "up|down|drain|auto", "check": "web"}  (bearer token)
+    POST /admin/reload                 reload the zones and GeoIP data, as SIGHUP does (bearer token)
 
 Every response is JSON except /metrics; every error is one line: {"error": "field: what is wrong"}.
 Mutating calls need `Authorization: Bearer TOKEN`, the token coming from `--api-token-file` /
@@ -51,7 +52,7 @@ ADMIN_STATES = ("up", "down", "drain", "auto")  # auto: remove the override, the
 EXPLAIN_PARAMETERS = ("name", "type", "client", "subnet", "down")
 MAX_BODY = 64 * 1024
 PATHS = ["GET /healthz", "GET /status", "GET /explain?name=&type=&client=|subnet=&down=", "GET /metrics",
-         "POST /admin/endpoints/{address}"]
+         "POST /admin/endpoints/{address}", "POST /admin/reload"]
 
 
 class ApiError(Exception):
@@ -171,6 +172,7 @@ class Api:
         app.router.add_get("/explain", self.explain)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/admin/endpoints/{address}", self.set_endpoint)
+        app.router.add_post("/admin/reload", self.reload)
         return app
 
     async def start(self, listener: Listener) -> str:
@@ -297,6 +299,18 @@ class Api:
         reports = [monitor.board.report(*pair) for pair in sorted(known, key=lambda k: k[0] or "")]
         return web.json_response({"address": address, "check": check, "state": state,
                                   "endpoints": [endpoint_dict(r) for r in reports if r is not None]})
+
+
+    async def reload(self, request: web.Request) -> web.Response:
+        """Queue a reload (merged with any other pending one) and answer at once with the counts
+        before it: `gslb reload` follows /status until they move."""
+        self.tokens.require(request)
+        reloader = self.runtime.reloader
+        before = {"ok": reloader.ok, "failed": reloader.failed}
+        reloader.request("api")
+        log.info("admin API: reload requested (from %s)", request.remote)
+        return web.json_response({"requested": True, "generation": reloader.generation, "reloads": before},
+                                 status=202)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

@@ -6,7 +6,7 @@ tables around them, and `self_test` asks the result for every zone's SOA. None o
 changes anything live - not the board, not the probes, not the counters - so a reload runs all of
 them in a worker thread while the event loop keeps answering. The one thing a generation changes
 when it goes live is the health monitor's set of probes: `assemble` only *prepares* that change
-(`Generation.health_change`); the reloader commits it right before the swap.
+(`Loaded.pending`, HealthMonitor.prepare); the reloader commits it right before the swap.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import gc
 import logging
 import weakref
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import cast
 
 from dnslib import DNSRecord
 
@@ -26,9 +26,8 @@ from gslb.dns.answer import AnswerSettings, Answerer
 from gslb.dns.dynamic_answer import DynamicAnswers
 from gslb.dns.fastpath import FastPath
 from gslb.geo import GeoDatabase, GeoDataError
-from gslb.health.monitor import HealthMonitor, plan
+from gslb.health.monitor import HealthMonitor, PendingHealth
 from gslb.health.status import HealthView
-from gslb.health_stats import CountingBoard
 from gslb.querylog import QueryLog
 from gslb.selection import Selector
 from gslb.settings import ServerSettings
@@ -36,12 +35,6 @@ from gslb.stats import QueryStats
 from gslb.zone import Catalog
 
 log = logging.getLogger(__name__)
-
-class HealthChange(Protocol):
-    """A prepared change of the probe set: nothing live changes until `commit()`."""
-
-    def commit(self) -> None: ...
-
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)  # weakref: tests check an old one is freed
 class Loaded:
@@ -53,38 +46,10 @@ class Loaded:
     geo: GeoDatabase
     health: HealthMonitor | None  # probes, rise/fall board, admin overrides; started by serve(). None
     # when built over a board someone else feeds (a replica answering from a copy of the health state)
-    health_change: HealthChange | None = None  # to commit before this generation serves; None: nothing to do
+    pending: PendingHealth | None = None  # a reload's health changes: commit() right before the swap
 
 
 Generation = Loaded  # the concept's name; `Loaded` is kept for the code that already says it
-
-
-class _ApplyAtCommit:
-    """SHIM until the "health" helper's `HealthMonitor.prepare(catalog) -> pending` is merged:
-    checks the catalog's checks now (pure: `plan` reads only the catalog) and calls today's
-    `apply` - which reconciles the live board and probes - only at commit. Remove with it."""
-
-    def __init__(self, monitor: HealthMonitor, catalog: Catalog) -> None:
-        self.monitor = monitor
-        self.catalog = catalog
-
-    def commit(self) -> None:
-        problems = self.monitor.apply(self.catalog)
-        assert not problems, problems  # prepare_health saw the same catalog: no new problems here
-
-
-def prepare_health(monitor: HealthMonitor, catalog: Catalog) -> tuple[HealthChange | None, list[Problem]]:
-    """The monitor's change for a new catalog, prepared but not committed; or its problems.
-    Runs in the build thread: it must read, never write, the live monitor."""
-    prepare = getattr(monitor, "prepare", None)
-    if prepare is not None:  # the health helper's transactional shape
-        pending = prepare(catalog)
-        problems = list(getattr(pending, "problems", None) or ())
-        return (None, problems) if problems else (pending, [])
-    _, _, problems = plan(catalog)  # SHIM (see _ApplyAtCommit)
-    if problems:
-        return None, problems
-    return _ApplyAtCommit(monitor, catalog), []
 
 
 def open_geo(settings: ServerSettings) -> tuple[GeoDatabase | None, list[Problem]]:
@@ -135,17 +100,18 @@ def _assemble(
     querylog: QueryLog | None,
 ) -> tuple[Loaded | None, list[Problem]]:
     records = [r for zone in catalog.zones for node in zone.nodes.values() for r in node.dynamic.values()]
-    change: HealthChange | None = None
+    pending = None
     if health is None and board is None:
-        # A fresh monitor serves nobody yet: track the catalog now, before any query.
-        health = HealthMonitor(CountingBoard(), settings.state)  # reads the admin state file now
-        problems = health.apply(catalog)
+        health = HealthMonitor.build(settings.state)  # reads the admin state file now, before any query
+        problems = health.apply(catalog)  # nothing serves from this monitor yet: take the catalog at once
         if problems:
             return None, problems
     elif health is not None:
-        change, problems = prepare_health(health, catalog)
-        if problems:
-            return None, problems
+        # Reads the live monitor, writes nothing (this runs in the build thread): the reloader
+        # commits it on the event loop right before the swap.
+        pending = health.prepare(catalog)
+        if pending.problems:
+            return None, pending.problems
     if health is not None:
         board = health.board
     assert board is not None
@@ -156,7 +122,7 @@ def _assemble(
     # (and never freed once frozen: issue 11 item 4). A proxy keeps the generation a tree.
     answerer.fast = FastPath(catalog, cast(Answerer, weakref.proxy(answerer)), selector)
     answerer.querylog = querylog
-    return Loaded(catalog, answerer, selector, geo, health, change), []
+    return Loaded(catalog, answerer, selector, geo, health, pending), []
 
 
 def load(

@@ -194,8 +194,8 @@ class Reloader:
             return False
         # -- commit and swap: on the event loop, no awaits in between, so no query sees half --
         try:
-            if loaded.health_change is not None:
-                loaded.health_change.commit()
+            if loaded.pending is not None:
+                loaded.pending.commit()
         except Exception as error:  # noqa: BLE001
             log.exception("committing the new health checks failed")
             self._failed(reason, [Problem("", "", f"internal error while committing the configuration: {error}")],

@@ -7,6 +7,7 @@ so a config can travel with its zones.
 from __future__ import annotations
 
 import importlib.util
+import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,22 +22,68 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 API_TOKEN_ENV = "GSLB_API_TOKEN"
 
 
-def _packaged_dir(package: str, repo_dir: str) -> Path:
-    """The repo's top-level folder when running from a checkout, else the installed copy."""
-    checkout = Path(__file__).resolve().parent.parent / repo_dir
-    if checkout.is_dir():
-        return checkout
+def _source_tree() -> Path:
+    """The folder above the imported `gslb` package: the repository when running from a checkout."""
+    return Path(__file__).resolve().parent.parent
+
+
+def _is_checkout(directory: Path) -> bool:
+    """A gslb repository: its pyproject.toml names the project gslb."""
+    try:
+        text = (directory / "pyproject.toml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return any(line.replace(" ", "") == 'name="gslb"' for line in text.splitlines())
+
+
+def _installed_dir(package: str) -> Path | None:
     # The data folders have no __init__.py (they are the repo's own folders), so they install
     # as namespace packages: ask for their location, not importlib.resources.files() (which
     # gives a MultiplexedPath for them).
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        return checkout  # reported as missing where it is used
+        return None
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def _packaged_dir(package: str, repo_dir: str) -> Path:
+    """The repo's top-level folder when the code runs from a checkout, else the installed copy."""
+    checkout = _source_tree() / repo_dir
+    if checkout.is_dir():
+        return checkout
+    return _installed_dir(package) or checkout  # reported as missing where it is used
+
+
+@dataclass(frozen=True, slots=True)
+class ZonesChoice:
+    """Where `gslb serve` without --zones reads zones, and the words the start-up line uses."""
+
+    path: Path
+    origin: str  # "the checkout" | "the current directory" | "the packaged example"
+    shown: str  # the path as the start-up line shows it: "./zones" for the current directory's
+
+    def describe(self) -> str:
+        return f"{self.shown} ({self.origin})"
+
+
+def choose_default_zones(cwd: Path | None = None) -> ZonesChoice:
+    """`./zones` when it exists (a checkout of gslb, or the operator's own folder): editing the
+    zones in front of you must change what is served, whichever copy of gslb pip installed.
+    Elsewhere, the example installed with the package (or the source tree's, run from one)."""
+    cwd = Path.cwd() if cwd is None else cwd
+    local = cwd / "zones"
+    if local.is_dir():
+        origin = "the checkout" if _is_checkout(cwd) else "the current directory"
+        return ZonesChoice(local.absolute(), origin, "./zones")
+    source = _source_tree()
+    if (source / "zones").is_dir() and _is_checkout(source):
+        return ZonesChoice(source / "zones", "the checkout", str(source / "zones"))
+    packaged = _installed_dir("gslb.default_zones") or source / "zones"
+    return ZonesChoice(packaged, "the packaged example", str(packaged))
+
+
 def default_zones_dir() -> Path:
-    return _packaged_dir("gslb.default_zones", "zones")
+    return choose_default_zones().path
 
 
 def default_geoip_file() -> Path:
@@ -88,6 +135,30 @@ FILE_KEYS = {"listen", "zones", "geoip", "node_name", "tcp", "log_level", "state
              "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers"}
 
 
+def parse_listen(text: str) -> Listener:
+    """Listener.parse, and for a host name the addresses it stands for: a DNS server binds
+    addresses, and a name that resolves differently tomorrow must not move it, so a name is
+    refused with the --listen flags to use instead."""
+    try:
+        return Listener.parse(text)
+    except ValueError as error:
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or not host or host.startswith("["):
+            raise
+        raise ValueError(f"{error}; {_addresses_hint(host, port)}") from None
+
+
+def _addresses_hint(host: str, port: str) -> str:
+    try:
+        # Resolved here only to word the message; /etc/hosts answers for localhost.
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except (OSError, UnicodeError):
+        return "use an IP address, like 127.0.0.1:1053 or [::1]:1053"
+    addresses = list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
+    shown = " ".join(f"--listen {Listener(address, int(port))}" for address in addresses)
+    return f"use an address: {host} is {', '.join(addresses)} ({shown})"
+
+
 def parse_api(text: object) -> Listener | None:
     """'127.0.0.1:8053', '[::1]:8053' or 'off' (YAML's bare `off` arrives as False)."""
     if text is False or (isinstance(text, str) and text.strip().lower() in ("off", "none", "no", "false")):
@@ -128,7 +199,7 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
         parsed = []
         for index, text in enumerate(listen):
             try:
-                parsed.append(Listener.parse(str(text)))
+                parsed.append(parse_listen(str(text)))
             except ValueError as error:
                 problems.add(f"listen[{index}]", str(error))
         if not parsed and not problems:
@@ -226,7 +297,7 @@ def load_settings(config_file: Path | None, flags: dict[str, Any]) -> tuple[Serv
         parsed = []
         for text in flags["listen"]:
             try:
-                parsed.append(Listener.parse(text))
+                parsed.append(parse_listen(text))
             except ValueError as error:
                 flag_problems.add("--listen", str(error))
         values["listen"] = tuple(parsed)

@@ -103,7 +103,7 @@ def explain(*args: str) -> subprocess.CompletedProcess:
 
 def test_explain_assume_down_shows_where_a_client_would_go():
     # The example zone sends 198.18.0.0/15 to us-east by a subnet rule: its pool, unless it is down.
-    us_east = {"198.51.100.10", "198.51.100.11"}
+    us_east = {"127.0.0.11", "127.0.0.12"}
     normal = json.loads(explain("app.gslb.example.com", "--subnet", "198.18.0.0/24", "--json").stdout)
     assert normal["region"] == "us-east" and set(normal["answer"]) <= us_east and normal["answer"]
     drill = explain("app.gslb.example.com", "--subnet", "198.18.0.0/24", "--json", "--assume-down", "us-east")
@@ -111,9 +111,9 @@ def test_explain_assume_down_shows_where_a_client_would_go():
     result = json.loads(drill.stdout)
     assert result["assume_down"] == ["us-east"] and result["region"] == "us-east"
     assert result["answer"] and not set(result["answer"]) & us_east
-    text = explain("app.gslb.example.com", "--subnet", "198.18.0.0/24", "--assume-down", "198.51.100.10").stdout
-    assert text.startswith("assume:  198.51.100.10 down (what if; live state unchanged)\n")
-    assert "answer:  198.51.100.11 (ttl " in text
+    text = explain("app.gslb.example.com", "--subnet", "198.18.0.0/24", "--assume-down", "127.0.0.11").stdout
+    assert text.startswith("assume:  127.0.0.11 down (what if; live state unchanged)\n")
+    assert "answer:  127.0.0.12 (ttl " in text
 
 
 @pytest.mark.parametrize("down, message", [

@@ -42,8 +42,8 @@ def test_a_replaced_generation_is_freed_by_reference_counting_alone(tmp_path: Pa
     assert first is not None, problems
     second, problems = build.build(settings, first.geo, stats=first.answerer.stats, health=first.health)
     assert second is not None, problems
-    assert second.health_change is not None
-    second.health_change.commit()
+    assert second.pending is not None
+    second.pending.commit()
     gone = [weakref.ref(first), weakref.ref(first.answerer), weakref.ref(first.selector)]
     assert first.answerer.fast is not None
     gone.append(weakref.ref(first.answerer.fast))

@@ -203,7 +203,8 @@ class ZoneBuilder:
         if rtype in self.static.get(name, {}) or rtype in self.dynamic.get(name, {}):
             self.problems.add(path, f"{QTYPE.get(rtype)} is given twice for this name")
             return
-        record = parse_dynamic(name, rtype, entry, path, self.ttl, self.rules, self.check_names, self.problems)
+        record = parse_dynamic(name, rtype, entry, path, self.ttl, self.rules, self.check_names, self.problems,
+                               checks=self.checks)
         if record is not None:
             self.dynamic.setdefault(name, {})[rtype] = record
 
