@@ -132,7 +132,9 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
     port = f" -p {first.port}" if first.port != 53 else ""
     host = first.host if first.host not in ("0.0.0.0", "::") else "127.0.0.1"
     lines.append(f"gslb: try: dig @{host}{port} {example_query(loaded.catalog)}")
-    print("\n".join(lines), flush=True)  # one write: a reader that stops at the listeners sees them all
+    # One write, newline included (unbuffered, print would write its `end` apart): a reader that
+    # stops at the listeners' lines has read every start-up line.
+    print("\n".join(lines) + "\n", end="", flush=True)
 
     if loaded.health is not None:
         await loaded.health.start()
