@@ -63,7 +63,7 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
         print(f"gslb: {problem}", file=sys.stderr)
         return 1
 
-    server = DnsServer(loaded.answerer, settings.tcp, reuse_port=settings.workers > 1)
+    server = DnsServer(loaded.answerer, settings.tcp, reuse_port=settings.workers > 1, rrl=settings.rrl)
     reloader = Reloader(
         server, loaded, zones_dir=settings.zones, geoip_file=settings.geoip_file,
         build=lambda geo: build(settings, geo, stats=stats, health=loaded.health, querylog=querylog),

@@ -190,7 +190,7 @@ class Worker:
         else:
             self.files = ready.files
         self.current, self.serving = loaded, ready.number
-        self.server = DnsServer(loaded.answerer, self.settings.tcp, reuse_port=True)
+        self.server = DnsServer(loaded.answerer, self.settings.tcp, reuse_port=True, rrl=self.settings.rrl)
         for listener in listeners:
             await self.server.listen(listener)
         if self.querylog is not None:
