@@ -119,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from gslb import service
+    from gslb import build
 
-    loaded, problems = service.load(settings)
+    loaded, problems = build.load(settings)
     if loaded is None:
         return report(problems)
     if args.command == "check":
@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "explain":
         return _explain(loaded, args)
+    from gslb import service
+
     choice = choose_default_zones()
     where = choice.describe() if settings.zones == choice.path else str(settings.zones)
     print(f"gslb: serving zones from {where}", flush=True)

@@ -28,7 +28,7 @@ LABELLED_QTYPES = frozenset({1, 2, 5, 6, 12, 15, 16, 28, 33, 35, 43, 46, 48, 64,
 from gslb.stats import LATENCY_BUCKETS, QueryStats
 
 if TYPE_CHECKING:
-    from gslb.service import Runtime
+    from gslb.runtime import Runtime
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATES = ("UP", "DRAIN", "DOWN")

@@ -22,7 +22,7 @@ from gslb.stats import QueryStats
 
 if TYPE_CHECKING:
     from gslb.dynamic import DynamicRecord
-    from gslb.service import Loaded
+    from gslb.build import Loaded
     from gslb.zone import Catalog
 
 

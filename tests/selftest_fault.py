@@ -10,10 +10,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's gslb, not an installed one
 
-import gslb.reload  # noqa: E402
+import gslb.build  # noqa: E402
 from gslb.config.problems import Problem  # noqa: E402
 
-_real_self_test = gslb.reload.self_test
+_real_self_test = gslb.build.self_test
 
 
 def _self_test(loaded):  # type: ignore[no-untyped-def]
@@ -23,7 +23,7 @@ def _self_test(loaded):  # type: ignore[no-untyped-def]
     return _real_self_test(loaded)
 
 
-gslb.reload.self_test = _self_test
+gslb.build.self_test = _self_test
 
 if __name__ == "__main__":
     from gslb.cli import main

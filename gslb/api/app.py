@@ -49,7 +49,7 @@ from gslb.stats import QueryStats
 from gslb.whatif import AssumeDownError, explain_assuming
 
 if TYPE_CHECKING:
-    from gslb.service import Runtime
+    from gslb.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from gslb.querylog import rcode_name
 if TYPE_CHECKING:
     from gslb.dynamic import DynamicRecord
     from gslb.health.status import HealthView
-    from gslb.service import Runtime
+    from gslb.runtime import Runtime
     from gslb.zone import Zone
 
 KEEP = 50  # recent health changes and reloads kept
