@@ -19,14 +19,15 @@ TIMEOUT = 20
 RECORDS = "records.yaml"
 EXPECTED = [
     ("duplicate.yaml", "", "YAML error at line 6, column 3: duplicate key 'www'"),
-    ("syntax.yaml", "", "YAML error at line 6, column 7: "),  # the wording after it is libyaml's or PyYAML's
+    # The `{` opened on line 5 is never closed; the parser notices on line 6, the mistake is on 5.
+    ("syntax.yaml", "", "YAML error at line 5, column 8: this flow mapping is not closed ("),
     ("no-origin.yaml", "origin", "missing; set the zone's name, like 'gslb.example.com.'"),
     (RECORDS, "colour", "unknown key; expected one of"),
     (RECORDS, "records.bad-ip.value", "must be an IPv4 address, got '192.0.2.300'"),
     (RECORDS, "records.bad-ip6.value", "must be an IPv6 address, got '2001:db8::g'"),
     (RECORDS, "records.list-ip.values[1]", "must be an IPv4 address, got '10.0.0'"),
     (RECORDS, "records.weird.type", "must be one of A, AAAA, CNAME, MX, TXT, SRV, CAA, PTR, NS, got 'BOGUS'"),
-    (RECORDS, "records.extra.weight", "unknown key for a"),
+    (RECORDS, "records.extra.weight", "unknown key for an A record"),
     (RECORDS, "records.rel.value", "'www' must be fully qualified, ending in '.'"),
     (RECORDS, "records.both[0]", "a CNAME cannot stand beside other records at the same name"),
     (RECORDS, "records.neg-ttl[0].ttl", "ttl must be an integer from 0 to 2147483647, got -5"),
@@ -120,7 +121,7 @@ records:
     file = zones / "lone.example.yaml"
     assert problem_lines(result.stderr) == [
         f"{file}: records.www.ttl: ttl must be an integer from 0 to 2147483647, got "
-        + (repr(ttl) if ttl == "forever" else ttl)
+        + (repr(ttl) + "; durations like 30s, 5m, 1h, 1d work too" if ttl == "forever" else ttl)
     ]
 
 
