@@ -9,9 +9,12 @@ reads more than its limit, even when the file grows while it is read.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
+
+from gslb.config.problems import shown
 
 # The default for zone files and the admin state file: far above any real zone (a 100,000-record
 # zone is about 5 MB), far below what would hurt the server to hold in memory.
@@ -34,6 +37,18 @@ class FileRefused(OSError):
     `str()` is one line without the path, for the caller to prefix with where it came from."""
 
 
+class NotRegularFile(FileRefused):
+    pass
+
+
+class FileTooLarge(FileRefused):
+    def __init__(self, size: int | None, limit: int) -> None:
+        how_big = f"is {size_text(size)}" if size is not None else "grew while being read"
+        super().__init__(f"{how_big}, more than the {size_text(limit)} limit")
+        self.size = size
+        self.limit = limit
+
+
 def size_text(size: int) -> str:
     """1536 -> '1.5 KiB'; 67108864 -> '64 MiB'."""
     value = float(size)
@@ -44,6 +59,25 @@ def size_text(size: int) -> str:
             return f"{value:.1f}".rstrip("0").rstrip(".") + f" {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+_SIZE = re.compile(r"\s*(\d{1,15})\s*(bytes|B|KiB|MiB|GiB|KB|MB|GB|k|M|G)?\s*")
+_SIZE_UNITS = {None: 1, "bytes": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "k": 1 << 10,
+               "M": 1 << 20, "G": 1 << 30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
+
+
+def parse_size(value: object) -> int:
+    """67108864, '64MiB', '64 MiB', '512KiB', '1GiB' (or KB/MB/GB, powers of ten) -> bytes >= 1."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = _SIZE.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError(f"must be a size in bytes, or like 64MiB, 512KiB, 1GiB; got {shown(value)}")
+        size = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    if size < 1:
+        raise ValueError(f"must be at least 1 byte, got {shown(value)}")
+    return size
 
 
 def kind_of(mode: int) -> str:
@@ -60,18 +94,13 @@ def open_regular_file(path: str | os.PathLike[str], limit: int = DEFAULT_MAX_BYT
     try:
         info = os.fstat(descriptor)  # the opened file itself: no race with a rename in between
         if not stat.S_ISREG(info.st_mode):
-            raise FileRefused(f"is {kind_of(info.st_mode)}, not a regular file")
+            raise NotRegularFile(f"is {kind_of(info.st_mode)}, not a regular file")
         if info.st_size > limit:
-            raise FileRefused(too_large(info.st_size, limit))
+            raise FileTooLarge(info.st_size, limit)
     except BaseException:
         os.close(descriptor)
         raise
     return descriptor, info
-
-
-def too_large(size: int | None, limit: int) -> str:
-    how_big = f"is {size_text(size)}" if size is not None else "grew while being read"
-    return f"{how_big}, more than the {size_text(limit)} limit; is it the right file?"
 
 
 def read_regular_file(path: str | os.PathLike[str], limit: int = DEFAULT_MAX_BYTES) -> bytes:
@@ -89,7 +118,7 @@ def read_regular_file(path: str | os.PathLike[str], limit: int = DEFAULT_MAX_BYT
     finally:
         os.close(descriptor)
     if len(data) > limit:
-        raise FileRefused(too_large(None, limit))
+        raise FileTooLarge(None, limit)
     return bytes(data)
 
 

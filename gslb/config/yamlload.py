@@ -25,7 +25,7 @@ from yaml.events import (
 )
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from gslb.config.files import DEFAULT_MAX_BYTES, FileRefused, read_regular_file
+from gslb.config.files import DEFAULT_MAX_BYTES, FileRefused, FileTooLarge, read_regular_file
 from gslb.config.problems import Problems
 
 # libyaml's parser when PyYAML was built with it: about 5x faster on big zones.
@@ -250,14 +250,19 @@ def _plain_scalar_start(text: str, mark: Any) -> int | None:
     return line if line < mark.line else None
 
 
-def load_yaml(path: Path, problems: Problems, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+def load_yaml(path: Path, problems: Problems, max_bytes: int = DEFAULT_MAX_BYTES,
+              limit_setting: str | None = None) -> Any:
     """The document in `path`, or None with a problem added when it cannot be read or parsed.
     Only a regular file of at most `max_bytes` is read (a FIFO or device at the path is refused
-    at once, never waited on)."""
+    at once, never waited on); `limit_setting` names the setting that raises the limit."""
     try:
         text = read_regular_file(path, max_bytes).decode("utf-8")
     except FileNotFoundError:
         problems.add("", "file not found")
+        return None
+    except FileTooLarge as error:
+        setting = f" ({limit_setting})" if limit_setting else ""
+        problems.add("", f"not read: the file {error}{setting}; is it the right file?")
         return None
     except FileRefused as error:
         problems.add("", f"not read: the file {error}")

@@ -322,9 +322,10 @@ class ZoneBuilder:
         )
 
 
-def load_zone_file(path: Path) -> tuple[Zone | None, Problems]:
+def load_zone_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Zone | None, Problems]:
+    """One zone file; a file over `max_bytes` (the max_zone_file_size setting) is not read."""
     problems = Problems(str(path))
-    document = load_yaml(path, problems)
+    document = load_yaml(path, problems, max_bytes, limit_setting="max_zone_file_size")
     if problems:
         return None, problems
     zone = ZoneBuilder(str(path), document, problems).build()
