@@ -228,8 +228,8 @@ def test_check_refuses_a_yaml_alias_bomb_with_one_short_line(tmp_path, levels):
     assert result.returncode == 1
     assert len(result.stderr) < 400, f"{len(result.stderr)} bytes of stderr"
     assert problem_lines(result.stderr) == [
-        f"{file}: YAML error at line 3, column 202: aliases here repeat more than 10,000 nodes (an alias bomb?); "
-        "write the values out or use fewer aliases"]
+        (f"{file}: YAML error at line 3, column 202: aliases here repeat more than 10,000 nodes (an alias bomb?); "
+         "write the values out or use fewer aliases")]
 
 
 def test_serve_refuses_a_yaml_alias_bomb_at_once(tmp_path):
@@ -249,8 +249,8 @@ def test_a_long_value_is_echoed_cut_to_80_characters(tmp_path):
     shown_value = repr(value)[:77] + "..."
     assert problem_lines(result.stderr) == [
         f"{file}: records.www.value: must be an IPv4 address, got {shown_value}",
-        f"{file}: records.big.ttl: ttl must be an integer from 0 to 2147483647, got "
-        "[1, 1, 1, 1, 1, 1, ...]",
+        (f"{file}: records.big.ttl: ttl must be an integer from 0 to 2147483647, got "
+         "[1, 1, 1, 1, 1, 1, ...]"),
     ]
 
 
@@ -265,10 +265,10 @@ def test_check_refuses_cname_loops_inside_a_zone_naming_the_chain(tmp_path):
         "  www: {type: A, value: 192.0.2.1}\n"))
     assert result.returncode == 1
     assert problem_lines(result.stderr) == [
-        f"{file}: records.a: CNAME loop a.lone.example. -> b.lone.example. -> a.lone.example.; "
-        "a chain of CNAMEs must end at a name with records",
-        f"{file}: records.self: CNAME loop self.lone.example. -> self.lone.example.; "
-        "a chain of CNAMEs must end at a name with records",
+        (f"{file}: records.a: CNAME loop a.lone.example. -> b.lone.example. -> a.lone.example.; "
+         "a chain of CNAMEs must end at a name with records"),
+        (f"{file}: records.self: CNAME loop self.lone.example. -> self.lone.example.; "
+         "a chain of CNAMEs must end at a name with records"),
     ]
 
 
@@ -327,8 +327,8 @@ def test_check_refuses_a_sparse_3gb_zone_file_at_once_without_reading_it(tmp_pat
         stderr.seek(0)
         text = stderr.read()
     assert process.returncode == 1
-    assert problem_lines(text) == [f"{zones / 'x.yaml'}: not read: the file is 3 GiB, more than the 64 MiB limit "
-                                   "(max_zone_file_size); is it the right file?"]
+    assert problem_lines(text) == [(f"{zones / 'x.yaml'}: not read: the file is 3 GiB, more than the 64 MiB limit "
+                                    "(max_zone_file_size); is it the right file?")]
     assert usage.ru_maxrss < 400 * 1024, f"peak RSS {usage.ru_maxrss} KiB"  # it was 5 GB
 
 

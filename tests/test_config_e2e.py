@@ -4,6 +4,7 @@ and what `check` accepts is what the server answers (TTL durations, issue 13 rou
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import time
@@ -16,7 +17,7 @@ import dns.rcode
 import pytest
 
 from dnsserver import TEST_GEOIP, gslb_command
-from opsserver import post_json, start_with_api, zone_text
+from opsserver import ask, eventually, get_json, post_json, start_with_api, write_atomically, zone_text
 
 TOKEN = "s3cret-token"
 
@@ -81,8 +82,8 @@ def test_serve_refuses_a_sparse_3gb_zone_file_at_once_with_one_line(tmp_path):
     assert time.monotonic() - started < 15  # it took ~8 s of reading and 5 GB before
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"{zones / 'x.yaml'}: not read: the file is 3 GiB, more than the 64 MiB limit (max_zone_file_size); "
-        "is it the right file?",
+        (f"{zones / 'x.yaml'}: not read: the file is 3 GiB, more than the 64 MiB limit (max_zone_file_size); "
+         "is it the right file?"),
         "gslb: 1 problem found",
     ]
 
@@ -106,3 +107,35 @@ records:
     (soa,) = soa_reply.answer
     assert soa.ttl == 120
     assert (soa[0].refresh, soa[0].retry, soa[0].expire, soa[0].minimum) == (3600, 600, 1209600, 60)
+
+
+async def test_a_reload_into_an_alias_bomb_fails_with_a_short_status_and_keeps_serving(tmp_path):
+    zones = write_zone(tmp_path / "zones", zone_text(), "ops.test.yaml")
+    server, url = start_with_api(zones, tmp_path / "logs", probe_name="ops.test.")
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+            _, before = await get_json(http, f"{url}/status")
+            # 7 levels of nine: once a 34.7 MB problem line, in the log and in /status.
+            parts = ['&l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+            parts += [f"&l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 7)]
+            bomb = zone_text().replace("origin: ops.test.\n", "origin: ops.test.\nttl: [" + ", ".join(parts) + "]\n")
+            write_atomically(zones / "ops.test.yaml", bomb)
+            server.process.send_signal(signal.SIGHUP)
+
+            async def failed() -> dict | None:
+                _, body = await get_json(http, f"{url}/status")
+                config = body["config"]
+                done = config["reloads"]["failed"] > before["config"]["reloads"]["failed"]
+                return config if done else None
+
+            config = await eventually(failed, 15, "the reload into the bomb to fail")
+            async with http.get(f"{url}/status") as response:
+                size = len(await response.read())
+        (problem,) = config["last_reload"]["problems"]
+        assert problem.startswith(f"{zones / 'ops.test.yaml'}: YAML error at line 3, column ")
+        assert "aliases here repeat more than 10,000 nodes" in problem
+        assert size < 64 * 1024, f"/status is {size} bytes"
+        assert ask(server, "hello.ops.test", rdtype="TXT") == ("NOERROR", ['"hello"'])  # the old zone serves
+        assert max(len(line) for line in server.stderr_text().splitlines()) < 1000
+    finally:
+        server.stop()

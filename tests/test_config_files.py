@@ -48,7 +48,7 @@ def test_a_fifo_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_path):
 def _attempt(path: Path) -> BaseException | bytes:
     try:
         return read_regular_file(path)
-    except BaseException as error:  # noqa: BLE001 - handed to the test thread
+    except BaseException as error:
         return error
 
 

@@ -56,8 +56,8 @@ def test_aliases_that_share_a_block_are_fine(tmp_path):
 def test_an_alias_inside_the_collection_it_names_is_a_loop(tmp_path):
     document, problems = load(tmp_path, "a: 1\nb: &x [1, *x]\n")
     assert document is None
-    assert problems == ["YAML error at line 2, column 11: alias *x is inside the collection it refers to "
-                        "(a loop); write the values out"]
+    assert problems == [("YAML error at line 2, column 11: alias *x is inside the collection it refers to "
+                         "(a loop); write the values out")]
 
 
 @pytest.mark.parametrize(("text", "problem"), [
@@ -97,7 +97,7 @@ def test_nesting_to_the_limit_is_fine(tmp_path):
 
 @pytest.mark.parametrize("number", ["1" * 5000, "0x" + "f" * 5000, str(2**129)])
 def test_a_huge_number_is_a_problem_not_a_valueerror(tmp_path, number):
-    document, problems = load(tmp_path, f"ttl: {number}\n")
+    _document, problems = load(tmp_path, f"ttl: {number}\n")
     assert problems == ["YAML error at line 1, column 6: this number is too large (more than 128 bits)"]
 
 
@@ -131,8 +131,8 @@ def test_a_file_over_the_limit_names_the_setting(tmp_path):
     path.write_text("origin: x.\n" * 100)
     problems = Problems(str(path))
     assert load_yaml(path, problems, max_bytes=1000, limit_setting="max_zone_file_size") is None
-    assert [str(p) for p in problems] == [f"{path}: not read: the file is 1.1 KiB, more than the 1000 bytes limit "
-                                          "(max_zone_file_size); is it the right file?"]
+    assert [str(p) for p in problems] == [(f"{path}: not read: the file is 1.1 KiB, more than the 1000 bytes limit "
+                                           "(max_zone_file_size); is it the right file?")]
 
 
 def test_a_non_utf8_file_is_one_line(tmp_path):

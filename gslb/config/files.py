@@ -107,7 +107,7 @@ def read_regular_file(path: str | os.PathLike[str], limit: int = DEFAULT_MAX_BYT
     """The bytes of a regular file of at most `limit` bytes. Raises FileNotFoundError and other
     OSErrors as open() does, and FileRefused (an OSError) for a FIFO, socket, device or directory
     and for a file over the limit, checked before reading and again while reading (it may grow)."""
-    descriptor, info = open_regular_file(path, limit)
+    descriptor, _info = open_regular_file(path, limit)
     try:
         data = bytearray()
         while len(data) <= limit:

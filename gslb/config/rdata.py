@@ -13,7 +13,7 @@ import re
 import shlex
 from typing import Any, Callable
 
-from dnslib import AAAA, CAA, CNAME, MX, NS, PTR, SRV, TXT, A, DNSLabel, RD
+from dnslib import AAAA, CAA, CNAME, MX, NS, PTR, RD, SRV, TXT, A, DNSLabel
 
 from gslb.config.problems import shown
 from gslb.names import NameError_, parse_absolute, to_text

@@ -128,7 +128,7 @@ class _StrictLoader(_Base):  # type: ignore[valid-type, misc]
                 stack.append([node, None, 1, event.anchor])
                 continue
             else:  # SequenceEndEvent or MappingEndEvent
-                node, pending, size, anchor = stack.pop()
+                node, _pending, size, anchor = stack.pop()
                 node.end_mark = event.end_mark
                 if anchor is not None:
                     sizes[id(node)] = size
@@ -274,7 +274,7 @@ def load_yaml(path: Path, problems: Problems, max_bytes: int = DEFAULT_MAX_BYTES
         problems.add("", f"cannot read: not UTF-8 text (byte {error.start})")
         return None
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as error:
         problems.add("", describe_yaml_error(error, text))
     except yaml.YAMLError as error:
