@@ -16,13 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.events import (
-    AliasEvent,
-    CollectionStartEvent,
-    MappingStartEvent,
-    ScalarEvent,
-    StreamEndEvent,
-)
+from yaml.events import AliasEvent, MappingStartEvent, ScalarEvent, SequenceStartEvent, StreamEndEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gslb.config.files import DEFAULT_MAX_BYTES, FileRefused, FileTooLarge, read_regular_file
@@ -72,9 +66,9 @@ class _StrictLoader(_Base):  # type: ignore[valid-type, misc]
         sizes: dict[int, int] = {}  # id(anchored node) -> nodes it stands for, aliases expanded
         spelled = 0  # nodes written out in the file
         repeated = 0  # nodes that aliases stand for
-        # Open collections: [node, pending mapping key, expanded size so far, anchor].
+        # Open collections: [node, is mapping, pending mapping key, anchor, spelled and repeated
+        # when it opened]; an anchored collection's size is what both counters grew by inside it.
         stack: list[list[Any]] = []
-        root: Node | None = None
         get_event = self.get_event
         resolve = self.resolve
         # Zones repeat the same keys and words (type, value, A, pools) thousands of times:
@@ -82,70 +76,67 @@ class _StrictLoader(_Base):  # type: ignore[valid-type, misc]
         tags: dict[tuple[str, tuple[bool, bool]], str] = {}
         while True:
             event = get_event()
-            if isinstance(event, ScalarEvent):
+            kind = event.__class__
+            if kind is ScalarEvent:
                 tag = event.tag
                 if tag is None or tag == "!":
                     key = (event.value, event.implicit)
                     tag = tags.get(key)
                     if tag is None:
                         tag = tags[key] = resolve(ScalarNode, event.value, event.implicit)
-                node: Node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+                node: Node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
                 spelled += 1
-                size = 1
                 if event.anchor is not None:
                     self._anchor(anchors, event)
                     anchors[event.anchor] = node
                     sizes[id(node)] = 1
-            elif isinstance(event, AliasEvent):
-                target = anchors.get(event.anchor)
-                if target is None:
-                    raise yaml.composer.ComposerError(
-                        None, None, f"found undefined alias {event.anchor!r}", event.start_mark)
-                size = sizes.get(id(target), 0)
-                if size == 0:  # still open: the alias is inside the collection it names
-                    raise LimitError(None, None, f"alias *{event.anchor} is inside the collection it refers "
-                                     "to (a loop); write the values out", event.start_mark)
-                repeated += size
-                if repeated > max(ALIAS_NODES, spelled):
-                    raise LimitError(None, None, f"aliases here repeat more than {max(ALIAS_NODES, spelled):,} "
-                                     "nodes (an alias bomb?); write the values out or use fewer aliases",
-                                     event.start_mark)
-                node = target
-            elif isinstance(event, CollectionStartEvent):
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
                 if len(stack) >= MAX_DEPTH:
                     raise LimitError(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
-                is_mapping = isinstance(event, MappingStartEvent)
+                is_mapping = kind is MappingStartEvent
                 tag = event.tag
                 if tag is None or tag == "!":
                     tag = _MAPPING_TAG if is_mapping else _SEQUENCE_TAG
-                node_class = MappingNode if is_mapping else SequenceNode
-                node = node_class(tag, [], event.start_mark, None, flow_style=event.flow_style)
+                node = (MappingNode if is_mapping else SequenceNode)(
+                    tag, [], event.start_mark, None, flow_style=event.flow_style)
                 spelled += 1
                 if event.anchor is not None:
                     self._anchor(anchors, event)
                     anchors[event.anchor] = node
                     sizes[id(node)] = 0  # open
-                stack.append([node, None, 1, event.anchor])
+                stack.append([node, is_mapping, None, event.anchor, spelled, repeated])
                 continue
+            elif kind is AliasEvent:
+                target = anchors.get(event.anchor)
+                if target is None:
+                    raise yaml.composer.ComposerError(
+                        None, None, f"found undefined alias {event.anchor!r}", event.start_mark)
+                size = sizes[id(target)]
+                if size == 0:  # still open: the alias is inside the collection it names
+                    raise LimitError(None, None, f"alias *{event.anchor} is inside the collection it refers "
+                                     "to (a loop); write the values out", event.start_mark)
+                repeated += size
+                if repeated > ALIAS_NODES and repeated > spelled:
+                    raise LimitError(None, None, f"aliases here repeat more than {max(ALIAS_NODES, spelled):,} "
+                                     "nodes (an alias bomb?); write the values out or use fewer aliases",
+                                     event.start_mark)
+                node = target
             else:  # SequenceEndEvent or MappingEndEvent
-                node, _pending, size, anchor = stack.pop()
+                node, _is_mapping, _pending, anchor, spelled_then, repeated_then = stack.pop()
                 node.end_mark = event.end_mark
                 if anchor is not None:
-                    sizes[id(node)] = size
+                    sizes[id(node)] = 1 + spelled - spelled_then + repeated - repeated_then
             if not stack:
-                root = node
-                break
+                return node
             parent = stack[-1]
-            parent[2] += size
-            if isinstance(parent[0], MappingNode):
-                if parent[1] is None:
-                    parent[1] = node
+            if parent[1]:
+                if parent[2] is None:
+                    parent[2] = node
                 else:
-                    parent[0].value.append((parent[1], node))
-                    parent[1] = None
+                    parent[0].value.append((parent[2], node))
+                    parent[2] = None
             else:
                 parent[0].value.append(node)
-        return root
 
     @staticmethod
     def _anchor(anchors: dict[str, Node], event: Any) -> None:
