@@ -211,7 +211,7 @@ def describe_yaml_error(error: yaml.MarkedYAMLError, text: str | None = None) ->
         return f"YAML error: {problem}"
     if context is not None and context.line < mark.line and any(what in (error.context or "") for what in _OPENED_AT):
         # "{type: A, value: 192.0.2.1" with no "}" is noticed at the next line's first key.
-        opened = error.context.replace("while parsing a ", "").replace("while scanning a ", "")
+        opened = (error.context or "").replace("while parsing a ", "").replace("while scanning a ", "")
         return f"YAML error at {_where(context)}: this {opened} is not closed ({problem} at {_where(mark)})"
     if text is not None and "mapping values are not allowed" in problem:
         start = _plain_scalar_start(text, mark)
