@@ -67,7 +67,7 @@ def read(settings: ServerSettings, geo: GeoDatabase | None = None) -> tuple[Cata
         geo, problems = open_geo(settings)
         if geo is None:
             return None, None, problems
-    catalog, problems = load_catalog(settings.zones)
+    catalog, problems = load_catalog(settings.zones, max_bytes=settings.max_zone_file_size)
     if catalog is None:
         return None, geo, problems
     try:

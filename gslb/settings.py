@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from gslb.config.files import DEFAULT_MAX_BYTES, parse_size
 from gslb.config.problems import Problem, Problems
 from gslb.config.yamlload import load_yaml
 from gslb.dns.rrl import RrlSettings
@@ -207,6 +208,7 @@ class ServerSettings:
     alerts: AlertThresholds = AlertThresholds()
     rrl: RrlSettings | None = None  # response rate limiting on UDP (gslb/dns/rrl.py); None: off
     api_limits: ApiLimits = ApiLimits()
+    max_zone_file_size: int = DEFAULT_MAX_BYTES  # bytes; a larger zone file is refused unread
 
     @property
     def geoip_file(self) -> Path:
@@ -215,7 +217,8 @@ class ServerSettings:
 
 FILE_KEYS = {"listen", "zones", "geoip", "cache_dir", "node_name", "tcp", "log_level", "state",
              "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers", "rrl",
-             "api_limits"}
+             "api_limits",
+             "max_zone_file_size"}
 
 
 def parse_listen(text: str) -> Listener:
@@ -348,6 +351,11 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
             values["alerts"] = AlertThresholds(**thresholds)
     if "api_limits" in doc:
         values["api_limits"] = ApiLimits.parse(doc["api_limits"], problems)
+    if "max_zone_file_size" in doc:
+        try:
+            values["max_zone_file_size"] = parse_size(doc["max_zone_file_size"])
+        except ValueError as error:
+            problems.add("max_zone_file_size", str(error))
     if "log_level" in doc:
         if doc["log_level"] not in LOG_LEVELS:
             problems.add("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
