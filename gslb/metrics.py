@@ -140,7 +140,7 @@ class GslbCollector:
                                labels=["check", "address", "vantage"])
         age = GaugeMetricFamily("gslb_vantage_verdict_age_seconds", "Seconds since the vantage last renewed its verdict.",
                                 labels=["check", "address", "vantage"])
-        for (check, address), by_vantage in list(source.pairs()):
+        for (check, address), _ in list(source.pairs()):
             for report in source.vantage_reports(check, address):
                 labels = [check or "", address, report.vantage]
                 up.add_metric(labels, 1 if report.status == "UP" else 0)

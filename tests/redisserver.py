@@ -1,16 +1,18 @@
 """A real `redis-server` for the tests of health shared through Redis: started on a free port
 with no persistence (`--save '' --appendonly no`), stopped by its PID, restartable on the same
-port (to test a store that goes away and comes back)."""
+port (to test a store that goes away and comes back). And `Agent`: a `gslb probe` process."""
 
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from dnsserver import free_port, wait_for
+from dnsserver import REPO, free_port, gslb_command, wait_for
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -66,3 +68,42 @@ class RedisServer:
             while b"\r\n" not in data and time.monotonic() < deadline:
                 data += sock.recv(65536)
         return data.decode("utf-8", "replace").split("\r\n")[0]
+
+
+@dataclass
+class Agent:
+    vantage: str
+    args: list[str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Agent":
+        return self.launch().started()
+
+    def launch(self) -> "Agent":
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as stderr:
+            self.process = subprocess.Popen(gslb_command(*self.args), stdout=subprocess.PIPE, stderr=stderr, cwd=REPO)
+        return self
+
+    def started(self) -> "Agent":
+        assert self.process is not None and self.process.stdout is not None
+        line = self.process.stdout.readline().decode()  # bounded: the agent prints it or exits
+        assert line.startswith("gslb: probing"), f"agent {self.vantage} did not start: {line!r}\n{self.log.read_text()}"
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(5)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()

@@ -13,13 +13,10 @@ interval x fall + timeout = 0.5 s and lapses 3 intervals (0.6 s) after its agent
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator
 
 import dns.edns
@@ -27,9 +24,9 @@ import dns.message
 import dns.query
 import pytest
 
-from dnsserver import REPO, TEST_GEOIP, GslbProcess, free_port, gslb_command, wait_for
+from dnsserver import TEST_GEOIP, GslbProcess, free_port, wait_for
 from opsserver import start_with_api
-from redisserver import REDIS_SERVER, RedisServer
+from redisserver import REDIS_SERVER, Agent, RedisServer
 from sites import Sites
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
@@ -74,45 +71,6 @@ def zone_text(port: int) -> str:
 
 
 # -- the processes ---------------------------------------------------------------------------------
-
-@dataclass
-class Agent:
-    vantage: str
-    args: list[str]
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> "Agent":
-        return self.launch().started()
-
-    def launch(self) -> "Agent":
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as stderr:
-            self.process = subprocess.Popen(gslb_command(*self.args), stdout=subprocess.PIPE, stderr=stderr, cwd=REPO)
-        return self
-
-    def started(self) -> "Agent":
-        assert self.process is not None and self.process.stdout is not None
-        line = self.process.stdout.readline().decode()  # bounded: the agent prints it or exits
-        assert line.startswith("gslb: probing"), f"agent {self.vantage} did not start: {line!r}\n{self.log.read_text()}"
-        return self
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(5)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        if self.process is not None and self.process.stdout is not None:
-            self.process.stdout.close()
-
 
 @dataclass
 class World:

@@ -187,9 +187,13 @@ class Connection:
         return None if first else outage
 
     def down(self, error: BaseException, consequence: str) -> None:
+        from redis.exceptions import AuthenticationError, ResponseError
+
         self.last_error = describe(error)
         if self.connected or not self._logged_down:
-            log.warning("redis %s: unreachable (%s); %s; retrying with backoff", self.url, self.last_error, consequence)
+            # A refusal (wrong password, an ACL without the key or command) is not an outage: say which.
+            what = "refused us" if isinstance(error, (ResponseError, AuthenticationError)) else "unreachable"
+            log.warning("redis %s: %s (%s); %s; retrying with backoff", self.url, what, self.last_error, consequence)
             self._logged_down = True
         if self.connected or self.down_since is None:
             self.down_since = time.monotonic()
