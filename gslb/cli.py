@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--assume-down", dest="assume_down", action="append", default=[], metavar="REGION|ADDRESS",
                          help="answer as if this region or endpoint were down (repeatable): a failure drill")
     explain.add_argument("--json", action="store_true", help="JSON for scripts")
+    explain.add_argument("--redis", metavar="URL", help="read the probe agents' verdicts and the shared overrides from "
+                                                       "Redis first, as a DNS node would (else redis: in the config)")
 
     reload = commands.add_parser("reload", help="make the running server reload its zones and GeoIP data, and "
                                                 "say whether the new configuration loaded")
@@ -157,6 +159,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gslb: {zones} zone{'s' if zones != 1 else ''} OK in {settings.zones}")
         return 0
     if args.command == "explain":
+        if settings.redis is not None and loaded.health is not None:
+            from gslb.health.redis_link import read_shared
+
+            try:
+                service.run_event_loop(read_shared(loaded.health))
+            except Exception as error:  # noqa: BLE001 - explain without shared health rather than not at all
+                print(f"gslb explain: could not read the shared health from Redis ({error}); explaining with "
+                      "every endpoint at its check's cold start", file=sys.stderr)
         return _explain(loaded, args)
     choice = choose_default_zones()
     where = choice.describe() if settings.zones == choice.path else str(settings.zones)

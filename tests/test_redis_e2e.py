@@ -13,10 +13,12 @@ interval x fall + timeout = 0.5 s and lapses 3 intervals (0.6 s) after its agent
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 import dns.edns
@@ -24,7 +26,7 @@ import dns.message
 import dns.query
 import pytest
 
-from dnsserver import TEST_GEOIP, GslbProcess, free_port, wait_for
+from dnsserver import REPO, TEST_GEOIP, GslbProcess, free_port, gslb_command, wait_for
 from opsserver import start_with_api
 from redisserver import REDIS_SERVER, Agent, RedisServer
 from sites import Sites
@@ -77,6 +79,8 @@ class World:
     sites: Sites
     redis: RedisServer
     agents: dict[str, Agent]
+    config: Path
+    zones: Path
     nodes: list[tuple[GslbProcess, str]] = field(default_factory=list)
 
     def answers(self, name: str) -> list[list[str]]:
@@ -120,9 +124,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                                        "--vantage", vantage, "--source", source, "--log-level", "info"],
                              base / f"agent-{vantage}.log")
               for vantage, source in VANTAGES.items()}
-    world = World(sites, redis, agents)
-    (base / "token").write_text(TOKEN + "\n")
     config = base / "node.yaml"
+    world = World(sites, redis, agents, config, zones)
+    (base / "token").write_text(TOKEN + "\n")
     config.write_text(f"redis: {redis.url}\nvantages: [a, b, c]\nstale_after: {STALE_AFTER}s\n"
                       f"api_token_file: {base / 'token'}\n")
     try:
@@ -185,6 +189,14 @@ def test_a_site_failing_from_two_vantages_is_withdrawn_on_both_nodes_and_comes_b
     # The node's log names the vantages in the transition's one line.
     node = world.nodes[0][0]
     wait_for(lambda: f"{subject} DOWN by vantages a, b" in node.stderr_text(), 2, "the DOWN line in the log")
+    # explain names them: the node's /explain, and `gslb explain` reading the store once.
+    explained = api(world.nodes[1][1], f"/explain?name={name_of('two')}&subnet={EU}/24")
+    assert explained["record"]["not_serving"][subject].startswith("DOWN by vantages a, b (2 of 3")
+    cli = subprocess.run(gslb_command("explain", name_of("two"), "--subnet", f"{EU}/24", "--zones", str(world.zones),
+                                      "--geoip", str(TEST_GEOIP), "--config", str(world.config)),
+                         capture_output=True, text=True, timeout=30, cwd=REPO)
+    assert f"down:    {subject}: DOWN by vantages a, b (2 of 3, quorum majority)" in cli.stdout, cli.stdout + cli.stderr
+    assert subject not in cli.stdout.split("answer:")[1]
 
     started = time.monotonic()
     world.sites.refuse(subject)

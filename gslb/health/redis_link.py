@@ -679,3 +679,16 @@ def redis_sources(settings: "ServerSettings") -> tuple[HealthSource, ...]:
                              stale_after=settings.stale_after, node_name=settings.node_name,
                              keys=Keys(settings.redis_prefix))
     return verdicts, verdicts.overrides
+
+
+async def read_shared(monitor: "HealthMonitor") -> None:
+    """One read of the store into a monitor's shared sources, without following it (gslb explain)."""
+    for source in monitor.board.sources:
+        if isinstance(source, RedisVerdicts):
+            client = connect(source.url)
+            try:
+                await source.clock.sync(client)
+                await source._resync(client)
+                await source._read_overrides(client)
+            finally:
+                await _close(client)
