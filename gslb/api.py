@@ -288,14 +288,12 @@ class Api:
             raise ApiError(404, f"address: {address} is not an endpoint{where} of any GSLB record served")
         async with self._admin_lock:
             try:  # into the shared store with --redis, else the state file
-                where = await monitor.admin_override(address, None if state == "auto" else state, check, lapse=lapse)
+                await monitor.admin_override(address, None if state == "auto" else state, check, lapse=lapse)
             except (OverrideError, ValueError) as error:
                 log.error("admin API: %s", error)
-                raise ApiError(409 if monitor.state is None and monitor.shared_overrides() is None else 500,
-                               str(error)) from None
+                raise ApiError(getattr(error, "status", 400), str(error)) from None
         key = f"{check}/{address}" if check is not None else address
-        log.info("admin API: %s set %s%s in %s (from %s)", key, state, f" for {lapse:g}s" if lapse else "", where,
-                 request.remote)
+        log.info("admin API: %s set %s%s (from %s)", key, state, f" for {lapse:g}s" if lapse else "", request.remote)
         reports = [monitor.board.report(*pair) for pair in sorted(known, key=lambda k: k[0] or "")]
         return web.json_response({"address": address, "check": check, "state": state,
                                   "endpoints": [endpoint_dict(r) for r in reports if r is not None]})

@@ -149,3 +149,39 @@ def test_rediss_carries_the_verdicts_over_tls(tmp_path: Path, zones: Path) -> No
     finally:
         agent.stop()
         server.stop()
+
+
+def test_the_acl_users_of_deploy_compose_let_a_node_read_what_an_agent_writes(tmp_path: Path, zones: Path) -> None:
+    """The users README and deploy/compose.yaml recommend, loaded into a real redis-server: the
+    agent publishes under its own, a `gslb serve --redis` node follows it under the node's."""
+    import yaml
+
+    from dnsserver import REPO
+    from opsserver import start_with_api
+
+    compose = yaml.safe_load((REPO / "deploy" / "compose.yaml").read_text())
+    users = [line.split() for line in compose["configs"]["redis-users"]["content"].splitlines() if line.strip()]
+    server = RedisServer(tmp_path / "compose-acl").start()
+    for _user, name, *rules in sorted(users, key=lambda words: words[1] == "default"):  # default off last
+        rules = [rule.replace("change-me-", "pw-") for rule in rules]
+        assert server.command("ACL", "SETUSER", name, "reset", *rules) == "+OK", (name, rules)
+    agent = Agent("eu", probe_args(zones, f"redis://probe-eu:pw-eu@127.0.0.1:{server.port}/0", "eu"),
+                  tmp_path / "agent.log").start()
+    config = tmp_path / "node.yaml"
+    config.write_text(f"redis: redis://gslb-node:pw-node@127.0.0.1:{server.port}/0\nvantages: [eu, us, asia]\n")
+    node, url = start_with_api(zones, tmp_path / "logs", config=config, probe_name="acl.test.")
+    try:
+        import json
+        import urllib.request
+
+        def eu_verdict() -> bool:
+            with urllib.request.urlopen(url + "/status", timeout=5) as response:
+                endpoints = json.loads(response.read())["endpoints"]
+            return any((e.get("vantages") or {}).get("eu", {}).get("status") == "UP" for e in endpoints)
+
+        wait_for(eu_verdict, 10, "the node seeing the eu agent's verdict")
+        assert "refused us" not in node.stderr_text() and "refused us" not in agent.log.read_text()
+    finally:
+        node.stop()
+        agent.stop()
+        server.stop()

@@ -51,7 +51,12 @@ STATE_POLL_INTERVAL = 0.5  # seconds between looks at the admin state file
 
 
 class OverrideError(Exception):
-    """An admin override could not be stored; the message says why and what to do."""
+    """An admin override could not be stored; the message says why and what to do, `status` the
+    HTTP status the admin API answers with."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def plan(catalog: Catalog) -> tuple[dict[str, Check], dict[Key, tuple[str, ...]], list[Problem]]:
@@ -272,10 +277,10 @@ class HealthMonitor:
             return shared.name  # type: ignore[attr-defined,no-any-return]
         if self.state is None:
             raise OverrideError("no admin state file configured; start gslb serve with --state FILE (or state: in "
-                                "the server config) so overrides survive a restart, or --redis URL to share them")
+                                "the server config) so overrides survive a restart, or --redis URL to share them", 409)
         if lapse is not None:
             raise OverrideError("for: an override with an expiry needs shared overrides (gslb serve --redis URL); "
-                                "the state file holds overrides until they are removed")
+                                "the state file holds overrides until they are removed", 400)
         try:
             await asyncio.to_thread(self.state.set_override, address, state, check)
         except OSError as error:

@@ -641,7 +641,7 @@ class RedisVerdicts(VantageVerdicts):
         client = self._client
         if client is None or not self.connection.connected:
             raise OverrideError(f"the shared store {self.connection.url} is unreachable, so the override was not set "
-                                "on any node; retry once it is back (the last overrides stay in force meanwhile)")
+                                "on any node; retry once it is back (the last overrides stay in force meanwhile)", 503)
         now = self.clock.now()
         entry = None if state is None else SharedOverride(STATES[state], None if lapse is None else now + lapse,
                                                           self.node_name, now)
@@ -655,7 +655,7 @@ class RedisVerdicts(VantageVerdicts):
             await pipe.execute()
         except store_errors() as error:
             raise OverrideError(f"the shared store {self.connection.url} refused the override ({describe(error)}); "
-                                "nothing changed") from None
+                                "nothing changed", 503) from None
         self.overrides.put(key, entry)
         log.info("shared admin override %s %s%s stored in redis %s", key, state or "removed",
                  f" for {lapse:g}s" if lapse is not None else "", self.connection.url)
