@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(settings, region_compile="sync" if args.command == "check" else "off")
     if problems:
         return report(problems)
-    if args.command in ("serve", "probe") and settings.vantage is not None and settings.redis is None:
-        print(f"gslb {args.command}: --vantage needs --redis URL (or redis: in the config): the vantage's verdicts "
+    if args.command == "serve" and settings.vantage is not None and settings.redis is None:
+        print("gslb serve: --vantage needs --redis URL (or redis: in the config): the vantage's verdicts "
               "go there", file=sys.stderr)
         return 2
     if args.command == "probe" and (settings.redis is None or settings.vantage is None):
