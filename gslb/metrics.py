@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from gslb import __version__
+from gslb.dns.rrl import ACTIONS as RRL_ACTIONS
+from gslb.dns.rrl import KINDS as RRL_KINDS
 from gslb.health_stats import RTT_BUCKETS, CountingBoard
 from gslb.querylog import qtype_name, rcode_name
 
@@ -52,6 +54,7 @@ class GslbCollector:
     def collect(self) -> Iterator[Metric]:
         runtime = self.runtime
         yield from self._queries(runtime.stats)
+        yield from self._rrl(runtime)
         yield from self._health(runtime)
         yield from self._vantages(runtime)
         yield from self._config(runtime)
@@ -81,6 +84,18 @@ class GslbCollector:
             "gslb_dns_response_seconds",
             "Time to build a response, from a sample of queries (one in 16 on the UDP fast path, every other one).",
             buckets=_buckets(LATENCY_BUCKETS, stats.latency_counts), sum_value=stats.latency_sum)
+
+    def _rrl(self, runtime: "Runtime") -> Iterator[Metric]:
+        rrl = runtime.server.rrl
+        if rrl is None:
+            return
+        limited = CounterMetricFamily("gslb_dns_rrl_limited", "UDP responses held back by response rate limiting, "
+                                      "by action (slipped: sent truncated, TC=1; dropped: not sent) and response kind.",
+                                      labels=["action", "kind"])
+        for kind, counts in zip(RRL_KINDS, rrl.limited):
+            for action, value in zip(RRL_ACTIONS, counts):
+                limited.add_metric([action, kind], value)
+        yield limited
 
     # -- health ------------------------------------------------------------------------------------
     def _health(self, runtime: "Runtime") -> Iterator[Metric]:

@@ -23,7 +23,7 @@ from gslb.dns.answer import AnswerSettings, Answerer
 from gslb.dns.dynamic_answer import DynamicAnswers
 from gslb.dns.fastpath import FastPath
 from gslb.dns.server import DnsServer, Listener
-from gslb.geo import GeoDatabase, GeoDataError
+from gslb.geo import GeoDatabase, GeoDataError, TableCache, locate_catalog
 from gslb.health.monitor import HealthMonitor, PendingHealth
 from gslb.health.redis_link import StoreUnavailable, redis_sources
 from gslb.health.status import HealthView
@@ -57,13 +57,20 @@ def open_geo(settings: ServerSettings) -> tuple[GeoDatabase | None, list[Problem
 
 
 def read(settings: ServerSettings, geo: GeoDatabase | None = None) -> tuple[Catalog | None, GeoDatabase | None, list[Problem]]:
-    """The validated zones (and the GeoIP database, opened unless given). Touches no live state,
-    so a reload runs it in a worker thread."""
+    """The validated zones with their region locators built (and the GeoIP database, opened
+    unless given). Touches no live state, so a reload runs it in a worker thread; a region table
+    not in the cache is built here (~1 s for the bundled GeoIP data)."""
     if geo is None:
         geo, problems = open_geo(settings)
         if geo is None:
             return None, None, problems
-    catalog, problems = load_catalog(settings.zones, geo=geo, region_compile=settings.region_compile)
+    catalog, problems = load_catalog(settings.zones)
+    if catalog is None:
+        return None, geo, problems
+    try:
+        catalog = locate_catalog(catalog, geo, TableCache.at(settings.cache_dir))
+    except GeoDataError as error:
+        return None, geo, [Problem("", "", str(error))]
     return catalog, geo, problems
 
 
@@ -189,7 +196,7 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
         print(f"gslb: {problem}", file=sys.stderr)
         return 1
 
-    server = DnsServer(loaded.answerer, settings.tcp, reuse_port=settings.workers > 1)
+    server = DnsServer(loaded.answerer, settings.tcp, reuse_port=settings.workers > 1, rrl=settings.rrl)
     reloader = Reloader(
         server, loaded, zones_dir=settings.zones, geoip_file=settings.geoip_file,
         read=lambda geo: read(settings, geo),

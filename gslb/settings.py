@@ -7,6 +7,7 @@ so a config can travel with its zones.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from gslb.config.problems import Problem, Problems
 from gslb.config.yamlload import load_yaml
+from gslb.dns.rrl import RrlSettings
 from gslb.dns.server import Listener, TcpLimits
 
 DEFAULT_LISTENERS = (Listener("127.0.0.1", 1053), Listener("::1", 1053))
@@ -121,10 +123,11 @@ class ServerSettings:
     query_log: str | None = None  # JSON lines to this file, "-" for stdout; None: off
     query_log_sample: int = 1  # log one query in this many
     workers: int = 1  # DNS processes on SO_REUSEPORT sockets; probes and the API stay in the first
-    # How region tables are compiled (gslb/geo/regionmap.py): `serve` in the background, `check`
-    # synchronously (it fills the cache for the next start), `explain` not at all. Not a user setting.
-    region_compile: str = "background"
+    # Where GeoIP region tables are cached (gslb/geo/tablecache.py); None: $GSLB_CACHE_DIR, else
+    # ~/.cache/gslb. Unusable: tables are built in memory at each start, with one warning.
+    cache_dir: Path | None = None
     alerts: AlertThresholds = AlertThresholds()
+    rrl: RrlSettings | None = None  # response rate limiting on UDP (gslb/dns/rrl.py); None: off
     # Health shared through Redis (gslb/health/redis_link.py); None: this node's own probes only.
     redis: str | None = None  # redis://[USER:PASSWORD@]HOST:PORT/DB, rediss:// for TLS
     redis_prefix: str = "gslb:"  # the keys' and channels' prefix, for an ACL per agent
@@ -138,8 +141,8 @@ class ServerSettings:
         return self.geoip if self.geoip is not None else default_geoip_file()
 
 
-FILE_KEYS = {"listen", "zones", "geoip", "node_name", "tcp", "log_level", "state",
-             "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers"}
+FILE_KEYS = {"listen", "zones", "geoip", "cache_dir", "node_name", "tcp", "log_level", "state",
+             "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers", "rrl"}
 SHARED_HEALTH_KEYS = {"redis", "redis_prefix", "vantage", "vantages", "stale_after", "probe_source"}
 FILE_KEYS |= SHARED_HEALTH_KEYS
 
@@ -214,7 +217,7 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
         if not parsed and not problems:
             problems.add("listen", "must list at least one HOST:PORT")
         values["listen"] = tuple(parsed)
-    for key in ("zones", "geoip", "state"):
+    for key in ("zones", "geoip", "state", "cache_dir"):
         if key in doc:
             if not isinstance(doc[key], str):
                 problems.add(key, "must be a path")
@@ -279,19 +282,82 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
         else:
             values["log_level"] = doc["log_level"]
     if "tcp" in doc:
-        tcp = doc["tcp"]
-        if not isinstance(tcp, dict) or set(tcp) - {"idle_timeout", "max_connections"}:
-            problems.add("tcp", "must be a mapping with idle_timeout (seconds) and/or max_connections")
-        else:
-            try:
-                defaults = TcpLimits()
-                values["tcp"] = TcpLimits(
-                    idle_timeout=float(tcp.get("idle_timeout", defaults.idle_timeout)),
-                    max_connections=int(tcp.get("max_connections", defaults.max_connections)),
-                )
-            except (TypeError, ValueError) as error:
-                problems.add("tcp", str(error))
+        tcp = _tcp_limits(doc["tcp"], problems)
+        if tcp is not None:
+            values["tcp"] = tcp
+    if "rrl" in doc:
+        rrl = _rrl_settings(doc["rrl"], problems)
+        if rrl is not None:
+            values["rrl"] = rrl
     return values
+
+
+TCP_KEYS = {"idle_timeout": "seconds", "busy_idle_timeout": "seconds", "lifetime": "seconds",
+            "max_connections": "count", "max_connections_per_client": "count", "max_queued_bytes": "count"}
+
+
+def _tcp_limits(tcp: object, problems: Problems) -> TcpLimits | None:
+    if not isinstance(tcp, dict) or set(tcp) - set(TCP_KEYS):
+        problems.add("tcp", "must be a mapping with idle_timeout (seconds) and/or max_connections"
+                     f" (or {', '.join(sorted(set(TCP_KEYS) - {'idle_timeout', 'max_connections'}))})")
+        return None
+    values: dict[str, float | int] = {}
+    for key, unit in TCP_KEYS.items():
+        if key not in tcp:
+            continue
+        value = tcp[key]
+        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if unit == "count" and (number is None or number != int(number)):
+            problems.add(f"tcp.{key}", f"must be a whole number, got {value!r}")
+        elif number is None:
+            problems.add(f"tcp.{key}", f"must be a number of seconds, got {value!r}")
+        else:
+            values[key] = int(number) if unit == "count" else float(number)
+    try:
+        return TcpLimits(**values)  # type: ignore[arg-type]
+    except ValueError as error:
+        problems.add("tcp", str(error))
+        return None
+
+
+RRL_KEYS = ("rate", "slip", "window", "ipv4_prefix", "ipv6_prefix", "exempt", "table_size")
+
+
+def _rrl_settings(rrl: object, problems: Problems) -> RrlSettings | None:
+    """`rrl: {rate: N, slip: 2, window: 15, ipv4_prefix: 24, ipv6_prefix: 56, exempt: [CIDR, ...]}`;
+    `rrl: off` (or leaving it out) turns it off."""
+    if rrl is None or rrl is False or (isinstance(rrl, str) and rrl.strip().lower() == "off"):
+        return None
+    if not isinstance(rrl, dict):
+        problems.add("rrl", "must be a mapping like {rate: 20, slip: 2, window: 15} or off")
+        return None
+    count = len(problems)
+    for key in rrl:
+        if key not in RRL_KEYS:
+            problems.add(f"rrl.{key}", f"unknown setting; expected one of {', '.join(RRL_KEYS)}")
+    if "rate" not in rrl:
+        problems.add("rrl.rate", "is required: the responses per second one client prefix may get of one kind")
+    values: dict[str, object] = {}
+    for key in ("rate", "slip", "window", "ipv4_prefix", "ipv6_prefix", "table_size"):
+        if key in rrl:
+            values[key] = rrl[key]
+            try:
+                RrlSettings(**{"rate": 1, key: rrl[key]})  # type: ignore[arg-type]
+            except ValueError as error:
+                problems.add(f"rrl.{key}", str(error).partition(" ")[2])
+    exempt = rrl.get("exempt", [])
+    if not isinstance(exempt, list):
+        problems.add("rrl.exempt", "must be a list of networks, like [192.0.2.0/24, 2001:db8::/32]")
+        exempt = []
+    networks = []
+    for index, text in enumerate(exempt):
+        try:
+            networks.append(ipaddress.ip_network(str(text), strict=False))
+        except ValueError:
+            problems.add(f"rrl.exempt[{index}]", f"must be a network like 192.0.2.0/24 or 2001:db8::/32, got {text!r}")
+    if len(problems) > count:
+        return None
+    return RrlSettings(exempt=tuple(networks), **values)  # type: ignore[arg-type]
 
 
 def load_settings(config_file: Path | None, flags: dict[str, Any]) -> tuple[ServerSettings, list[Problem]]:
@@ -312,7 +378,7 @@ def load_settings(config_file: Path | None, flags: dict[str, Any]) -> tuple[Serv
                 flag_problems.add("--listen", str(error))
         values["listen"] = tuple(parsed)
         values["listen_explicit"] = True
-    for key in ("zones", "geoip", "state"):
+    for key in ("zones", "geoip", "state", "cache_dir"):
         if flags.get(key) is not None:
             values[key] = Path(flags[key])
     for key in ("node_name", "log_level"):

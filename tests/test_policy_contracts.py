@@ -45,26 +45,26 @@ def problems(result: subprocess.CompletedProcess) -> list[str]:
 
 
 @pytest.mark.parametrize("record, path, message", [
-    ("{type: A, policy: fastest, pools: {eu: [192.0.2.1, 192.0.2.2]}}", "records.app.policy",
+    ("{type: A, policy: fastest, pools: {eu: [127.0.2.1, 127.0.2.2]}}", "records.app.policy",
      "fastest needs probe round-trip times, but the record has no check; give the record a check"),
-    ("{type: A, policy: least_loaded, pools: {eu: [192.0.2.1]}}", "records.app.policy",
+    ("{type: A, policy: least_loaded, pools: {eu: [127.0.2.1]}}", "records.app.policy",
      "least_loaded needs the load its sites report, but the record has no check; give the record an http"),
-    ("{type: A, policy: least_loaded, check: web, pools: {eu: [192.0.2.1]}}", "records.app.policy",
+    ("{type: A, policy: least_loaded, check: web, pools: {eu: [127.0.2.1]}}", "records.app.policy",
      "least_loaded needs the load its sites report, which its check web (http) does not provide; "
      "give the record an http or https check with load: {json: FIELD} or {header: NAME}"),
-    ("{type: A, policy: least_loaded, check: db, pools: {eu: [192.0.2.1]}}", "records.app.policy",
+    ("{type: A, policy: least_loaded, check: db, pools: {eu: [127.0.2.1]}}", "records.app.policy",
      "least_loaded needs the load its sites report, which its check db (tcp) does not provide"),
-    ("{type: A, policy: {hash: {ipv4_prefix: 33}}, pools: {eu: [192.0.2.1]}}", "records.app.policy.hash.ipv4_prefix",
+    ("{type: A, policy: {hash: {ipv4_prefix: 33}}, pools: {eu: [127.0.2.1]}}", "records.app.policy.hash.ipv4_prefix",
      "must be an integer from 1 to 32, got 33"),
-    ("{type: A, policy: {hash: {prefix: 20}}, pools: {eu: [192.0.2.1]}}", "records.app.policy.hash.prefix",
+    ("{type: A, policy: {hash: {prefix: 20}}, pools: {eu: [127.0.2.1]}}", "records.app.policy.hash.prefix",
      "unknown option of hash; expected one of ipv4_prefix, ipv6_prefix"),
-    ("{type: A, policy: {weighted: {spread: 2}}, pools: {eu: [192.0.2.1]}}", "records.app.policy.weighted.spread",
+    ("{type: A, policy: {weighted: {spread: 2}}, pools: {eu: [127.0.2.1]}}", "records.app.policy.weighted.spread",
      "unknown option of weighted; expected none: it takes no options"),
-    ("{type: A, policy: {hash: {}, weighted: {}}, pools: {eu: [192.0.2.1]}}", "records.app.policy",
+    ("{type: A, policy: {hash: {}, weighted: {}}, pools: {eu: [127.0.2.1]}}", "records.app.policy",
      "must be a policy name, or one name with its options"),
-    ("{type: A, policy: {fastest: 3}, check: web, pools: {eu: [192.0.2.1]}}", "records.app.policy.fastest",
+    ("{type: A, policy: {fastest: 3}, check: web, pools: {eu: [127.0.2.1]}}", "records.app.policy.fastest",
      "must be a mapping of options; fastest takes no options, got 3"),
-    ("{type: A, policy: nearest, pools: {eu: [192.0.2.1]}}", "records.app.policy", "unknown policy 'nearest'; one of all"),
+    ("{type: A, policy: nearest, pools: {eu: [127.0.2.1]}}", "records.app.policy", "unknown policy 'nearest'; one of all"),
 ])
 def test_gslb_check_reports_a_broken_policy_contract_in_one_line_with_its_path(tmp_path, record, path, message):
     result = check(tmp_path, f"  app: {record}\n")
@@ -75,9 +75,9 @@ def test_gslb_check_reports_a_broken_policy_contract_in_one_line_with_its_path(t
 
 
 def test_policies_whose_needs_their_checks_meet_pass(tmp_path):
-    records = ("  fast: {type: A, policy: fastest, check: db, pools: {eu: [192.0.2.1, 192.0.2.2]}}\n"
-               "  light: {type: A, policy: {least_loaded: {tolerance: 0.2}}, check: loaded, pools: {eu: [192.0.2.3]}}\n"
-               "  sticky: {type: A, policy: {hash: {ipv4_prefix: 20, ipv6_prefix: 48}}, pools: {eu: [192.0.2.4]}}\n"
+    records = ("  fast: {type: A, policy: fastest, check: db, pools: {eu: [127.0.2.1, 127.0.2.2]}}\n"
+               "  light: {type: A, policy: {least_loaded: {tolerance: 0.2}}, check: loaded, pools: {eu: [127.0.2.3]}}\n"
+               "  sticky: {type: A, policy: {hash: {ipv4_prefix: 20, ipv6_prefix: 48}}, pools: {eu: [127.0.2.4]}}\n"
                "  plain: {type: A, policy: weighted, pools: {eu: [192.0.2.5]}}\n")
     result = check(tmp_path, records)
     assert result.returncode == 0, result.stderr
