@@ -22,7 +22,7 @@ COPY pyproject.toml README.md ./
 COPY gslb ./gslb
 COPY zones ./zones
 COPY geodata ./geodata
-RUN /opt/gslb/bin/pip install . \
+RUN /opt/gslb/bin/pip install ".[redis]" \
  && /opt/gslb/bin/gslb --version
 
 # -- run: the virtualenv, the config, and nothing to build with ------------------------------------
