@@ -15,6 +15,7 @@ from typing import Any
 
 from gslb.config.files import DEFAULT_MAX_BYTES, parse_size
 from gslb.config.problems import Problem, Problems
+from gslb.config.redisurl import check_url
 from gslb.config.yamlload import load_yaml
 from gslb.dns.rrl import RrlSettings
 from gslb.dns.server import Listener, TcpLimits
@@ -510,8 +511,6 @@ def parse_vantage(value: object) -> str:
 
 
 def parse_redis_url(value: object) -> str:
-    from gslb.health.redis_link import check_url
-
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a URL like redis://gslb:PASSWORD@10.0.0.5:6379/0 (rediss:// for TLS)")
     problem = check_url(value.strip())

@@ -79,7 +79,7 @@ class ProbeAgent:
         return 0
 
     async def _reload(self, geo: "GeoDatabase") -> None:
-        from gslb.service import read
+        from gslb.build import read
 
         catalog, _geo, problems = await asyncio.to_thread(read, self.settings, geo)
         if catalog is not None:

@@ -44,8 +44,8 @@ import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
-from urllib.parse import urlsplit, urlunsplit
 
+from gslb.config.redisurl import check_url, redact  # noqa: F401 - check_url: re-exported for old callers
 from gslb.health.admin import STATES, canonical_address
 from gslb.health.checks import Check
 from gslb.health.shared_overrides import SharedOverride, SharedOverrides
@@ -75,19 +75,6 @@ class StoreUnavailable(Exception):
     """The redis package is missing or the store cannot be used; the message says what to do."""
 
 
-def redact(url: str) -> str:
-    """The URL for logs and /status: the password replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def _redis() -> Any:
     try:
         import redis.asyncio as redis_asyncio
@@ -111,16 +98,6 @@ def connect(url: str) -> Any:
 
     return redis_asyncio.from_url(url, decode_responses=True, socket_timeout=COMMAND_TIMEOUT,
                                   socket_connect_timeout=CONNECT_TIMEOUT, retry=Retry(NoBackoff(), 0))
-
-
-def check_url(url: str) -> str | None:
-    """A problem with a --redis URL, or None."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        return f"must be a redis://, rediss:// (TLS) or unix:// URL, like redis://gslb:PASSWORD@10.0.0.5:6379/0, got {redact(url)!r}"
-    if parts.scheme != "unix" and not parts.hostname:
-        return f"names no host: {redact(url)!r}"
-    return None
 
 
 @dataclass(frozen=True, slots=True)
