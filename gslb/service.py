@@ -19,6 +19,7 @@ from gslb.alerts import Alerts
 from gslb.api import Api, token_source
 from gslb.config.catalog import collector_paused, load_catalog
 from gslb.config.problems import Problem
+from gslb.dns import udpio
 from gslb.dns.answer import AnswerSettings, Answerer
 from gslb.dns.dynamic_answer import DynamicAnswers
 from gslb.dns.fastpath import FastPath
@@ -179,7 +180,7 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
         print(f"gslb: {problem}", file=sys.stderr)
         return 1
 
-    server = DnsServer(loaded.answerer, settings.tcp, reuse_port=settings.workers > 1)
+    server = DnsServer(loaded.answerer, settings.tcp, reuse_port=settings.workers > 1, udp_io=settings.udp_io)
     reloader = Reloader(
         server, loaded, zones_dir=settings.zones, geoip_file=settings.geoip_file,
         read=lambda geo: read(settings, geo),
@@ -237,6 +238,7 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
                 return 1
             log.warning("default API address %s not available (%s); no API (pass --api HOST:PORT)", settings.api, reason)
             api = None
+    print(f"gslb: udp: {udpio.describe(server.udp_io)}", flush=True)  # before the listening lines tests wait for
     for listener in bound:
         print(f"gslb: listening on {listener} (udp, tcp)", flush=True)
     if pool is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from gslb.config.problems import Problem, Problems
 from gslb.config.yamlload import load_yaml
+from gslb.dns import udpio
 from gslb.dns.server import Listener, TcpLimits
 
 DEFAULT_LISTENERS = (Listener("127.0.0.1", 1053), Listener("::1", 1053))
@@ -125,6 +126,7 @@ class ServerSettings:
     # synchronously (it fills the cache for the next start), `explain` not at all. Not a user setting.
     region_compile: str = "background"
     alerts: AlertThresholds = AlertThresholds()
+    udp_io: str = "auto"  # batched | per-datagram | auto (gslb/dns/udpio.py); auto: $GSLB_UDP_IO, else batched if built
 
     @property
     def geoip_file(self) -> Path:
@@ -132,7 +134,7 @@ class ServerSettings:
 
 
 FILE_KEYS = {"listen", "zones", "geoip", "node_name", "tcp", "log_level", "state",
-             "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers"}
+             "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers", "udp_io"}
 
 
 def parse_listen(text: str) -> Listener:
@@ -263,6 +265,12 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
                 else:
                     thresholds[key] = float(value)
             values["alerts"] = AlertThresholds(**thresholds)
+    if "udp_io" in doc:
+        try:
+            values["udp_io"] = udpio.parse(doc["udp_io"], "udp_io")
+            udpio.choose(values["udp_io"])
+        except ValueError as error:
+            problems.add("udp_io", str(error).removeprefix("udp_io "))
     if "log_level" in doc:
         if doc["log_level"] not in LOG_LEVELS:
             problems.add("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
@@ -329,7 +337,13 @@ def load_settings(config_file: Path | None, flags: dict[str, Any]) -> tuple[Serv
         except ValueError as error:
             flag_problems.add("--workers", str(error))
     settings = replace(ServerSettings(), **values)
-    return settings, [*problems, *flag_problems]
+    environment = Problems("")
+    if settings.udp_io == udpio.AUTO:
+        try:
+            udpio.choose(settings.udp_io)  # $GSLB_UDP_IO must be a mode this build can run
+        except ValueError as error:
+            environment.add("", str(error))
+    return settings, [*problems, *flag_problems, *environment]
 
 
 def parse_workers(value: object) -> int:

@@ -53,7 +53,7 @@ async def _worker(settings: Any, listeners: list[Listener], connection: multipro
         for problem in problems:
             log.error("%s", problem)
         return
-    server = DnsServer(loaded.answerer, settings.tcp, reuse_port=True)
+    server = DnsServer(loaded.answerer, settings.tcp, reuse_port=True, udp_io=settings.udp_io)
     for listener in listeners:
         await server.listen(listener)
     loop = asyncio.get_running_loop()

@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from gslb.dns import udpio
 from gslb.dns.client import client_address
 
 log = logging.getLogger(__name__)
@@ -155,12 +156,15 @@ class Listener:
 class DnsServer:
     """Owns the sockets. `answerer` may be replaced at any time (hot reload)."""
 
-    def __init__(self, answerer: Responder, tcp_limits: TcpLimits = TcpLimits(), reuse_port: bool = False) -> None:
+    def __init__(self, answerer: Responder, tcp_limits: TcpLimits = TcpLimits(), reuse_port: bool = False,
+                 udp_io: str | None = None) -> None:
         self.answerer = answerer
         self.tcp_limits = tcp_limits
         self.reuse_port = reuse_port
+        self.udp_io = udpio.choose(udp_io)  # "batched" | "per-datagram" (gslb/dns/udpio.py)
         self.connections: set[TcpConnection] = set()
         self._udp: list[asyncio.DatagramTransport] = []
+        self._udp_readers: list[udpio.BatchedUdpReader] = []
         self._tcp: list[asyncio.AbstractServer] = []
         self.bound: list[tuple[str, str, int]] = []  # (proto, host, port) actually bound
 
@@ -176,9 +180,14 @@ class DnsServer:
             except OSError:
                 if attempt == attempts - 1:
                     raise
-        transport, _ = await loop.create_datagram_endpoint(lambda: UdpListener(self), sock=udp_sock)
+        if self.udp_io == udpio.BATCHED:
+            # RRL goes here (h-tcp, not merged yet): limit=<the limiter's limit(reply, source)> when
+            # rate limiting is on, so each batched reply passes the same check as UdpListener's.
+            self._udp_readers.append(udpio.BatchedUdpReader(loop, udp_sock, self, limit=None))
+        else:
+            transport, _ = await loop.create_datagram_endpoint(lambda: UdpListener(self), sock=udp_sock)
+            self._udp.append(transport)
         tcp_server = await loop.create_server(lambda: TcpConnection(self), sock=tcp_sock)
-        self._udp.append(transport)
         self._tcp.append(tcp_server)
         port = udp_sock.getsockname()[1]
         self.bound.append(("udp+tcp", listener.host, port))
@@ -214,6 +223,8 @@ class DnsServer:
     async def close(self) -> None:
         for transport in self._udp:
             transport.close()
+        for reader in self._udp_readers:
+            reader.close()
         for server in self._tcp:
             server.close()
         for connection in list(self.connections):
@@ -222,4 +233,5 @@ class DnsServer:
         for server in self._tcp:
             await server.wait_closed()
         self._udp.clear()
+        self._udp_readers.clear()
         self._tcp.clear()
