@@ -5,9 +5,10 @@
  *   drain(fd, buffer, respond, limit, max_batches) -> (received, sent, truncated, dropped, error)
  *
  * fd: a non-blocking UDP socket. buffer: a writable bytes-like object of BATCH * slot bytes, one
- * slot per datagram (the caller keeps one per socket: no allocation per call). respond(data: bytes,
- * source: str) -> bytes | None is called once per datagram, in arrival order; limit is None or
- * limit(reply: bytes, source: str) -> bytes | None, called on each reply (response rate limiting).
+ * slot per datagram (the caller keeps one per socket: no allocation per call).
+ * respond(data: bytes, source: str) -> bytes-like | None is called once per datagram, in arrival
+ * order; limit is None or limit(reply, source) -> bytes-like | None, called on each reply
+ * (response rate limiting).
  * At most max_batches batches of up to BATCH datagrams are read per call, so one busy socket
  * cannot hold the event loop: the loop calls again while the socket stays readable.
  * Replies go out in the order their queries arrived, one sendmmsg per batch (a partial send is
@@ -26,10 +27,11 @@
  * - source (the client address string): new, owned by `last_source`, which is reused for the
  *   next datagram from the same address (the cache holds one reference, each call borrows it);
  *   released when a different address arrives and at the end of the call.
- * - reply (respond's result): new. None is released at once. A bytes reply is moved into
- *   replies[k] (the batch owns it) and released by release_replies() after sendmmsg returned:
- *   the iovec points into it, so it must live until the send. limit's result replaces it the
- *   same way (the old reply released, the new one owned).
+ * - reply (respond's result): new. limit's result replaces it (the old reply released, the new
+ *   one owned). None is released at once. A bytes-like reply (bytes, bytearray, memoryview) is
+ *   exported into views[k] (PyObject_GetBuffer: the view holds its own reference and pins a
+ *   bytearray against resizing while the GIL is released), then our reference is released; the
+ *   iovec points into the view, which release_views() releases after sendmmsg has returned.
  * - error: the first exception (new reference from fetch_error); a later one is released. The
  *   result tuple takes its own reference (Py_BuildValue "O"), then ours is released.
  * - the result tuple: new, returned to the caller.
@@ -117,9 +119,9 @@ static int same_address(const struct sockaddr_storage *a, const struct sockaddr_
     return 0;
 }
 
-static void release_replies(PyObject **replies, int count) {
+static void release_views(Py_buffer *views, int count) {
     for (int i = 0; i < count; i++)
-        Py_CLEAR(replies[i]);
+        PyBuffer_Release(&views[i]);
 }
 
 /* Send out[0..count) in order; resume after a partial send, skip a message the kernel refuses,
@@ -166,7 +168,7 @@ static PyObject *drain(PyObject *module, PyObject *args) {
     struct mmsghdr in[BATCH], out[BATCH];
     struct iovec in_iov[BATCH], out_iov[BATCH];
     struct sockaddr_storage addrs[BATCH], last_addr;
-    PyObject *replies[BATCH] = {NULL};
+    Py_buffer views[BATCH];
     PyObject *last_source = NULL, *error = NULL;
     Py_ssize_t received = 0, sent = 0, truncated = 0, dropped = 0;
     char *base = (char *)view.buf;
@@ -230,15 +232,14 @@ static PyObject *drain(PyObject *module, PyObject *args) {
                 Py_DECREF(reply);
                 continue;
             }
-            if (!PyBytes_Check(reply)) {
-                PyErr_Format(PyExc_TypeError, "a UDP reply must be bytes or None, not %.100s", Py_TYPE(reply)->tp_name);
-                Py_DECREF(reply);
-                keep_error(&error, fetch_error());
+            int exported = PyObject_GetBuffer(reply, &views[k], PyBUF_SIMPLE);
+            Py_DECREF(reply); /* on success the view holds its own reference */
+            if (exported < 0) {
+                keep_error(&error, fetch_error()); /* not bytes-like: TypeError */
                 continue;
             }
-            replies[k] = reply; /* owned by the batch until sent */
-            out_iov[k].iov_base = PyBytes_AS_STRING(reply);
-            out_iov[k].iov_len = (size_t)PyBytes_GET_SIZE(reply);
+            out_iov[k].iov_base = views[k].buf;
+            out_iov[k].iov_len = (size_t)views[k].len;
             memset(&out[k].msg_hdr, 0, sizeof out[k].msg_hdr);
             out[k].msg_hdr.msg_name = &addrs[i];
             out[k].msg_hdr.msg_namelen = in[i].msg_hdr.msg_namelen;
@@ -248,7 +249,7 @@ static PyObject *drain(PyObject *module, PyObject *args) {
         }
         if (k > 0)
             sent += send_batch(fd, out, k, &dropped);
-        release_replies(replies, k);
+        release_views(views, k);
         if (count < BATCH)
             break; /* the socket is (very likely) empty: spare the EAGAIN round trip */
     }
