@@ -248,6 +248,36 @@ def test_replies_to_a_client_that_does_not_read_are_dropped_without_blocking(tmp
 
 
 @needs_extension
+def test_drain_keeps_no_reference_to_replies_sources_or_errors():
+    """The reference counting of _udpbatch.c (see the ownership notes at its top): after many
+    datagrams through every path - reply, limited reply, None, exception, truncated - the objects
+    the callables returned are held by nobody new."""
+    reply, other, limited, failure = b"reply", b"other", bytearray(b"limited"), ValueError("kept once")
+    things = (reply, other, limited, failure)
+    answers = {b"send": reply, b"limit": other, b"none": None}
+    counts_before = [sys.getrefcount(thing) for thing in things]
+
+    def respond(data: bytes, source: str):
+        if data == b"fail":
+            raise failure
+        return answers[data]
+
+    kinds = [b"send", b"limit", b"none", b"fail", b"x" * (MIN_SLOT + 1)]
+    total = 6 * BATCH
+    with server_socket() as server, client_socket() as client:
+        for i in range(total):
+            client.sendto(kinds[i % len(kinds)], server.getsockname())
+        totals, _, errors = drain_until(server, respond, total, slot=MIN_SLOT,
+                                        limit=lambda r, source: limited if r is other else r)
+        assert totals[2] == sum(1 for i in range(total) if i % len(kinds) == 4)
+        assert totals[1] == sum(1 for i in range(total) if i % len(kinds) in (0, 1))
+        assert errors and all(error is failure for error in errors)
+    del errors
+    failure.__traceback__ = None  # the traceback refers to respond's frame, not to a leak
+    assert [sys.getrefcount(thing) for thing in things] == counts_before
+
+
+@needs_extension
 def test_drain_refuses_a_buffer_too_small_for_a_batch():
     with server_socket() as server:
         with pytest.raises(ValueError, match="slots"):
