@@ -59,6 +59,10 @@ class GslbCollector:
         info = GaugeMetricFamily("gslb_build_info", "The gslb version running.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
+        udp = GaugeMetricFamily("gslb_udp_io_info", "How UDP is read and answered: batched (recvmmsg) or per-datagram.",
+                                labels=["mode"])
+        udp.add_metric([runtime.server.udp_io], 1)
+        yield udp
 
     # -- DNS ---------------------------------------------------------------------------------------
     def _queries(self, stats: QueryStats) -> Iterator[Metric]:

@@ -9,21 +9,24 @@ against whichever mode $GSLB_UDP_IO picks: .ci/run runs them once per mode.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import select
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import dns.exception
 import dns.message
 import dns.rcode
 import pytest
-
 from conftest import IPV6
 from dnsserver import WIRE_ZONES, gslb_command, wait_for
+from opsserver import start_with_api
+
 from gslb.dns import udpio
 from gslb.settings import load_settings
 
@@ -433,6 +436,21 @@ def test_serve_reports_the_forced_mode_and_answers_in_it(start_server, monkeypat
     for client in server.clients:
         reply = client.query("www.wire.example.", "A")
         assert reply.rcode() == dns.rcode.NOERROR and reply.answer
+
+
+@pytest.mark.parametrize("mode", ["batched", "per-datagram"])
+def test_status_and_metrics_name_the_udp_path(monkeypatch, tmp_path, mode):
+    if mode == "batched" and not udpio.available():
+        pytest.skip("gslb.dns._udpbatch is not built")
+    monkeypatch.setenv(udpio.ENV, mode)
+    server, url = start_with_api(WIRE_ZONES, tmp_path / "logs")
+    try:
+        with urllib.request.urlopen(f"{url}/status", timeout=DEADLINE) as response:
+            assert json.load(response)["udp_io"] == mode
+        with urllib.request.urlopen(f"{url}/metrics", timeout=DEADLINE) as response:
+            assert f'gslb_udp_io_info{{mode="{mode}"}} 1.0' in response.read().decode().splitlines()
+    finally:
+        server.stop()
 
 
 def test_serve_without_a_mode_says_which_one_it_chose(wire_server):
