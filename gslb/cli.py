@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from gslb import __version__
@@ -15,7 +14,7 @@ from gslb.config.problem_report import report
 from gslb.dns.server import Listener
 from gslb.settings import DEFAULT_API, LOG_LEVELS, choose_default_zones, load_settings
 
-SERVER_FLAGS = ("zones", "geoip", "listen", "node_name", "log_level", "state", "api", "api_token_file", "query_log",
+SERVER_FLAGS = ("zones", "geoip", "cache_dir", "listen", "node_name", "log_level", "state", "api", "api_token_file", "query_log",
                 "query_log_sample", "workers")
 
 
@@ -23,6 +22,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="server config file (YAML); flags win over it")
     parser.add_argument("--zones", help="directory of *.yaml zone files (default: the example zones)")
     parser.add_argument("--geoip", help="GeoIP City or Country .mmdb (default: the embedded DB-IP Lite data)")
+    parser.add_argument("--cache-dir", dest="cache_dir", metavar="DIR",
+                        help="where GeoIP region tables are cached (default $GSLB_CACHE_DIR, else ~/.cache/gslb)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,8 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         return _control(args)
     flags = {k: v for k, v in vars(args).items() if k in SERVER_FLAGS}
     settings, problems = load_settings(args.config, flags)
-    if args.command != "serve":
-        settings = replace(settings, region_compile="sync" if args.command == "check" else "off")
     if problems:
         return report(problems)
     logging.basicConfig(
@@ -120,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from gslb import service
+    from gslb import build
 
-    loaded, problems = service.load(settings)
+    loaded, problems = build.load(settings)
     if loaded is None:
         return report(problems)
     if args.command == "check":
@@ -131,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "explain":
         return _explain(loaded, args)
+    from gslb import service
+
     choice = choose_default_zones()
     where = choice.describe() if settings.zones == choice.path else str(settings.zones)
     print(f"gslb: serving zones from {where}", flush=True)

@@ -8,8 +8,9 @@ a short tuple.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from dnslib import RR
 
@@ -44,6 +45,8 @@ class DynamicRecord:
     check: str | None
     when_all_down: str | tuple[Endpoint, ...]  # "all" | "servfail" | fixed endpoints
     path: str  # the YAML key path, for messages
+    # The policy's options, validated by its kind (gslb/policy/); empty: its defaults.
+    policy_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def regions_for(self, region: str | None) -> tuple[str, ...]:
         found = self.order.get(region)

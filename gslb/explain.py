@@ -1,7 +1,9 @@
 """Why a client gets the answer it gets: geo facts, the rule that matched, region, scope, answer.
 
 The answer part is not recomputed by a second code path: a real query (with the ECS option the
-client would carry) goes through the live Answerer, so what `explain` says is what DNS answers.
+client would carry) goes through an Answerer over the live catalog and health, so what `explain`
+says is what DNS answers. gslb/whatif.py gives it one over a fork of the live selection state,
+so explaining never moves the rotation DNS clients see.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from gslb import __version__
+from gslb.dns.rrl import ACTIONS as RRL_ACTIONS
+from gslb.dns.rrl import KINDS as RRL_KINDS
 from gslb.health_stats import RTT_BUCKETS, CountingBoard
 from gslb.querylog import qtype_name, rcode_name
 
@@ -26,7 +28,7 @@ LABELLED_QTYPES = frozenset({1, 2, 5, 6, 12, 15, 16, 28, 33, 35, 43, 46, 48, 64,
 from gslb.stats import LATENCY_BUCKETS, QueryStats
 
 if TYPE_CHECKING:
-    from gslb.service import Runtime
+    from gslb.runtime import Runtime
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATES = ("UP", "DRAIN", "DOWN")
@@ -52,10 +54,12 @@ class GslbCollector:
     def collect(self) -> Iterator[Metric]:
         runtime = self.runtime
         yield from self._queries(runtime.stats)
+        yield from self._rrl(runtime)
         yield from self._health(runtime)
         yield from self._config(runtime)
         yield from self._alerts(runtime)
         yield from self._query_log(runtime)
+        yield from self._api(runtime)
         info = GaugeMetricFamily("gslb_build_info", "The gslb version running.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
@@ -84,6 +88,18 @@ class GslbCollector:
             "gslb_dns_response_seconds",
             "Time to build a response, from a sample of queries (one in 16 on the UDP fast path, every other one).",
             buckets=_buckets(LATENCY_BUCKETS, stats.latency_counts), sum_value=stats.latency_sum)
+
+    def _rrl(self, runtime: "Runtime") -> Iterator[Metric]:
+        rrl = runtime.server.rrl
+        if rrl is None:
+            return
+        limited = CounterMetricFamily("gslb_dns_rrl_limited", "UDP responses held back by response rate limiting, "
+                                      "by action (slipped: sent truncated, TC=1; dropped: not sent) and response kind.",
+                                      labels=["action", "kind"])
+        for kind, counts in zip(RRL_KINDS, rrl.limited):
+            for action, value in zip(RRL_ACTIONS, counts):
+                limited.add_metric([action, kind], value)
+        yield limited
 
     # -- health ------------------------------------------------------------------------------------
     def _health(self, runtime: "Runtime") -> Iterator[Metric]:
@@ -176,6 +192,25 @@ class GslbCollector:
         entries.add_metric(["dropped"], querylog.dropped)
         entries.add_metric(["failed"], querylog.errors)
         yield entries
+
+
+    # -- the HTTP API --------------------------------------------------------------------------------
+    def _api(self, runtime: "Runtime") -> Iterator[Metric]:
+        api = runtime.api
+        if api is None:
+            return
+        failures = CounterMetricFamily("gslb_api_auth_failures", "Admin API calls refused before the token was "
+                                       "accepted: missing_token, wrong_token, throttled (429 during a backoff).",
+                                       labels=["reason"])
+        for reason, value in api.auth_failures.items():
+            failures.add_metric([reason], value)
+        yield failures
+        closed = CounterMetricFamily("gslb_api_connections_closed", "API connections closed or refused by the "
+                                     "server's limits: header_timeout, body_timeout, evicted (at the connection cap), "
+                                     "refused (at the cap, all busy), bad_request (unparsable HTTP).", labels=["reason"])
+        for reason, value in api.connections_closed.items():
+            closed.add_metric([reason], value)
+        yield closed
 
 
 def registry_for(runtime: "Runtime") -> CollectorRegistry:

@@ -7,14 +7,16 @@ so a config can travel with its zones.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import socket
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from gslb.config.problems import Problem, Problems
 from gslb.config.yamlload import load_yaml
 from gslb.dns import udpio
+from gslb.dns.rrl import RrlSettings
 from gslb.dns.server import Listener, TcpLimits
 
 DEFAULT_LISTENERS = (Listener("127.0.0.1", 1053), Listener("::1", 1053))
@@ -107,6 +109,84 @@ class AlertThresholds:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiLimits:
+    """What one HTTP API client can cost (gslb/api/): bytes and nesting of a body, how long it may
+    take to send a request, how many connections are held, and how wrong tokens are slowed down.
+    Server config `api_limits: {max_connections: 64, header_timeout: 5s, ...}`; THREAT_MODEL.md."""
+
+    max_body: int = 64 * 1024  # bytes of a request body; more: 413 before reading it
+    max_json_depth: int = 32  # nesting of [ and { in a JSON body; deeper: 400 before parsing
+    header_timeout: float = 10.0  # seconds from connect (or the previous response) to a complete request head
+    body_timeout: float = 10.0  # seconds to receive a body once its head is in
+    max_connections: int = 256  # open API connections; at the cap the oldest idle one is closed
+    auth_failures: int = 10  # failed admin authentications from one address within auth_window ...
+    auth_window: float = 60.0
+    auth_backoff: float = 2.0  # ... answer 429 without checking the token for this long, doubled
+    auth_backoff_max: float = 300.0  # at each repeat up to this
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            problem = _api_limit_problem(item.name, getattr(self, item.name))
+            if problem is not None:
+                raise ValueError(f"{item.name}: {problem}")
+        if self.auth_backoff_max < self.auth_backoff:
+            raise ValueError(f"auth_backoff_max: must be at least auth_backoff ({self.auth_backoff:g}s), "
+                             f"got {self.auth_backoff_max:g}s")
+
+    @classmethod
+    def parse(cls, raw: object, problems: Problems, path: str = "api_limits") -> "ApiLimits":
+        """The `api_limits:` mapping; every problem with its key path; defaults for what is missing."""
+        known = [item.name for item in fields(cls)]
+        if not isinstance(raw, dict):
+            problems.add(path, f"must be a mapping with any of {', '.join(known)}")
+            return cls()
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in known:
+                problems.add(f"{path}.{key}", f"unknown setting; expected one of {', '.join(known)}")
+                continue
+            if key not in API_LIMIT_COUNTS:
+                value = _seconds(value)
+            problem = _api_limit_problem(key, value)
+            if problem is not None:
+                problems.add(f"{path}.{key}", problem)
+            else:
+                values[key] = value
+        try:
+            return cls(**values)
+        except ValueError as error:
+            problems.add(path, str(error))
+            return cls()
+
+
+API_LIMIT_COUNTS = ("max_body", "max_json_depth", "max_connections", "auth_failures")
+
+
+def _api_limit_problem(name: str, value: object) -> str | None:
+    if name in API_LIMIT_COUNTS:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return f"must be a whole number >= 1, got {value!r}"
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return f"must be a duration > 0 (seconds, or like 10s or 500ms), got {value!r}"
+    return None
+
+
+def _seconds(value: object) -> object:
+    """10, 10s, 1.5s, 500ms -> seconds; anything else is returned as it is, to be refused."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        for suffix, scale in (("ms", 0.001), ("s", 1.0)):
+            if text.endswith(suffix):
+                try:
+                    return float(text[:-len(suffix)]) * scale
+                except ValueError:
+                    return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     zones: Path = field(default_factory=default_zones_dir)
     listen: tuple[Listener, ...] = DEFAULT_LISTENERS
@@ -116,16 +196,18 @@ class ServerSettings:
     tcp: TcpLimits = TcpLimits()
     log_level: str = "info"
     state: Path | None = None  # admin overrides file (gslb/health/admin.py); None: no overrides
-    api: Listener | None = DEFAULT_API  # the HTTP API (gslb/api.py); None: off
+    api: Listener | None = DEFAULT_API  # the HTTP API (gslb/api/); None: off
     api_explicit: bool = False  # an API address the user asked for must bind; the default may not
     api_token_file: Path | None = None  # bearer token for /admin; else $GSLB_API_TOKEN; else refused
     query_log: str | None = None  # JSON lines to this file, "-" for stdout; None: off
     query_log_sample: int = 1  # log one query in this many
     workers: int = 1  # DNS processes on SO_REUSEPORT sockets; probes and the API stay in the first
-    # How region tables are compiled (gslb/geo/regionmap.py): `serve` in the background, `check`
-    # synchronously (it fills the cache for the next start), `explain` not at all. Not a user setting.
-    region_compile: str = "background"
+    # Where GeoIP region tables are cached (gslb/geo/tablecache.py); None: $GSLB_CACHE_DIR, else
+    # ~/.cache/gslb. Unusable: tables are built in memory at each start, with one warning.
+    cache_dir: Path | None = None
     alerts: AlertThresholds = AlertThresholds()
+    rrl: RrlSettings | None = None  # response rate limiting on UDP (gslb/dns/rrl.py); None: off
+    api_limits: ApiLimits = ApiLimits()
     udp_io: str = "auto"  # batched | per-datagram | auto (gslb/dns/udpio.py); auto: $GSLB_UDP_IO, else batched if built
 
     @property
@@ -133,8 +215,9 @@ class ServerSettings:
         return self.geoip if self.geoip is not None else default_geoip_file()
 
 
-FILE_KEYS = {"listen", "zones", "geoip", "node_name", "tcp", "log_level", "state",
-             "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers", "udp_io"}
+FILE_KEYS = {"listen", "zones", "geoip", "cache_dir", "node_name", "tcp", "log_level", "state",
+             "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers", "rrl",
+             "api_limits", "udp_io"}
 
 
 def parse_listen(text: str) -> Listener:
@@ -207,7 +290,7 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
         if not parsed and not problems:
             problems.add("listen", "must list at least one HOST:PORT")
         values["listen"] = tuple(parsed)
-    for key in ("zones", "geoip", "state"):
+    for key in ("zones", "geoip", "state", "cache_dir"):
         if key in doc:
             if not isinstance(doc[key], str):
                 problems.add(key, "must be a path")
@@ -265,6 +348,8 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
                 else:
                     thresholds[key] = float(value)
             values["alerts"] = AlertThresholds(**thresholds)
+    if "api_limits" in doc:
+        values["api_limits"] = ApiLimits.parse(doc["api_limits"], problems)
     if "udp_io" in doc:
         try:
             values["udp_io"] = udpio.parse(doc["udp_io"], "udp_io")
@@ -277,19 +362,82 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
         else:
             values["log_level"] = doc["log_level"]
     if "tcp" in doc:
-        tcp = doc["tcp"]
-        if not isinstance(tcp, dict) or set(tcp) - {"idle_timeout", "max_connections"}:
-            problems.add("tcp", "must be a mapping with idle_timeout (seconds) and/or max_connections")
-        else:
-            try:
-                defaults = TcpLimits()
-                values["tcp"] = TcpLimits(
-                    idle_timeout=float(tcp.get("idle_timeout", defaults.idle_timeout)),
-                    max_connections=int(tcp.get("max_connections", defaults.max_connections)),
-                )
-            except (TypeError, ValueError) as error:
-                problems.add("tcp", str(error))
+        tcp = _tcp_limits(doc["tcp"], problems)
+        if tcp is not None:
+            values["tcp"] = tcp
+    if "rrl" in doc:
+        rrl = _rrl_settings(doc["rrl"], problems)
+        if rrl is not None:
+            values["rrl"] = rrl
     return values
+
+
+TCP_KEYS = {"idle_timeout": "seconds", "busy_idle_timeout": "seconds", "lifetime": "seconds",
+            "max_connections": "count", "max_connections_per_client": "count", "max_queued_bytes": "count"}
+
+
+def _tcp_limits(tcp: object, problems: Problems) -> TcpLimits | None:
+    if not isinstance(tcp, dict) or set(tcp) - set(TCP_KEYS):
+        problems.add("tcp", "must be a mapping with idle_timeout (seconds) and/or max_connections"
+                     f" (or {', '.join(sorted(set(TCP_KEYS) - {'idle_timeout', 'max_connections'}))})")
+        return None
+    values: dict[str, float | int] = {}
+    for key, unit in TCP_KEYS.items():
+        if key not in tcp:
+            continue
+        value = tcp[key]
+        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if unit == "count" and (number is None or number != int(number)):
+            problems.add(f"tcp.{key}", f"must be a whole number, got {value!r}")
+        elif number is None:
+            problems.add(f"tcp.{key}", f"must be a number of seconds, got {value!r}")
+        else:
+            values[key] = int(number) if unit == "count" else float(number)
+    try:
+        return TcpLimits(**values)  # type: ignore[arg-type]
+    except ValueError as error:
+        problems.add("tcp", str(error))
+        return None
+
+
+RRL_KEYS = ("rate", "slip", "window", "ipv4_prefix", "ipv6_prefix", "exempt", "table_size")
+
+
+def _rrl_settings(rrl: object, problems: Problems) -> RrlSettings | None:
+    """`rrl: {rate: N, slip: 2, window: 15, ipv4_prefix: 24, ipv6_prefix: 56, exempt: [CIDR, ...]}`;
+    `rrl: off` (or leaving it out) turns it off."""
+    if rrl is None or rrl is False or (isinstance(rrl, str) and rrl.strip().lower() == "off"):
+        return None
+    if not isinstance(rrl, dict):
+        problems.add("rrl", "must be a mapping like {rate: 20, slip: 2, window: 15} or off")
+        return None
+    count = len(problems)
+    for key in rrl:
+        if key not in RRL_KEYS:
+            problems.add(f"rrl.{key}", f"unknown setting; expected one of {', '.join(RRL_KEYS)}")
+    if "rate" not in rrl:
+        problems.add("rrl.rate", "is required: the responses per second one client prefix may get of one kind")
+    values: dict[str, object] = {}
+    for key in ("rate", "slip", "window", "ipv4_prefix", "ipv6_prefix", "table_size"):
+        if key in rrl:
+            values[key] = rrl[key]
+            try:
+                RrlSettings(**{"rate": 1, key: rrl[key]})  # type: ignore[arg-type]
+            except ValueError as error:
+                problems.add(f"rrl.{key}", str(error).partition(" ")[2])
+    exempt = rrl.get("exempt", [])
+    if not isinstance(exempt, list):
+        problems.add("rrl.exempt", "must be a list of networks, like [192.0.2.0/24, 2001:db8::/32]")
+        exempt = []
+    networks = []
+    for index, text in enumerate(exempt):
+        try:
+            networks.append(ipaddress.ip_network(str(text), strict=False))
+        except ValueError:
+            problems.add(f"rrl.exempt[{index}]", f"must be a network like 192.0.2.0/24 or 2001:db8::/32, got {text!r}")
+    if len(problems) > count:
+        return None
+    return RrlSettings(exempt=tuple(networks), **values)  # type: ignore[arg-type]
 
 
 def load_settings(config_file: Path | None, flags: dict[str, Any]) -> tuple[ServerSettings, list[Problem]]:
@@ -310,7 +458,7 @@ def load_settings(config_file: Path | None, flags: dict[str, Any]) -> tuple[Serv
                 flag_problems.add("--listen", str(error))
         values["listen"] = tuple(parsed)
         values["listen_explicit"] = True
-    for key in ("zones", "geoip", "state"):
+    for key in ("zones", "geoip", "state", "cache_dir"):
         if flags.get(key) is not None:
             values[key] = Path(flags[key])
     for key in ("node_name", "log_level"):

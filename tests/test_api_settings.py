@@ -123,3 +123,27 @@ def test_explain_assume_down_shows_where_a_client_would_go():
 def test_explain_assume_down_names_what_it_does_not_know(down, message):
     result = explain("app.gslb.example.com", "--assume-down", down)
     assert result.returncode == 2 and result.stderr.strip() == message
+
+
+# -- api_limits: -----------------------------------------------------------------------------------
+
+def test_api_limits_come_from_the_config_file_with_durations(tmp_path):
+    config = tmp_path / "gslb.yaml"
+    config.write_text("api_limits: {max_connections: 64, header_timeout: 500ms, body_timeout: 3s, auth_window: 30}\n")
+    settings, problems = load_settings(config, {})
+    assert problems == []
+    limits = settings.api_limits
+    assert (limits.max_connections, limits.header_timeout, limits.body_timeout, limits.auth_window) == (64, 0.5, 3.0, 30.0)
+    assert (limits.max_body, limits.max_json_depth) == (65536, 32)  # the defaults for the rest
+
+
+def test_bad_api_limits_are_reported_with_their_key_paths(tmp_path):
+    config = tmp_path / "gslb.yaml"
+    config.write_text("api_limits: {max_body: -1, header_timeout: soon, colour: red}\n")
+    _, problems = load_settings(config, {})
+    assert [str(p) for p in problems] == [
+        f"{config}: api_limits.max_body: must be a whole number >= 1, got -1",
+        f"{config}: api_limits.header_timeout: must be a duration > 0 (seconds, or like 10s or 500ms), got 'soon'",
+        f"{config}: api_limits.colour: unknown setting; expected one of max_body, max_json_depth, header_timeout, "
+        "body_timeout, max_connections, auth_failures, auth_window, auth_backoff, auth_backoff_max",
+    ]

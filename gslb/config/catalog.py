@@ -33,14 +33,16 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_catalog(directory: Path, **zone_options: object) -> tuple[Catalog | None, list[Problem]]:
+def load_catalog(directory: Path) -> tuple[Catalog | None, list[Problem]]:
     """Every `*.yaml` zone in `directory`. The catalog is None when any file has a problem:
-    serving some zones of a directory and silently not others is worse than refusing to start."""
+    serving some zones of a directory and silently not others is worse than refusing to start.
+    Zones carry their validated region rules; locators are built from them by the build step
+    (gslb.geo.locate_catalog), not here."""
     with collector_paused():
-        return _load_catalog(directory, **zone_options)
+        return _load_catalog(directory)
 
 
-def _load_catalog(directory: Path, **zone_options: object) -> tuple[Catalog | None, list[Problem]]:
+def _load_catalog(directory: Path) -> tuple[Catalog | None, list[Problem]]:
     problems: list[Problem] = []
     if not directory.is_dir():
         return None, [Problem(str(directory), "", "zones directory not found; pass --zones DIR")]
@@ -50,7 +52,7 @@ def _load_catalog(directory: Path, **zone_options: object) -> tuple[Catalog | No
     zones: list[Zone] = []
     origins: dict[tuple, str] = {}
     for path in files:
-        zone, file_problems = load_zone_file(path, **zone_options)
+        zone, file_problems = load_zone_file(path)
         problems.extend(file_problems)
         if zone is None:
             continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Mapping
 
 from dnslib import AAAA, RR, A, DNSLabel
 
@@ -15,7 +15,8 @@ from gslb.dynamic import DynamicRecord, Endpoint
 from gslb.geo import RegionRules
 from gslb.geo.rules import great_circle_km
 from gslb.names import Name, to_text
-from gslb.policy import POLICIES
+from gslb.health.checks import Check
+from gslb.policy import NEEDS, POLICIES, parse_policy
 
 KEYS = {"type", "ttl", "ttl_degraded", "policy", "answers", "pools", "check", "fallback", "when_all_down"}
 DEFAULT_POLICY = "all"
@@ -31,7 +32,10 @@ def parse_dynamic(
     rules: RegionRules | None,
     check_names: set[str],
     problems: Problems,
+    checks: Mapping[str, Check] | None = None,
 ) -> DynamicRecord | None:
+    """`check_names`: every check the zone declares; `checks`: the valid ones, to hold what the
+    policy needs (probe RTTs, reported load) against what the record's check provides."""
     before = len(problems)
     for key in entry:
         if key not in KEYS:
@@ -46,20 +50,21 @@ def parse_dynamic(
     degraded_default = max(MIN_DEGRADED_TTL, ttl // 2) if ttl is not None else MIN_DEGRADED_TTL
     ttl_degraded = _int(entry, "ttl_degraded", min(degraded_default, ttl or degraded_default), path, problems, 0, 2**31 - 1)
     answers = _int(entry, "answers", 0, path, problems, 0, 64)
-    policy = entry.get("policy", DEFAULT_POLICY)
-    if policy not in POLICIES:
-        problems.add(join_path(path, "policy"), f"unknown policy {policy!r}; one of {', '.join(POLICIES)}")
+    parsed_policy = parse_policy(entry.get("policy", DEFAULT_POLICY), join_path(path, "policy"), problems)
     check = entry.get("check")
     if check is not None and check not in check_names:
         known = ", ".join(sorted(check_names)) or "none declared"
         problems.add(join_path(path, "check"), f"unknown check {check!r} (checks: {known})")
+    elif parsed_policy is not None and checks is not None:
+        _needs(parsed_policy[0], check, checks, join_path(path, "policy"), problems)
     owner = DNSLabel(to_text(name))
     pools = _pools(entry.get("pools"), rtype, owner, ttl or 0, ttl_degraded or 0, join_path(path, "pools"), rules, problems)
     order = _order(entry.get("fallback", "nearest"), pools, rules, join_path(path, "fallback"), problems)
     when = _when_all_down(entry.get("when_all_down", "all"), rtype, owner, ttl or 0, ttl_degraded or 0,
                           join_path(path, "when_all_down"), problems)
-    if len(problems) > before or pools is None or order is None or when is None:
+    if len(problems) > before or pools is None or order is None or when is None or parsed_policy is None:
         return None
+    policy, policy_options = parsed_policy
     return DynamicRecord(
         name=name,
         rtype=rtype,
@@ -72,7 +77,21 @@ def parse_dynamic(
         check=check,
         when_all_down=when,
         path=path,
+        policy_options=policy_options,
     )
+
+
+def _needs(policy: str, check: str | None, checks: Mapping[str, Check], path: str, problems: Problems) -> None:
+    """A policy that reads probe RTTs or reported load, on a record whose check gives none, would
+    quietly rank every endpoint as unknown: refuse it, saying what to add."""
+    if check is not None and check not in checks:
+        return  # the check itself has a problem, reported where it is declared
+    provides = checks[check].spec.provides() if check is not None else frozenset()
+    for need in sorted(POLICIES[policy].needs - provides):
+        what, how = NEEDS[need]
+        has = f"which its check {check} ({checks[check].spec.kind}) does not provide" if check is not None \
+            else "but the record has no check"
+        problems.add(path, f"{policy} needs {what}, {has}; {how}")
 
 
 def _int(entry: dict, key: str, default: int, path: str, problems: Problems, low: int, high: int) -> int | None:

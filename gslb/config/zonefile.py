@@ -12,7 +12,7 @@ from gslb.config.dynamic import parse_dynamic
 from gslb.config.problems import Problems, join_path
 from gslb.config.regions import parse_regions
 from gslb.config.yamlload import load_yaml
-from gslb.geo import GeoDatabase, RegionMap, RegionRules
+from gslb.geo.rules import RegionRules
 from gslb.health.checks import Check, parse_checks
 from gslb.config.rdata import PARSERS, _integer
 from gslb.names import Name, NameError_, is_subdomain, parse_absolute, parse_owner, to_text
@@ -48,11 +48,8 @@ def _rrset(name: Name, rtype: int, ttl: int, rdatas: list[RD]) -> RRset:
 class ZoneBuilder:
     """Reads one zone document. Problems go to `problems`; `build()` returns None if there were any."""
 
-    def __init__(self, file: str, document: Any, problems: Problems, geo: "GeoDatabase | None" = None,
-                 region_compile: str = "background") -> None:
+    def __init__(self, file: str, document: Any, problems: Problems) -> None:
         self.file = file
-        self.geo = geo
-        self.region_compile = region_compile  # RegionMap's compile mode: background | sync | off
         self.rules: RegionRules | None = None
         self.check_names: set[str] = set()
         self.checks: dict[str, Check] = {}
@@ -203,7 +200,8 @@ class ZoneBuilder:
         if rtype in self.static.get(name, {}) or rtype in self.dynamic.get(name, {}):
             self.problems.add(path, f"{QTYPE.get(rtype)} is given twice for this name")
             return
-        record = parse_dynamic(name, rtype, entry, path, self.ttl, self.rules, self.check_names, self.problems)
+        record = parse_dynamic(name, rtype, entry, path, self.ttl, self.rules, self.check_names, self.problems,
+                               checks=self.checks)
         if record is not None:
             self.dynamic.setdefault(name, {})[rtype] = record
 
@@ -280,15 +278,15 @@ class ZoneBuilder:
             nonterminals=frozenset(nonterminals),
             referrals=MappingProxyType(referrals),
             apex_glue=glue_for(nodes[self.origin].rrsets[NS]),
-            region_map=RegionMap(self.geo, self.rules, compile=self.region_compile) if self.rules is not None else None,
+            region_rules=self.rules,  # the locator is built from them later (gslb.geo.locate_catalog)
             checks=MappingProxyType(dict(self.checks)),
         )
 
 
-def load_zone_file(path: Path, geo: "GeoDatabase | None" = None, region_compile: str = "background") -> tuple[Zone | None, Problems]:
+def load_zone_file(path: Path) -> tuple[Zone | None, Problems]:
     problems = Problems(str(path))
     document = load_yaml(path, problems)
     if problems:
         return None, problems
-    zone = ZoneBuilder(str(path), document, problems, geo, region_compile).build()
+    zone = ZoneBuilder(str(path), document, problems).build()
     return zone, problems

@@ -6,8 +6,13 @@ goes through one shared aiohttp session whose connector, like the monitor's own 
 sockets open at once. A task that dies of an unexpected exception is logged and restarted; it is
 never silently lost.
 
-`apply(catalog)` reconciles the probe set with a (new) catalog, keeping the state of pairs present
-before and after; hot reload calls it. The admin state file is polled here too.
+A (new) catalog is taken in two steps, so a reload is a transaction: `prepare(catalog)` works out
+what would change (and any problem) and touches nothing live; `PendingHealth.commit()` applies it -
+the board tracks the new pairs (kept pairs keep their state, new ones start per their check's cold
+start, removed ones are forgotten) and probe tasks start and stop. Hot reload commits only once the
+new configuration has passed its self-test, just before the swap; a failed reload never commits,
+so health stays exactly as it was. `apply(catalog)` is both at once. The admin state file is
+polled here too.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import aiohttp
 
@@ -24,7 +30,9 @@ from gslb.config.problems import Problem
 from gslb.health.admin import StateFile
 from gslb.health.board import HealthBoard, Key
 from gslb.health.checks import Check
-from gslb.health.probes import PROBES, Probe, ProbeResult, abortive_socket
+from gslb.health.kinds import probe_classes
+from gslb.health.probes import Probe, ProbeResult, abortive_socket
+from gslb.health.sources import AdminOverrides, HealthSource, LocalProbes
 from gslb.health.status import Status
 from gslb.names import to_text
 from gslb.zone import Catalog
@@ -63,6 +71,30 @@ def plan(catalog: Catalog) -> tuple[dict[str, Check], dict[Key, tuple[str, ...]]
     return checks, {key: tuple(names) for key, names in users.items()}, problems
 
 
+@dataclass
+class PendingHealth:
+    """What a catalog would change in a monitor: computed by `HealthMonitor.prepare`, applied by
+    `commit()`. Until then nothing live has changed."""
+
+    monitor: "HealthMonitor"
+    checks: dict[str, Check]
+    users: dict[Key, tuple[str, ...]]
+    problems: list[Problem] = field(default_factory=list)
+    added: frozenset[Key] = frozenset()  # pairs the board will start tracking (probed ones start per cold start)
+    removed: frozenset[Key] = frozenset()  # pairs it will forget (their probes stop)
+    committed: bool = False
+
+    def commit(self) -> None:
+        """Apply it: the board tracks the new pairs, probe tasks start and stop. Call it once,
+        right before the new configuration starts answering; never with problems."""
+        if self.problems:
+            raise RuntimeError(f"cannot commit a health plan with problems: {self.problems[0]}")
+        if self.committed:
+            return
+        self.committed = True
+        self.monitor._commit(self)
+
+
 class HealthMonitor:
     """Owns the probe tasks, the HTTP session and the admin state file watcher of one board."""
 
@@ -73,14 +105,14 @@ class HealthMonitor:
         *,
         connection_limit: int = CONNECTION_LIMIT,
         state_poll_interval: float = STATE_POLL_INTERVAL,
-        probes: Mapping[str, type[Probe]] = PROBES,
+        probes: Mapping[str, type[Probe]] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.board = board
         self.state = StateFile(state_file) if state_file is not None else None
         self.connection_limit = connection_limit
         self.state_poll_interval = state_poll_interval
-        self._probe_classes = probes
+        self._probe_classes = probes if probes is not None else probe_classes()
         self._random = rng or random.Random()
         self._checks: dict[str, Check] = {}
         self._probes: dict[str, Probe] = {}
@@ -93,20 +125,41 @@ class HealthMonitor:
         if self.state is not None:
             self.reload_state()  # before the first query, so overrides hold from the start
 
+    @classmethod
+    def build(cls, state_file: Path | None = None, sources: Sequence[HealthSource] = (), **options: object) -> "HealthMonitor":
+        """The health of one `gslb serve`: a counting board merging `sources` (asked first in
+        their layer: a preferred source falls back to the local ones by having no verdict), this
+        process's probes and the admin state file's overrides."""
+        from gslb.health_stats import CountingBoard
+
+        board = CountingBoard(sources=(*sources, LocalProbes(), AdminOverrides()))
+        return cls(board, state_file, **options)  # type: ignore[arg-type]
+
     # -- lifecycle ----------------------------------------------------------------------------
-    def apply(self, catalog: Catalog) -> list[Problem]:
-        """Track a (new) catalog. Returns problems and changes nothing when its checks conflict.
-        While running, removed pairs stop, new ones start (per their check's cold start) and
-        pairs present before and after keep their state and their task."""
+    def prepare(self, catalog: Catalog) -> PendingHealth:
+        """What taking `catalog` would change, with its problems (checks that conflict across
+        zones); touches nothing live."""
         checks, users, problems = plan(catalog)
-        if problems:
-            return problems
-        self._checks = checks
-        self.board.track(users, checks)
+        before = set(self.board.tracked())
+        return PendingHealth(self, checks, users, problems,
+                             added=frozenset(users.keys() - before), removed=frozenset(before - users.keys()))
+
+    def apply(self, catalog: Catalog) -> list[Problem]:
+        """Prepare and commit at once (start-up, tests). Returns problems and changes nothing
+        when its checks conflict. While running, removed pairs stop, new ones start (per their
+        check's cold start) and pairs present before and after keep their state and their task."""
+        pending = self.prepare(catalog)
+        if pending.problems:
+            return pending.problems
+        pending.commit()
+        return []
+
+    def _commit(self, pending: PendingHealth) -> None:
+        self._checks = pending.checks
+        self.board.track(pending.users, pending.checks)
         if self._running:
             self._build_probes()
             self._reconcile()
-        return []
 
     async def start(self) -> None:
         if self._running:

@@ -1,6 +1,6 @@
 """One probe of one endpoint, at its own address: an HTTP(S) request or a TCP handshake.
 
-A probe class is found by its spec's kind in `PROBES` and has one method, `probe(address)`, which
+A probe class is registered with its check kind in gslb/health/kinds.py and has one method, `probe(address)`, which
 returns a `ProbeResult` for every outcome it expects (refused, reset, TLS errors, bad status,
 wrong body). Anything else it raises is a bug; the monitor logs it and restarts the task. The
 monitor, not the probe, enforces the check's timeout.
@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Mapping
 import aiohttp
 from yarl import URL
 
-from gslb.health.checks import HttpSpec, LoadSource, TcpSpec
+from gslb.health.specs import HttpSpec, LoadSource, TcpSpec
 
 BODY_LIMIT = 65536  # bytes of a health response read for `body:` and `load: {json: ...}`
 
@@ -170,6 +170,3 @@ class TcpProbe(Probe):
             pass
         return ProbeResult(True, "TCP connect", rtt)
 
-
-# A spec's kind -> the class that runs it. Adding a kind is one class and one line.
-PROBES: Mapping[str, type[Probe]] = {cls.kind: cls for cls in (HttpProbe, TcpProbe)}

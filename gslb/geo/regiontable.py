@@ -1,13 +1,13 @@
-"""A zone's whole region map, compiled: sorted address ranges of one region each.
+"""The region table: a zone's regions over every address, as sorted ranges of one region each.
 
-RegionMap (regionmap.py) answers "which region, over how wide a prefix" lazily, walking the GeoIP
-search tree per lookup. A RegionTable answers the same question for every address at once, built
-by one walk of the whole tree in address order: each distinct data record is matched against the
-zone's rules once, subnet rules are painted over the result (the most specific wins) and adjacent
-ranges of one region are merged. A lookup is a bisect for the range that holds the address, and
-the scope is the widest prefix of the address lying inside that range: a prefix is one region
-exactly when it lies inside one maximal same-region range, so this is the widest correct ECS
-scope, the very answer RegionMap computes when its work budget does not run out.
+Built by one walk of the whole GeoIP tree in address order (GeoDatabase.runs): each distinct data
+record is matched against the zone's rules once, subnet rules are painted over the result (the
+most specific wins) and adjacent ranges of one region are merged. A lookup is a bisect for the
+range that holds the address, and the scope is the widest prefix of the address lying inside that
+range: a prefix is one region exactly when it lies inside one maximal same-region range, so this
+is the widest correct ECS scope (RFC 7871 SCOPE PREFIX-LENGTH): gdnsd's "merge networks into the
+largest same-region supernet". Claiming a wider prefix would make resolvers serve our answer to
+clients of another region.
 
 Layout, per family: the ranges' first addresses (sorted) and their region indexes, in parallel
 ``array``s. IPv4 starts are 32-bit; IPv6 starts keep their top 64 bits in an array and the low 64
@@ -22,9 +22,9 @@ the alias depth to the scope. A scope never reaches past an alias unless the who
 one region, and then the alias is stored as a plain range that merges with its neighbours.
 
 Cost, with the example zone's four regions, in pure Python: on geodata/dbip-city-lite.mmdb (3.2M
-nodes) 0.94 s to compile, 298,362 ranges in 1.6 MB; on its earlier 8.4M-node build 2.4 s (0.2 s of
-it decoding the tree into two arrays in bulk, the rest walking it), 804,499 ranges in 6.2 MB. A
-lookup is 0.6-0.8 us (IPv4-mapped and 6to4 addresses ~1.5 us).
+nodes) ~1 s to build, 298,362 ranges in 1.6 MB; on its earlier 8.4M-node build 2.4 s, 804,499
+ranges in 6.2 MB. A lookup is 0.6-0.8 us (IPv4-mapped and 6to4 addresses ~1.5 us). Kept on disk
+by tablecache.py: loading one takes milliseconds.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ import json
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
-from gslb.geo.database import GeoDataError, GeoDatabase
+from gslb.geo.mmdb import GeoDatabase
 from gslb.geo.rules import RegionRules
-from gslb.geo.subnets import SubnetRule, SubnetTable
+from gslb.geo.subnets import SubnetTable
 
 FORMAT_VERSION = 1  # of the bytes dumps() writes; bump on any change to the layout or the walk
 _MAGIC = b"gslb region table\n"
@@ -49,27 +49,13 @@ _LOW64 = (1 << 64) - 1
 _U32 = "I" if array("I").itemsize == 4 else "L"  # a 4-byte unsigned typecode
 _ALIAS_RAW, _ALIAS_RULED = 0, 1  # which IPv4 table an alias reads: without / with the IPv4 rules
 
-# How each record size packs a node's two records: (bytes per node, then for the left and the
-# right record the source byte of each of its 4 big-endian bytes, None for a zero byte, and
-# whether to keep the high or low nibble of it). 28-bit records share a middle byte.
-_HIGH_NIBBLE = bytes(value >> 4 for value in range(256))
-_LOW_NIBBLE = bytes(value & 0x0F for value in range(256))
-_NODE_LAYOUTS = {
-    24: (6, ((None, None), (0, None), (1, None), (2, None)),
-         ((None, None), (3, None), (4, None), (5, None))),
-    28: (7, ((3, _HIGH_NIBBLE), (0, None), (1, None), (2, None)),
-         ((3, _LOW_NIBBLE), (4, None), (5, None), (6, None))),
-    32: (8, ((0, None), (1, None), (2, None), (3, None)),
-         ((4, None), (5, None), (6, None), (7, None))),
-}
-
 
 class TableFormatError(Exception):
     """Bytes that are not a region table this version of gslb wrote (or were damaged)."""
 
 
 def subnet_tables(rules: RegionRules) -> dict[int, SubnetTable]:
-    """The zone's subnet rules per family, as RegionMap and the table apply them.
+    """The zone's subnet rules per family, as the table and the locator's explanations apply them.
 
     An IPv4 rule also holds the IPv4-mapped form of its addresses (::ffff:a.b.c.d), as GeoIP
     databases do; listed first, so that an explicit IPv6 rule for the same network wins.
@@ -84,18 +70,31 @@ class RegionTable:
     """Region and widest correct scope of every address, for one GeoIP file and one zone's rules.
 
     Build with ``RegionTable.compile(database, rules)``; keep with ``dumps``/``loads``. Immutable,
-    and shared by every RegionMap of the same file and rules.
+    and shared by every Locator of the same file and rules (tablecache.py).
     """
 
-    __slots__ = ("regions", "ranges", "_starts4", "_codes4", "_count4", "_raw4", "_high6",
-                 "_codes6", "_count6", "_lows6", "_aliases", "_alias_specs", "_first_alias",
-                 "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "_alias_specs",
+        "_aliases",
+        "_codes4",
+        "_codes6",
+        "_count4",
+        "_count6",
+        "_first_alias",
+        "_high6",
+        "_lows6",
+        "_raw4",
+        "_starts4",
+        "ranges",
+        "regions",
+    )
 
     regions: tuple[str | None, ...]  # index -> region; 0 is None (no region)
     ranges: int  # how many ranges the table holds, over both families
 
-    def __init__(self, regions: tuple[str | None, ...], ipv4: tuple[array, array],
-                 ipv4_raw: tuple[array, array] | None, ipv6_high: array, ipv6_codes: array,
+    def __init__(self, regions: tuple[str | None, ...], ipv4: tuple[array[int], array[int]],
+                 ipv4_raw: tuple[array[int], array[int]] | None, ipv6_high: array[int], ipv6_codes: array[int],
                  ipv6_lows: Mapping[int, int], aliases: tuple[tuple[int, int, int], ...]) -> None:
         """Use ``compile`` or ``loads``. ``aliases``: (first address, depth, _ALIAS_RAW|_RULED)."""
         self.regions = regions
@@ -123,7 +122,7 @@ class RegionTable:
             end = starts[index + 1] if index + 1 < self._count4 else 0x1_0000_0000
             below = (number ^ (start - 1)).bit_length() if start else 33
             above = (number ^ end).bit_length()
-            return self._codes4[index], 33 - (below if below < above else above)
+            return self._codes4[index], 33 - (min(above, below))
         return self.lookup6(number)
 
     def lookup6(self, number: int) -> tuple[int, int]:
@@ -150,7 +149,7 @@ class RegionTable:
             return code, depth + scope
         below = (number ^ (start - 1)).bit_length() if start else 129
         above = (number ^ end).bit_length()
-        return code, 129 - (below if below < above else above)
+        return code, 129 - (min(above, below))
 
     def _before(self, number: int, upper: int, index: int) -> int:
         """The range holding ``number`` when range ``index`` (same top 64 bits) starts after it.
@@ -178,35 +177,30 @@ class RegionTable:
         """
         regions: tuple[str | None, ...] = (None, *rules.regions)
         code_of_region = {region: index for index, region in enumerate(regions)}
-        record_codes: dict[int, int] = {}
 
-        def record_code(record: int) -> int:
+        def code_of(record: int) -> int:
             facts = database.facts(record) if database is not None else None
-            code = record_codes[record] = code_of_region[rules.match(facts)[0]]
-            return code
+            return code_of_region[rules.match(facts)[0]]
 
-        if database is None:
-            raw4 = ([0], [record_code(0)])
+        if database is None:  # rules only: every address is "no data" to GeoIP
+            raw4: tuple[list[int], list[int]] = ([0], [code_of(0)])
             raw6: tuple[list[int], list[int]] = ([0], [raw4[1][0]])
             aliases: list[tuple[int, int]] = []
         else:
-            walk = _Walk(database, record_codes, record_code)
-            start4 = database.start(4)
-            raw4 = walk.runs(start4, 32)
-            raw6, aliases = walk.runs(database.start(6), 128, alias=start4, with_aliases=True)
-            del walk
+            runs = database.runs(code_of)
+            raw4, raw6, aliases = runs.ipv4, runs.ipv6, runs.aliases
         tables = subnet_tables(rules)
         ruled4 = _overlay(*raw4, tables[4], 32, code_of_region)
 
         # Decide what each alias of the IPv4 subtree becomes in the IPv6 table.
         table6 = tables[6]
         mapped = {(_IPV4_MAPPED | rule.network, 96 + rule.prefix, rule.region)
-                  for rule in _rules_of(tables[4])}
+                  for rule in tables[4].rules}
         kept: list[tuple[int, int, int]] = []
         excluded: set[tuple[int, int, str]] = set()
         replace: dict[int, tuple[list[int], list[int]]] = {}  # alias number -> its runs, in place
         for number, (base, depth) in enumerate(aliases):
-            inner = {(rule.network, rule.prefix, rule.region) for rule in _rules_of(table6)
+            inner = {(rule.network, rule.prefix, rule.region) for rule in table6.rules
                      if rule.prefix > depth and rule.network >> (128 - depth) == base >> (128 - depth)}
             if table6.covering(base, depth) is not None or (inner and not (
                     depth == 96 and base == _IPV4_MAPPED and inner == mapped)):
@@ -224,7 +218,7 @@ class RegionTable:
         starts6, codes6 = _splice_aliases(raw6, aliases, replace, kept, len(regions))
         if excluded:
             table6 = SubnetTable([(IPv6Network((rule.network, rule.prefix)), rule.region, rule.rule)
-                                  for rule in _rules_of(table6)
+                                  for rule in table6.rules
                                   if (rule.network, rule.prefix, rule.region) not in excluded], 128)
         starts6, codes6 = _overlay(starts6, codes6, table6, 128, code_of_region)
 
@@ -271,7 +265,7 @@ class RegionTable:
             payload = view[at + size:]
             if hashlib.sha256(payload).hexdigest() != header["sha256"]:
                 raise TableFormatError("checksum mismatch (damaged)")
-            parts: dict[str, array] = {}
+            parts: dict[str, array[int]] = {}
             offset = 0
             for name, typecode, itemsize, length in header["arrays"]:
                 part = array(typecode)
@@ -295,7 +289,7 @@ class RegionTable:
             raise TableFormatError(f"bad header ({type(error).__name__}: {error})") from None
         return table, header["meta"]
 
-    def _arrays(self) -> list[tuple[str, array]]:
+    def _arrays(self) -> list[tuple[str, array[int]]]:
         lows = sorted(self._lows6.items())
         arrays = [("ipv4.starts", self._starts4), ("ipv4.codes", self._codes4),
                   ("ipv6.high", self._high6), ("ipv6.codes", self._codes6),
@@ -332,7 +326,7 @@ class RegionTable:
 
 
 # -- lookups ---------------------------------------------------------------------------------------
-def _lookup32(number: int, starts: array, codes: array) -> tuple[int, int]:
+def _lookup32(number: int, starts: array[int], codes: array[int]) -> tuple[int, int]:
     """(region index, scope) of a 32-bit address in one IPv4 table.
 
     The scope: the widest block of the address that starts at or after the range's start (the
@@ -344,126 +338,7 @@ def _lookup32(number: int, starts: array, codes: array) -> tuple[int, int]:
     end = starts[index + 1] if index + 1 < len(starts) else 0x1_0000_0000
     below = (number ^ (start - 1)).bit_length() if start else 33
     above = (number ^ end).bit_length()
-    return codes[index], 33 - (below if below < above else above)
-
-
-# -- the walk --------------------------------------------------------------------------------------
-class _Walk:
-    """The search tree as two arrays (left, right child of each node), walked in address order."""
-
-    def __init__(self, database: GeoDatabase, record_codes: dict[int, int],
-                 record_code: Callable[[int], int]) -> None:
-        self.node_count = database.node_count
-        self.left, self.right = _children_arrays(database)
-        self.record_codes, self.record_code = record_codes, record_code
-        self.path = database.path
-        self.expanded = 0
-
-    def runs(self, root: int, bits: int, *, alias: int = -1, with_aliases: bool = False) -> Any:
-        """Merged (starts, codes) of the ``bits``-bit space under ``root``, in address order.
-
-        With ``with_aliases``: also the (first address, depth) of each place the tree reaches
-        node ``alias`` (the IPv4 subtree), each covered by one run of a negative code -(n + 1).
-        """
-        starts: list[int] = []
-        codes: list[int] = []
-        aliases: list[tuple[int, int]] = []
-        add_start, add_code = starts.append, codes.append
-        node_count, left, right = self.node_count, self.left, self.right
-        known, resolve = self.record_codes.get, self.record_code
-        span = [1 << (bits - depth) for depth in range(bits + 1)]
-        cursor = 0
-        current = None
-        # Stack items: tree value << 8 | depth (records are pushed only as a node's right half
-        # whose left half is a node, to keep the address order).
-        stack = [root << 8]
-        pop, push = stack.pop, stack.append
-        budget = node_count + 1  # expansions: a tree has each node once (bar the alias)
-        while stack:
-            item = pop()
-            value = item >> 8
-            if value >= node_count:
-                code = known(value)
-                if code is None:
-                    code = resolve(value)
-                if code != current:
-                    add_start(cursor)
-                    add_code(code)
-                    current = code
-                cursor += span[item & 0xFF]
-                continue
-            depth = item & 0xFF
-            if value == alias and depth <= 96:
-                aliases.append((cursor, depth))
-                current = -len(aliases)
-                add_start(cursor)
-                add_code(current)
-                cursor += span[depth]
-                continue
-            depth += 1
-            budget -= 1
-            if depth > bits or budget < 0:
-                raise self._error(bits, depth)
-            one, two = left[value], right[value]
-            if one >= node_count:
-                code = known(one)
-                if code is None:
-                    code = resolve(one)
-                if code != current:
-                    add_start(cursor)
-                    add_code(code)
-                    current = code
-                cursor += span[depth]
-                if two >= node_count:
-                    code = known(two)
-                    if code is None:
-                        code = resolve(two)
-                    if code != current:
-                        add_start(cursor)
-                        add_code(code)
-                        current = code
-                    cursor += span[depth]
-                else:
-                    push((two << 8) | depth)
-            else:
-                push((two << 8) | depth)
-                push((one << 8) | depth)
-        if cursor != 1 << bits:
-            raise GeoDataError(f"GeoIP file {self.path}: corrupt (search tree covers "
-                               f"{cursor} of 2**{bits} addresses); download it again")
-        if with_aliases:
-            return (starts, codes), aliases
-        return starts, codes
-
-    def _error(self, bits: int, depth: int) -> GeoDataError:
-        if depth > bits:
-            return GeoDataError(f"GeoIP file {self.path}: corrupt (search tree deeper than {bits} "
-                                f"bits); download it again")
-        # A cycle, or subtrees shared beyond the IPv4 aliases: the lazy walk copes with the latter.
-        return GeoDataError(f"GeoIP file {self.path}: cannot compile (its search tree reaches some "
-                            f"nodes more than once)")
-
-
-def _children_arrays(database: GeoDatabase) -> tuple[array, array]:
-    """(left, right): the two records of every node, decoded from the mapped file in bulk."""
-    node_count = database.node_count
-    node_bytes, left_layout, right_layout = _NODE_LAYOUTS[database.record_size]
-    buffer = database._buffer  # noqa: SLF001 (same package: the mapped file)
-    end = node_count * node_bytes
-    out = []
-    for layout in (left_layout, right_layout):
-        packed = bytearray(4 * node_count)
-        for position, (source, nibble) in enumerate(layout):
-            if source is not None:
-                column = buffer[source:end:node_bytes]
-                packed[position::4] = column.translate(nibble) if nibble is not None else column
-        values = array(_U32)
-        values.frombytes(packed)
-        del packed
-        if sys.byteorder == "little":
-            values.byteswap()
-        out.append(values)
-    return out[0], out[1]
+    return codes[index], 33 - (min(above, below))
 
 
 # -- rules and aliases -------------------------------------------------------------------------------
@@ -474,7 +349,7 @@ def _overlay(starts: list[int], codes: list[int], table: SubnetTable, bits: int,
         return starts, codes
     top = 1 << bits
     points = {0}
-    for rule in _rules_of(table):
+    for rule in table.rules:
         points.add(rule.network)
         points.add(rule.network + (1 << (bits - rule.prefix)))
     points.discard(top)
@@ -524,9 +399,6 @@ def _add(starts: list[int], codes: list[int], start: int, code: int) -> None:
     starts.append(start)
     codes.append(code)
 
-
-def _rules_of(table: SubnetTable) -> tuple[SubnetRule, ...]:
-    return table._rules  # noqa: SLF001 (same package)
 
 
 def _ipv4_mapped(network: IPv4Network) -> IPv6Network:

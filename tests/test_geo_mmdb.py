@@ -189,3 +189,27 @@ def test_corrupt_data_record_raises_a_one_line_error(tmp_path):
         database.lookup(ip_address("192.0.2.1"))
     assert str(caught.value).startswith(f"GeoIP file {path}: corrupt (")
     assert "\n" not in str(caught.value)
+
+
+def test_a_fifo_is_refused_at_once_rather_than_waited_on(tmp_path):
+    # A FIFO at the path used to block the reader (a reload's thread) in open() until a writer came.
+    import os
+    import threading
+
+    fifo = tmp_path / "city.mmdb"
+    os.mkfifo(fifo)
+    outcome: list[str] = []
+
+    def read() -> None:
+        try:
+            GeoDatabase.open(fifo)
+        except GeoDataError as error:
+            outcome.append(str(error))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # blocked: let it go, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    hint = "pass --geoip FILE with a City or Country .mmdb (GeoLite2-City, DB-IP City Lite, ...)"
+    assert outcome == [f"GeoIP file {fifo}: not a regular file; {hint}"]
