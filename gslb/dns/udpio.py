@@ -19,8 +19,9 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 try:
     from gslb.dns import _udpbatch
@@ -61,8 +62,8 @@ def choose(requested: str | None = None) -> str:
     if mode == AUTO:
         return BATCHED if available() else PER_DATAGRAM
     if mode == BATCHED and not available():
-        raise ValueError(f"batched UDP I/O needs the compiled extension gslb.dns._udpbatch, which is not built "
-                         f"here (reinstall gslb with a C compiler: pip install .); use per-datagram or auto")
+        raise ValueError("batched UDP I/O needs the compiled extension gslb.dns._udpbatch, which is not built "
+                         "here (reinstall gslb with a C compiler: pip install .); use per-datagram or auto")
     return mode
 
 
