@@ -474,6 +474,19 @@ class DnsServer:
         self.bound.append(("udp+tcp", listener.host, port))
         return Listener(listener.host, port)
 
+    def udp_counters(self) -> udpio.UdpCounters | None:
+        """The batched readers' counts, summed; None on the per-datagram path."""
+        if self.udp_io != udpio.BATCHED:
+            return None
+        total = udpio.UdpCounters()
+        for reader in self._udp_readers:
+            counts = reader.counters
+            total.received += counts.received
+            total.sent += counts.sent
+            total.truncated += counts.truncated
+            total.dropped += counts.dropped
+        return total
+
     def _bind_pair(self, listener: Listener) -> tuple[socket.socket, socket.socket]:
         family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
         udp_sock = socket.socket(family, socket.SOCK_DGRAM)
