@@ -28,7 +28,7 @@ COPY zones ./zones
 COPY geodata ./geodata
 # pip install succeeds without the extension (it is optional); the image must have it, so the
 # import is checked here.
-RUN /opt/gslb/bin/pip install . \
+RUN /opt/gslb/bin/pip install ".[redis]" \
  && /opt/gslb/bin/python -c "import gslb.dns._udpbatch" \
  && /opt/gslb/bin/gslb --version
 

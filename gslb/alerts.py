@@ -158,9 +158,9 @@ class Alerts:
         was = before is not None and before.all_down
         if now.all_down and not was:
             how = record.when_all_down if isinstance(record.when_all_down, str) else "list"
-            log.critical("%s: no healthy endpoint in any region; answering per when_all_down=%s", record.path, how)
+            log.critical("%s: no healthy endpoint in any region; answering per when_all_down=%s", record.display_name, how)
         elif was and not now.all_down:
-            log.info("%s: endpoints healthy again", record.path)
+            log.info("%s: endpoints healthy again", record.display_name)
 
     def _transition(self, health: RecordHealth) -> None:
         threshold = self.thresholds.healthy_below

@@ -27,6 +27,7 @@ from gslb.dns.dynamic_answer import DynamicAnswers
 from gslb.dns.fastpath import FastPath
 from gslb.geo import GeoDatabase, GeoDataError, TableCache, locate_catalog
 from gslb.health.monitor import HealthMonitor, PendingHealth
+from gslb.health.redis_link import StoreUnavailable, redis_sources
 from gslb.health.status import HealthView
 from gslb.querylog import QueryLog
 from gslb.selection import Selector
@@ -67,7 +68,7 @@ def read(settings: ServerSettings, geo: GeoDatabase | None = None) -> tuple[Cata
         geo, problems = open_geo(settings)
         if geo is None:
             return None, None, problems
-    catalog, problems = load_catalog(settings.zones)
+    catalog, problems = load_catalog(settings.zones, max_bytes=settings.max_zone_file_size)
     if catalog is None:
         return None, geo, problems
     try:
@@ -109,7 +110,11 @@ def _assemble(
     records = [r for zone in catalog.zones for node in zone.nodes.values() for r in node.dynamic.values()]
     pending = None
     if health is None and board is None:
-        health = HealthMonitor.build(settings.state)  # reads the admin state file now, before any query
+        try:
+            shared = redis_sources(settings)  # with --redis: the vantages' quorum and the shared overrides
+        except StoreUnavailable as error:
+            return None, [Problem("command line", "--redis", str(error))]
+        health = HealthMonitor.build(settings.state, sources=shared)  # reads the admin state file now, before any query
         problems = health.apply(catalog)  # nothing serves from this monitor yet: take the catalog at once
         if problems:
             return None, problems

@@ -16,8 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from gslb.config.files import read_regular_file
 from gslb.dns.server import Listener
 from gslb.settings import API_TOKEN_ENV, DEFAULT_API
+
+# A token file is a few bytes; a FIFO or a huge file there must not block or fill memory.
+TOKEN_FILE_LIMIT = 64 * 1024
 
 REQUEST_TIMEOUT = 10.0  # seconds for one HTTP exchange with the local API
 POLL_INTERVAL = 0.05  # seconds between two looks at /status while a reload runs
@@ -45,7 +49,7 @@ def read_token(file: Path | None, environ: dict[str, str] | None = None) -> str 
     environ = dict(os.environ) if environ is None else environ
     if file is not None:
         try:
-            token = file.read_text(encoding="utf-8").strip()
+            token = read_regular_file(file, TOKEN_FILE_LIMIT).decode("utf-8", "replace").strip()
         except OSError as error:
             raise ControlError(f"api token file {file}: cannot read it ({error.strerror or error})") from None
         if not token:

@@ -171,12 +171,12 @@ def test_a_record_with_nothing_healthy_is_one_critical_line_from_alerts_and_its_
         alerts.check()
         # Queries while it lasts log nothing: selection is pure.
         assert loaded.selector.select(next(r for r in records(loaded) if r.path == "records.api"), "eu").all_down
-    assert alert_lines(caplog) == [("CRITICAL", "records.api: no healthy endpoint in any region; "
+    assert alert_lines(caplog) == [("CRITICAL", "api.alert.test. A: no healthy endpoint in any region; "
                                                 "answering per when_all_down=all")]
     assert alerts.records["api.alert.test. A"].all_down and not alerts.records[WWW].all_down
     down(loaded)
     alerts.check()
-    assert alert_lines(caplog) == [("INFO", "records.api: endpoints healthy again")]
+    assert alert_lines(caplog) == [("INFO", "api.alert.test. A: endpoints healthy again")]
     assert [r for r in caplog.records if r.name == "gslb.selection"] == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -83,6 +84,16 @@ def test_an_unreadable_token_file_stops_the_start(tmp_path):
                       "--api", "127.0.0.1:0", "--api-token-file", str(tmp_path / "missing"))
     assert result.returncode == 1
     assert f"gslb: api token file {tmp_path / 'missing'}: cannot read it (No such file or directory)" in result.stderr
+
+
+def test_a_fifo_as_the_token_file_is_refused_at_once_not_waited_on(tmp_path):
+    fifo = tmp_path / "token"
+    os.mkfifo(fifo)  # open() on a FIFO blocks until a writer comes: the server must not wait
+    result = run_gslb("serve", "--zones", str(EXAMPLE_ZONES), "--geoip", str(TEST_GEOIP), "--listen", "127.0.0.1:0",
+                      "--api", "127.0.0.1:0", "--api-token-file", str(fifo))
+    assert result.returncode == 1
+    assert f"gslb: api token file {fifo}: cannot read it" in result.stderr and "FIFO" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_the_api_url_is_printed_with_the_real_port(tmp_path):

@@ -25,7 +25,11 @@ from typing import Callable
 from aiohttp import web
 
 from gslb.api.errors import ApiError
+from gslb.config.files import read_regular_file
 from gslb.settings import API_TOKEN_ENV, ApiLimits
+
+# A token file is a few bytes; a FIFO or a huge file there must not block or fill memory.
+TOKEN_FILE_LIMIT = 64 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +62,7 @@ class TokenSource:
         """The token; None when none is configured. ApiError when the file cannot be used."""
         if self.file is not None:
             try:
-                token = self.file.read_text(encoding="utf-8").strip()
+                token = read_regular_file(self.file, TOKEN_FILE_LIMIT).decode("utf-8", "replace").strip()
             except OSError as error:
                 raise ApiError(503, f"api token file {self.file}: cannot read it ({error.strerror or error})") from None
             if not token:

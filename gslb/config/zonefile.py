@@ -9,12 +9,13 @@ from typing import Any
 from dnslib import QTYPE, RR, SOA, DNSLabel, RD
 
 from gslb.config.dynamic import parse_dynamic
-from gslb.config.problems import Problems, join_path
+from gslb.config.files import DEFAULT_MAX_BYTES
+from gslb.config.problems import Problems, join_path, shown
 from gslb.config.regions import parse_regions
 from gslb.config.yamlload import load_yaml
 from gslb.geo.rules import RegionRules
 from gslb.health.checks import Check, parse_checks
-from gslb.config.rdata import PARSERS, _integer
+from gslb.config.rdata import PARSERS, _integer, article, seconds
 from gslb.names import Name, NameError_, is_subdomain, parse_absolute, parse_owner, to_text
 from gslb.zone import Node, Referral, RRset, Zone
 
@@ -27,7 +28,7 @@ A, NS, CNAME, SOA_TYPE, AAAA = 1, 2, 5, 6, 28
 
 def _ttl(value: Any, path: str, problems: Problems) -> int | None:
     try:
-        return _integer(value, "ttl", 0, MAX_TTL)
+        return seconds(value, "ttl", 0, MAX_TTL)
     except ValueError as error:
         problems.add(path, str(error))
         return None
@@ -129,8 +130,10 @@ class ZoneBuilder:
                 self.problems.add(f"soa.{key}", str(error))
         numbers = []
         for key in ("serial", "refresh", "retry", "expire", "minimum"):
+            number = value.get(key, SOA_DEFAULTS.get(key, 1))
             try:
-                numbers.append(_integer(value.get(key, SOA_DEFAULTS.get(key, 1)), key, 0, 2**32 - 1))
+                # The timers are durations (1h, 2w, as in BIND); the serial is a plain number.
+                numbers.append((_integer if key == "serial" else seconds)(number, key, 0, 2**32 - 1))
             except ValueError as error:
                 self.problems.add(f"soa.{key}", str(error))
         if len(names) != 2 or len(numbers) != 5:
@@ -158,9 +161,10 @@ class ZoneBuilder:
         if not isinstance(entry, dict):
             self.problems.add(path, "must be a mapping like {type: A, value: 192.0.2.1}")
             return
-        type_name = str(entry.get("type", "")).upper()
+        raw_type = entry.get("type", "")
+        type_name = raw_type.upper() if isinstance(raw_type, str) else ""
         if type_name not in PARSERS:
-            self.problems.add(join_path(path, "type"), f"must be one of {', '.join(PARSERS)}, got {entry.get('type')!r}")
+            self.problems.add(join_path(path, "type"), f"must be one of {', '.join(PARSERS)}, got {shown(entry.get('type'))}")
             return
         rtype, parse = PARSERS[type_name]
         if "pools" in entry:
@@ -168,7 +172,7 @@ class ZoneBuilder:
             return
         for key in entry:
             if key not in STATIC_RECORD_KEYS:
-                self.problems.add(join_path(path, key), f"unknown key for a {type_name} record; expected one of type, value, values, ttl (or pools for a GSLB record)")
+                self.problems.add(join_path(path, key), f"unknown key for {article(type_name)} record; expected one of type, value, values, ttl (or pools for a GSLB record)")
         ttl = _ttl(entry["ttl"], join_path(path, "ttl"), self.problems) if "ttl" in entry else self.ttl
         if "value" in entry and "values" in entry:
             self.problems.add(path, "has both value and values; use one")
@@ -230,6 +234,41 @@ class ZoneBuilder:
         for name, types in self.dynamic.items():
             if any(is_subdomain(name, cut) for cut in cuts):
                 self.problems.add(next(iter(types.values())).path, "a GSLB record cannot stand at or below a delegation")
+        self._cname_loops()
+
+    def _cname_loops(self) -> None:
+        """A chain of CNAMEs inside the zone that comes back to itself never reaches data: every
+        query for a name on it would fail (RFC 1034 section 3.6.2 asks to avoid them), so the
+        zone is refused. Each loop is reported once, at its first record in the file."""
+        targets: dict[Name, Name] = {}
+        for name, types in self.static.items():
+            found = types.get(CNAME)
+            if found is not None and found[1]:
+                label = found[1][0].label.label
+                targets[name] = tuple(part.lower() for part in label)
+        order = {name: index for index, name in enumerate(targets)}
+        walked: set[Name] = set()  # names whose chain was followed already: each link is walked once
+        for start in targets:  # file order
+            if start in walked:
+                continue
+            chain: list[Name] = []
+            position: dict[Name, int] = {}
+            name = start
+            while name in targets and name not in walked:
+                position[name] = len(chain)
+                chain.append(name)
+                walked.add(name)
+                name = targets[name]
+                if name in position:
+                    loop = chain[position[name]:]
+                    first = min(loop, key=order.__getitem__)
+                    at = loop.index(first)
+                    names = [to_text(n) for n in loop[at:] + loop[:at] + [first]]
+                    if len(names) > 6:
+                        names[3:-2] = [f"({len(names) - 5} more)"]
+                    self.problems.add(self.static[first][CNAME][2], f"CNAME loop {' -> '.join(names)}; "
+                                      "a chain of CNAMEs must end at a name with records")
+                    break
 
     def _freeze(self, soa: RRset, serial: int, minimum: int) -> Zone:
         rrsets: dict[Name, dict[int, RRset]] = {}
@@ -283,9 +322,10 @@ class ZoneBuilder:
         )
 
 
-def load_zone_file(path: Path) -> tuple[Zone | None, Problems]:
+def load_zone_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Zone | None, Problems]:
+    """One zone file; a file over `max_bytes` (the max_zone_file_size setting) is not read."""
     problems = Problems(str(path))
-    document = load_yaml(path, problems)
+    document = load_yaml(path, problems, max_bytes, limit_setting="max_zone_file_size")
     if problems:
         return None, problems
     zone = ZoneBuilder(str(path), document, problems).build()
