@@ -64,6 +64,19 @@ class GslbCollector:
         info = GaugeMetricFamily("gslb_build_info", "The gslb version running.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
+        udp = GaugeMetricFamily("gslb_udp_io_info", "How UDP is read and answered: batched (recvmmsg) or per-datagram.",
+                                labels=["mode"])
+        udp.add_metric([runtime.server.udp_io], 1)
+        yield udp
+        counters = runtime.server.udp_counters()
+        if counters is not None:
+            dropped = CounterMetricFamily(
+                "gslb_dns_udp_dropped", "UDP datagrams the batched path did not answer (this process): truncated, "
+                "a query larger than its 4,096-byte slot; unsent, a reply the kernel would not take at once.",
+                labels=["reason"])
+            dropped.add_metric(["truncated"], counters.truncated)
+            dropped.add_metric(["unsent"], counters.dropped)
+            yield dropped
 
     # -- DNS ---------------------------------------------------------------------------------------
     def _queries(self, stats: QueryStats) -> Iterator[Metric]:

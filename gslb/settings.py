@@ -17,6 +17,7 @@ from gslb.config.files import DEFAULT_MAX_BYTES, parse_size
 from gslb.config.problems import Problem, Problems
 from gslb.config.redisurl import check_url
 from gslb.config.yamlload import load_yaml
+from gslb.dns import udpio
 from gslb.dns.rrl import RrlSettings
 from gslb.dns.server import Listener, TcpLimits
 
@@ -217,6 +218,7 @@ class ServerSettings:
     vantages: tuple[str, ...] = ()  # the vantages whose verdicts count (with the checks' vantages:)
     stale_after: float = 30.0  # seconds the store may be unreachable before this node probes for itself
     probe_source: str | None = None  # the local address probes leave from (gslb probe --source)
+    udp_io: str = "auto"  # batched | per-datagram | auto (gslb/dns/udpio.py); auto: $GSLB_UDP_IO, else batched if built
 
     @property
     def geoip_file(self) -> Path:
@@ -226,7 +228,7 @@ class ServerSettings:
 FILE_KEYS = {"listen", "zones", "geoip", "cache_dir", "node_name", "tcp", "log_level", "state",
              "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers", "rrl",
              "api_limits",
-             "max_zone_file_size"}
+             "max_zone_file_size", "udp_io"}
 SHARED_HEALTH_KEYS = {"redis", "redis_prefix", "vantage", "vantages", "stale_after", "probe_source"}
 FILE_KEYS |= SHARED_HEALTH_KEYS
 
@@ -367,6 +369,12 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
         except ValueError as error:
             problems.add("max_zone_file_size", str(error))
     values.update(_shared_health(doc, problems))
+    if "udp_io" in doc:
+        try:
+            values["udp_io"] = udpio.parse(doc["udp_io"], "udp_io")
+            udpio.choose(values["udp_io"])
+        except ValueError as error:
+            problems.add("udp_io", str(error).removeprefix("udp_io "))
     if "log_level" in doc:
         if doc["log_level"] not in LOG_LEVELS:
             problems.add("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
@@ -497,7 +505,13 @@ def load_settings(config_file: Path | None, flags: dict[str, Any]) -> tuple[Serv
             flag_problems.add("--workers", str(error))
     values.update(_shared_health_flags(flags, flag_problems))
     settings = replace(ServerSettings(), **values)
-    return settings, [*problems, *flag_problems]
+    environment = Problems("")
+    if settings.udp_io == udpio.AUTO:
+        try:
+            udpio.choose(settings.udp_io)  # $GSLB_UDP_IO must be a mode this build can run
+        except ValueError as error:
+            environment.add("", str(error))
+    return settings, [*problems, *flag_problems, *environment]
 
 
 # -- health shared through Redis ------------------------------------------------------------------
