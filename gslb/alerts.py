@@ -2,16 +2,23 @@
 
 - A GSLB record with fewer than `healthy_below` (default 50%) of its endpoints UP: one CRITICAL
   line when it happens, one INFO line when it recovers, and a gauge while it lasts.
+- A GSLB record with no endpoint UP or draining in any region, so that it answers per its
+  `when_all_down`: one CRITICAL line when it happens, one INFO line when it recovers. (Selection
+  itself is pure: it never logs; this is noticed here, from the health view.)
 - More than `servfail_above` (default 5%) of the last minute's responses SERVFAIL: one WARNING
   line, one INFO line on recovery, and a gauge. The rate comes from QueryStats totals snapshotted
   every SNAPSHOT_EVERY seconds into a ring that spans WINDOW seconds, so the hot path does
   nothing for it. Below MIN_RESPONSES responses in the window the rate does not alert (one
   SERVFAIL on an idle server is not 100% of anything worth waking someone for).
 
-Evaluated every INTERVAL seconds on the event loop; it only reads.
+Records are evaluated every HEALTH_INTERVAL seconds, but only when the health view's version
+or the configuration changed since the last look; the SERVFAIL rate every INTERVAL seconds. All on
+the event loop, and it only reads.
 
     www.gslb.example.com. A: 1 of 4 endpoints healthy (25%), below 50%; down: us-east 198.51.100.10, ...
     www.gslb.example.com. A: 4 of 4 endpoints healthy (100%) again
+    records.app: no healthy endpoint in any region; answering per when_all_down=all
+    records.app: endpoints healthy again
     SERVFAIL 12.0% of 250 responses in the last 60s, above 5%
 """
 
@@ -22,7 +29,8 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable
 
 from gslb.health.status import Status
 from gslb.names import to_text
@@ -31,11 +39,12 @@ from gslb.stats import QueryStats
 
 if TYPE_CHECKING:
     from gslb.dynamic import DynamicRecord
-    from gslb.service import Loaded
+    from gslb.build import Loaded
 
 log = logging.getLogger(__name__)
 
-INTERVAL = 1.0  # seconds between evaluations
+INTERVAL = 1.0  # seconds between evaluations of the SERVFAIL rate
+HEALTH_INTERVAL = 0.25  # seconds between looks at the health view's version
 WINDOW = 60.0  # seconds the SERVFAIL rate looks back
 SNAPSHOT_EVERY = 5.0  # seconds between two snapshots of the totals
 MIN_RESPONSES = 20  # responses in the window before the SERVFAIL rate may alert
@@ -43,6 +52,13 @@ MIN_RESPONSES = 20  # responses in the window before the SERVFAIL rate may alert
 
 def record_label(record: "DynamicRecord") -> str:
     return f"{to_text(record.name)} {'AAAA' if record.rtype == 28 else 'A'}"
+
+
+def iso8601(when: float | None) -> str | None:
+    """Unix time -> "2026-01-31T12:00:00Z", as every time in /status is written."""
+    if when is None:
+        return None
+    return datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -53,6 +69,7 @@ class RecordHealth:
     down: list[str]  # "us-east 198.51.100.10" for each endpoint not UP
     alerting: bool = False
     since: float | None = None  # when the alert began (Unix time)
+    all_down: bool = False  # no endpoint UP or draining: the record answers per when_all_down
 
     @property
     def ratio(self) -> float:
@@ -62,11 +79,13 @@ class RecordHealth:
 class Alerts:
     def __init__(self, thresholds: AlertThresholds, current: Callable[[], "Loaded"], stats: QueryStats, *,
                  interval: float = INTERVAL, window: float = WINDOW, snapshot_every: float = SNAPSHOT_EVERY,
-                 min_responses: int = MIN_RESPONSES, clock: Callable[[], float] = time.monotonic) -> None:
+                 min_responses: int = MIN_RESPONSES, clock: Callable[[], float] = time.monotonic,
+                 health_interval: float = HEALTH_INTERVAL) -> None:
         self.thresholds = thresholds
         self._current = current
         self.stats = stats
         self.interval = interval
+        self.health_interval = min(health_interval, interval)
         self.window = window
         self.snapshot_every = snapshot_every
         self.min_responses = min_responses
@@ -78,6 +97,7 @@ class Alerts:
         self.servfail_alerting = False
         self.servfail_since: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._looked_at: tuple[object, int] | None = None  # (the configuration, the health version) last evaluated
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -91,10 +111,15 @@ class Alerts:
             self._task = None
 
     async def _run(self) -> None:
+        every = max(1, round(self.interval / self.health_interval))
+        tick = 0
         while True:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(self.health_interval)
+            tick += 1
             try:
-                self.check()
+                self._check_records()
+                if tick % every == 0:
+                    self._check_servfail()
             except Exception:  # noqa: BLE001 - alerting must outlive any one bad evaluation
                 log.exception("evaluating alerts failed")
 
@@ -106,21 +131,36 @@ class Alerts:
     def _check_records(self) -> None:
         loaded = self._current()
         view = loaded.selector.health
+        looking_at = (loaded, view.version)
+        if self._looked_at is not None and self._looked_at[0] is loaded and self._looked_at[1] == looking_at[1]:
+            return  # nothing a record's health depends on has changed
+        self._looked_at = looking_at
         seen: dict[str, RecordHealth] = {}
+        status = view.status
         for zone in loaded.catalog.zones:
             for node in zone.nodes.values():
                 for record in node.dynamic.values():
                     label = record_label(record)
-                    down = [f"{e.region} {e.address}" for e in record.endpoints
-                            if view.status(record.check, e.address) is not Status.UP]
-                    total = len(record.endpoints)
-                    now = RecordHealth(label, total - len(down), total, down)
+                    states = [(e, status(record.check, e.address)) for e in record.endpoints]
+                    down = [f"{e.region} {e.address}" for e, state in states if state is not Status.UP]
+                    total = len(states)
+                    now = RecordHealth(label, total - len(down), total, down,
+                                       all_down=all(state is Status.DOWN for _, state in states))
                     before = self.records.get(label)
                     if before is not None:
                         now.alerting, now.since = before.alerting, before.since
                     self._transition(now)
+                    self._all_down_transition(record, now, before)
                     seen[label] = now
         self.records = seen  # records a reload removed are forgotten, alert and all
+
+    def _all_down_transition(self, record: "DynamicRecord", now: RecordHealth, before: RecordHealth | None) -> None:
+        was = before is not None and before.all_down
+        if now.all_down and not was:
+            how = record.when_all_down if isinstance(record.when_all_down, str) else "list"
+            log.critical("%s: no healthy endpoint in any region; answering per when_all_down=%s", record.display_name, how)
+        elif was and not now.all_down:
+            log.info("%s: endpoints healthy again", record.display_name)
 
     def _transition(self, health: RecordHealth) -> None:
         threshold = self.thresholds.healthy_below
@@ -157,16 +197,16 @@ class Alerts:
                      self.servfail_ratio * 100, responses, min(now - ring[0][0], self.window), threshold * 100)
 
     # -- for /status -----------------------------------------------------------------------------
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "thresholds": {"healthy_below": self.thresholds.healthy_below,
                            "servfail_above": self.thresholds.servfail_above},
             "records": [
                 {"record": h.label, "healthy": h.healthy, "total": h.total, "ratio": round(h.ratio, 4),
-                 "alerting": h.alerting, "since": h.since, "down": h.down}
+                 "alerting": h.alerting, "since": iso8601(h.since), "down": h.down, "all_down": h.all_down}
                 for h in self.records.values()
             ],
             "servfail": {"ratio": round(self.servfail_ratio, 4), "responses": self.window_responses,
                          "window_seconds": self.window, "alerting": self.servfail_alerting,
-                         "since": self.servfail_since},
+                         "since": iso8601(self.servfail_since)},
         }

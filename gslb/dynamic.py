@@ -8,12 +8,13 @@ a short tuple.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from dnslib import RR
 
-from gslb.names import Name
+from gslb.names import Name, to_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,15 @@ class DynamicRecord:
     order: Mapping[str | None, tuple[str, ...]]
     check: str | None
     when_all_down: str | tuple[Endpoint, ...]  # "all" | "servfail" | fixed endpoints
-    path: str  # the YAML key path, for messages
+    path: str  # the YAML key path, for configuration problems (`records.app`)
+    # The policy's options, validated by its kind (gslb/policy/); empty: its defaults.
+    policy_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def display_name(self) -> str:
+        """`app.example.org. A`: how runtime logs, metrics and status name the record (its DNS
+        name and type); `path` is for problems in the zone file."""
+        return f"{to_text(self.name)} {'A' if self.rtype == 1 else 'AAAA' if self.rtype == 28 else self.rtype}"
 
     def regions_for(self, region: str | None) -> tuple[str, ...]:
         found = self.order.get(region)

@@ -1,7 +1,9 @@
 """Why a client gets the answer it gets: geo facts, the rule that matched, region, scope, answer.
 
 The answer part is not recomputed by a second code path: a real query (with the ECS option the
-client would carry) goes through the live Answerer, so what `explain` says is what DNS answers.
+client would carry) goes through an Answerer over the live catalog and health, so what `explain`
+says is what DNS answers. gslb/whatif.py gives it one over a fork of the live selection state,
+so explaining never moves the rotation DNS clients see.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class Explanation:
             lines.append(f"policy:  {self.record['policy']}; regions tried: {' > '.join(self.record['order'])}")
             for region, addresses in self.record["pools"].items():
                 lines.append(f"pool:    {region}: {', '.join(addresses)}")
+            for address, why in self.record.get("not_serving", {}).items():
+                lines.append(f"down:    {address}: {why}")
         if self.scope_prefix is not None:
             lines.append(f"scope:   /{self.scope_prefix}")
         lines.append(f"rcode:   {self.rcode}")
@@ -139,5 +143,30 @@ def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None 
                 "policy": dynamic.policy,
                 "order": list(dynamic.regions_for(placement.region)),
                 "pools": {region: [e.address for e in pool] for region, pool in dynamic.pools.items()},
+                "not_serving": not_serving(answerer, dynamic),
             }
     return result
+
+
+def not_serving(answerer: Answerer, record: Any) -> dict[str, str]:
+    """The record's endpoints that are not UP, each with why, in the words of the log and /status
+    (with shared health: the vantages that withdrew it, "DOWN by vantages a, b (2 of 3, ...)")."""
+    selector = getattr(answerer.dynamic, "selector", None)
+    health = getattr(selector, "health", None)
+    if health is None:
+        return {}
+    found: dict[str, str] = {}
+    for pool in record.pools.values():
+        for endpoint in pool:
+            status = health.status(record.check, endpoint.address)
+            if status.name == "UP" or endpoint.address in found:
+                continue
+            view = health
+            while not hasattr(view, "report") and hasattr(view, "view"):  # an overlay (what-if) over the board
+                if endpoint.address in getattr(view, "addresses", ()):
+                    break
+                view = view.view
+            report = view.report(record.check, endpoint.address) if hasattr(view, "report") else None
+            found[endpoint.address] = f"{status.name} {report.reason}" if report is not None else \
+                f"{status.name} (assumed for this explanation)"
+    return found

@@ -2,19 +2,18 @@
 
 The board keeps only the present (state, last result, smoothed RTT); a scrape needs the history:
 how many probes succeeded and failed, their RTT distribution, how often endpoints changed state.
-`CountingBoard` is a HealthBoard that counts these in plain dicts as its public writers run
-(`record`, `set_overrides`, `track`) - the probers and the admin file watcher call them on the
-event loop, so, like QueryStats, no locks and no prometheus objects per probe.
+`CountingBoard` is a HealthBoard that counts these in plain dicts: probe results as `record` runs,
+changes of what DNS serves through the board's `serving_changed` hook (probes crossing rise/fall,
+admin overrides, reconciles) - all on the event loop, so, like QueryStats, no locks and no
+prometheus objects per probe.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Iterable, Mapping
+from typing import Any
 
-from gslb.health.admin import Overrides
 from gslb.health.board import HealthBoard, Key
-from gslb.health.checks import Check
 from gslb.health.probes import ProbeResult
 from gslb.health.status import Status
 
@@ -50,34 +49,14 @@ class ProbeStats:
 class CountingBoard(HealthBoard):
     """A HealthBoard that also fills a ProbeStats; the hot path's `status()` is untouched."""
 
-    def __init__(self, stats: ProbeStats | None = None, **options) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, stats: ProbeStats | None = None, **options: Any) -> None:
         super().__init__(**options)
         self.stats = stats if stats is not None else ProbeStats()
 
     def record(self, check: str, address: str, result: ProbeResult) -> None:
-        before = self.status(check, address)
         super().record(check, address, result)
-        self.stats.probe(check, address, result)
-        after = self.status(check, address)
-        if after is not before:
-            self.stats.change(check, address, after)
+        if self.local is not None and self.local.endpoint(check, address) is not None:
+            self.stats.probe(check, address, result)
 
-    def set_overrides(self, overrides: Overrides, source: str = "admin override") -> None:
-        before = self._statuses(self.tracked())
-        super().set_overrides(overrides, source)
-        self._count_changes(before)
-
-    def track(self, users: Mapping[Key, tuple[str, ...]], checks: Mapping[str, Check]) -> None:
-        before = self._statuses(users)  # only pairs kept across a reload can change state
-        super().track(users, checks)
-        self._count_changes(before)
-
-    def _statuses(self, keys: Iterable[Key]) -> dict[Key, Status]:
-        known = set(self.tracked())
-        return {key: self.status(*key) for key in keys if key in known}
-
-    def _count_changes(self, before: Mapping[Key, Status]) -> None:
-        for key, old in before.items():
-            new = self.status(*key)
-            if new is not old:
-                self.stats.change(key[0], key[1], new)
+    def serving_changed(self, key: Key, status: Status) -> None:
+        self.stats.change(key[0], key[1], status)

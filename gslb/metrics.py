@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from gslb import __version__
+from gslb.dns.rrl import ACTIONS as RRL_ACTIONS
+from gslb.dns.rrl import KINDS as RRL_KINDS
 from gslb.health_stats import RTT_BUCKETS, CountingBoard
 from gslb.querylog import qtype_name, rcode_name
 
@@ -26,7 +28,7 @@ LABELLED_QTYPES = frozenset({1, 2, 5, 6, 12, 15, 16, 28, 33, 35, 43, 46, 48, 64,
 from gslb.stats import LATENCY_BUCKETS, QueryStats
 
 if TYPE_CHECKING:
-    from gslb.service import Runtime
+    from gslb.runtime import Runtime
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATES = ("UP", "DRAIN", "DOWN")
@@ -52,13 +54,29 @@ class GslbCollector:
     def collect(self) -> Iterator[Metric]:
         runtime = self.runtime
         yield from self._queries(runtime.stats)
+        yield from self._rrl(runtime)
         yield from self._health(runtime)
+        yield from self._vantages(runtime)
         yield from self._config(runtime)
         yield from self._alerts(runtime)
         yield from self._query_log(runtime)
+        yield from self._api(runtime)
         info = GaugeMetricFamily("gslb_build_info", "The gslb version running.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
+        udp = GaugeMetricFamily("gslb_udp_io_info", "How UDP is read and answered: batched (recvmmsg) or per-datagram.",
+                                labels=["mode"])
+        udp.add_metric([runtime.server.udp_io], 1)
+        yield udp
+        counters = runtime.server.udp_counters()
+        if counters is not None:
+            dropped = CounterMetricFamily(
+                "gslb_dns_udp_dropped", "UDP datagrams the batched path did not answer (this process): truncated, "
+                "a query larger than its 4,096-byte slot; unsent, a reply the kernel would not take at once.",
+                labels=["reason"])
+            dropped.add_metric(["truncated"], counters.truncated)
+            dropped.add_metric(["unsent"], counters.dropped)
+            yield dropped
 
     # -- DNS ---------------------------------------------------------------------------------------
     def _queries(self, stats: QueryStats) -> Iterator[Metric]:
@@ -80,6 +98,18 @@ class GslbCollector:
             "gslb_dns_response_seconds",
             "Time to build a response, from a sample of queries (one in 16 on the UDP fast path, every other one).",
             buckets=_buckets(LATENCY_BUCKETS, stats.latency_counts), sum_value=stats.latency_sum)
+
+    def _rrl(self, runtime: "Runtime") -> Iterator[Metric]:
+        rrl = runtime.server.rrl
+        if rrl is None:
+            return
+        limited = CounterMetricFamily("gslb_dns_rrl_limited", "UDP responses held back by response rate limiting, "
+                                      "by action (slipped: sent truncated, TC=1; dropped: not sent) and response kind.",
+                                      labels=["action", "kind"])
+        for kind, counts in zip(RRL_KINDS, rrl.limited):
+            for action, value in zip(RRL_ACTIONS, counts):
+                limited.add_metric([action, kind], value)
+        yield limited
 
     # -- health ------------------------------------------------------------------------------------
     def _health(self, runtime: "Runtime") -> Iterator[Metric]:
@@ -124,6 +154,54 @@ class GslbCollector:
         for (check, address, status), value in list(probe_stats.changes.items()):
             changes.add_metric([check or "", address, status], value)
         yield changes
+
+    # -- health shared through Redis: each vantage's verdict, the link ---------------------------------
+    def _vantages(self, runtime: "Runtime") -> Iterator[Metric]:
+        monitor = runtime.loaded.health
+        if monitor is None:
+            return
+        from gslb.health.vantages import VantageVerdicts
+
+        source = next((s for s in monitor.board.sources if isinstance(s, VantageVerdicts)), None)
+        if source is None:
+            return
+        up = GaugeMetricFamily("gslb_vantage_up", "Each vantage's fresh verdict on an endpoint: 1 UP, 0 DOWN.",
+                               labels=["check", "address", "vantage"])
+        age = GaugeMetricFamily("gslb_vantage_verdict_age_seconds", "Seconds since the vantage last renewed its verdict.",
+                                labels=["check", "address", "vantage"])
+        for (check, address), _ in list(source.pairs()):
+            for report in source.vantage_reports(check, address):
+                labels = [check or "", address, report.vantage]
+                up.add_metric(labels, 1 if report.status == "UP" else 0)
+                age.add_metric(labels, report.age)
+        yield up
+        yield age
+        ignored = CounterMetricFamily("gslb_vantage_verdicts_ignored", "Verdicts ignored because no check and no "
+                                      "vantages: setting names their vantage.", labels=["vantage"])
+        for vantage, count in list(source.ignored.items()):
+            ignored.add_metric([vantage], count)
+        yield ignored
+        yield CounterMetricFamily("gslb_vantage_verdicts_expired", "Verdicts that lapsed, their agent no longer "
+                                  "renewing them.", value=source.expired)
+        yield CounterMetricFamily("gslb_vantage_verdicts_invalid", "Malformed verdicts dropped.", value=source.invalid)
+        yield GaugeMetricFamily("gslb_shared_health_stale", "1 while the shared verdicts are stale (the store "
+                                "unreachable for stale_after) and this node serves from its own probes.",
+                                value=1 if source.stale else 0)
+        connection = getattr(source, "connection", None)
+        if connection is None:
+            return
+        links = [("verdicts", connection)]
+        publisher = getattr(source, "publisher", None)
+        if publisher is not None:
+            links.append(("publisher", publisher.connection))
+        connected = GaugeMetricFamily("gslb_redis_connected", "1 while the link to Redis is up.", labels=["link"])
+        reconnects = CounterMetricFamily("gslb_redis_reconnects", "Times the link to Redis came back after a failure.",
+                                         labels=["link"])
+        for name, link in links:
+            connected.add_metric([name], 1 if link.connected else 0)
+            reconnects.add_metric([name], link.reconnects)
+        yield connected
+        yield reconnects
 
     # -- configuration -------------------------------------------------------------------------------
     def _config(self, runtime: "Runtime") -> Iterator[Metric]:
@@ -172,6 +250,25 @@ class GslbCollector:
         entries.add_metric(["dropped"], querylog.dropped)
         entries.add_metric(["failed"], querylog.errors)
         yield entries
+
+
+    # -- the HTTP API --------------------------------------------------------------------------------
+    def _api(self, runtime: "Runtime") -> Iterator[Metric]:
+        api = runtime.api
+        if api is None:
+            return
+        failures = CounterMetricFamily("gslb_api_auth_failures", "Admin API calls refused before the token was "
+                                       "accepted: missing_token, wrong_token, throttled (429 during a backoff).",
+                                       labels=["reason"])
+        for reason, value in api.auth_failures.items():
+            failures.add_metric([reason], value)
+        yield failures
+        closed = CounterMetricFamily("gslb_api_connections_closed", "API connections closed or refused by the "
+                                     "server's limits: header_timeout, body_timeout, evicted (at the connection cap), "
+                                     "refused (at the cap, all busy), bad_request (unparsable HTTP).", labels=["reason"])
+        for reason, value in api.connections_closed.items():
+            closed.add_metric([reason], value)
+        yield closed
 
 
 def registry_for(runtime: "Runtime") -> CollectorRegistry:

@@ -2,20 +2,22 @@
 
 `Selector.select` is the seam between geography and load balancing: it takes the client's region
 (from geo), walks the record's precomputed region order, keeps the endpoints the health view says
-serve, and lets the record's policy choose among them. It reads only memory.
+serve, and lets the record's policy choose among them. It reads only memory, and changes nothing
+but the policy's own rotation: no logging, no other state (gslb/alerts.py notices a record with
+nothing healthy, from the health view, off the query path).
+
+`fork()` gives a selector whose policies are copies of this one's, made when a record is first
+asked for: what-if and explain run real selections through it without moving the live rotation.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Sequence
 
 from gslb.dynamic import DynamicRecord, Endpoint
 from gslb.health.status import ALWAYS_UP, HealthView, Status
-from gslb.policy import POLICIES, Policy
-
-log = logging.getLogger(__name__)
+from gslb.policy import Policy, build_policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,27 +29,44 @@ class Selection:
     servfail: bool = False
 
 
+class _Copies(dict[int, Policy]):
+    """Policies copied from live ones on first use (a fork asks for one or two records, so
+    copying all 100k up front would be waste)."""
+
+    def __init__(self, live: dict[int, Policy]) -> None:
+        super().__init__()
+        self._live = live
+
+    def __missing__(self, key: int) -> Policy:
+        copy = self[key] = self._live[key].fork()
+        return copy
+
+
 class Selector:
     """Selection for every dynamic record of a catalog, with one policy instance per record."""
 
-    def __init__(self, records: Sequence[DynamicRecord], health: HealthView = ALWAYS_UP) -> None:
+    def __init__(self, records: Sequence[DynamicRecord], health: HealthView = ALWAYS_UP,
+                 policies: dict[int, Policy] | None = None) -> None:
         self.health = health
-        self._policies: dict[int, Policy] = {id(r): POLICIES[r.policy]() for r in records}
+        self._policies: dict[int, Policy] = (
+            policies if policies is not None else {id(r): build_policy(r.policy, r.policy_options) for r in records})
         self._records = records  # keeps ids stable while the selector lives
-        self._all_down: set[int] = set()
-        # Views that can say "nothing is down or drained" in O(1) let the common case skip the
-        # per-endpoint filter (gslb/health/board.py keeps only non-UP endpoints in a dict).
-        self._everything_up = getattr(health, "everything_up", None)
+        # "Nothing is down or drained" in O(1) lets the common case skip the per-endpoint filter.
+        self._everything_up = health.everything_up
 
     def policy(self, record: DynamicRecord) -> Policy:
         return self._policies[id(record)]
+
+    def fork(self, health: HealthView | None = None) -> "Selector":
+        """A selector over the same records, reading `health` (default: the same view), whose
+        policies start as copies of this one's current state; using it changes nothing here."""
+        return Selector(self._records, self.health if health is None else health, _Copies(self._policies))
 
     def select(self, record: DynamicRecord, region: str | None, client_key: int = 0) -> Selection:
         check = record.check
         policy = self._policies[id(record)]
         count = record.answers
-        everything_up = self._everything_up
-        if everything_up is not None and everything_up() and not self._all_down:
+        if self._everything_up():
             candidate = record.regions_for(region)[0]  # the order holds only regions with pools
             pool = record.pools[candidate]
             return Selection(policy.pick(pool, count, client_key, self.health, check), candidate, candidate != region)
@@ -59,15 +78,8 @@ class Selector:
                 # drain: serve only when nothing else in the region is up
                 up = [e for e in pool if status(check, e.address) is Status.DRAIN]
             if up:
-                if self._all_down and id(record) in self._all_down:
-                    self._all_down.discard(id(record))
-                    log.info("%s: endpoints healthy again", record.path)
                 degraded = index > 0 or candidate != region or len(up) < len(pool)
                 return Selection(policy.pick(up, count, client_key, self.health, check), candidate, degraded)
-        if id(record) not in self._all_down:
-            self._all_down.add(id(record))
-            log.critical("%s: no healthy endpoint in any region; answering per when_all_down=%s",
-                         record.path, record.when_all_down if isinstance(record.when_all_down, str) else "list")
         how = record.when_all_down
         if how == "servfail":
             return Selection((), None, True, all_down=True, servfail=True)
@@ -76,8 +88,9 @@ class Selector:
             # except those an operator set `down`, which must not serve in any case.
             forced_down = self.health.forced_down
             for candidate in record.regions_for(region):
-                pool = [e for e in record.pools[candidate] if not forced_down(check, e.address)]
-                if pool:
-                    return Selection(policy.pick(pool, count, client_key, self.health, check), candidate, True, all_down=True)
+                allowed = [e for e in record.pools[candidate] if not forced_down(check, e.address)]
+                if allowed:
+                    return Selection(policy.pick(allowed, count, client_key, self.health, check), candidate, True,
+                                     all_down=True)
             return Selection((), None, True, all_down=True)
         return Selection(how, None, True, all_down=True)  # type: ignore[arg-type]

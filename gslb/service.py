@@ -12,118 +12,21 @@ import gc
 import logging
 import signal
 import sys
-import time
-from dataclasses import dataclass, field
 
 from gslb.alerts import Alerts
 from gslb.api import Api, token_source
-from gslb.config.catalog import collector_paused, load_catalog
-from gslb.config.problems import Problem
-from gslb.dns.answer import AnswerSettings, Answerer
-from gslb.dns.dynamic_answer import DynamicAnswers
-from gslb.dns.fastpath import FastPath
+from gslb.build import Loaded, assemble, build, load, open_geo, read  # noqa: F401 - load, read, assemble, open_geo: re-exported for old callers
+from gslb.dns import udpio
 from gslb.dns.server import DnsServer, Listener
-from gslb.geo import GeoDatabase, GeoDataError
-from gslb.health.monitor import HealthMonitor
-from gslb.health.status import HealthView
-from gslb.health_stats import CountingBoard
 from gslb.names import to_text
 from gslb.querylog import QueryLog
 from gslb.reload import Reloader
-from gslb.selection import Selector
+from gslb.runtime import Runtime, run_event_loop  # noqa: F401 - run_event_loop: re-exported for cli
 from gslb.settings import ServerSettings
-from gslb.stats import QueryStats
+from gslb.workers import QueryLogTotals, Ready, WorkerPool
 from gslb.zone import Catalog
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    catalog: Catalog
-    answerer: Answerer
-    selector: Selector
-    geo: GeoDatabase
-    health: HealthMonitor | None  # probes, rise/fall board, admin overrides; started by serve(). None
-    # when built over a board someone else feeds (a replica answering from a copy of the health state)
-
-
-def open_geo(settings: ServerSettings) -> tuple[GeoDatabase | None, list[Problem]]:
-    try:
-        return GeoDatabase.open(settings.geoip_file), []
-    except GeoDataError as error:
-        return None, [Problem("", "", str(error))]
-
-
-def read(settings: ServerSettings, geo: GeoDatabase | None = None) -> tuple[Catalog | None, GeoDatabase | None, list[Problem]]:
-    """The validated zones (and the GeoIP database, opened unless given). Touches no live state,
-    so a reload runs it in a worker thread."""
-    if geo is None:
-        geo, problems = open_geo(settings)
-        if geo is None:
-            return None, None, problems
-    catalog, problems = load_catalog(settings.zones, geo=geo, region_compile=settings.region_compile)
-    return catalog, geo, problems
-
-
-def assemble(
-    settings: ServerSettings,
-    catalog: Catalog,
-    geo: GeoDatabase,
-    *,
-    stats: QueryStats | None = None,
-    health: HealthMonitor | None = None,
-    board: HealthView | None = None,
-    querylog: QueryLog | None = None,
-) -> tuple[Loaded | None, list[Problem]]:
-    """Everything the DNS side needs around a catalog. A reload passes the running `health`
-    monitor (kept endpoints keep their state) and the running `stats` (counters continue); a
-    `--workers` replica passes the `board` it is fed instead. Neither: a new monitor and board."""
-    with collector_paused():
-        return _assemble(settings, catalog, geo, stats=stats, health=health, board=board, querylog=querylog)
-
-
-def _assemble(
-    settings: ServerSettings,
-    catalog: Catalog,
-    geo: GeoDatabase,
-    *,
-    stats: QueryStats | None,
-    health: HealthMonitor | None,
-    board: HealthView | None,
-    querylog: QueryLog | None,
-) -> tuple[Loaded | None, list[Problem]]:
-    records = [r for zone in catalog.zones for node in zone.nodes.values() for r in node.dynamic.values()]
-    if health is None and board is None:
-        health = HealthMonitor(CountingBoard(), settings.state)  # reads the admin state file now, before any query
-    if health is not None:
-        health_problems = health.apply(catalog)
-        if health_problems:
-            return None, health_problems
-        board = health.board
-    assert board is not None
-    selector = Selector(records, board)
-    dynamic = DynamicAnswers(selector)  # GSLB answers: gslb.resolve's decisions over this selector
-    answerer = Answerer(catalog, AnswerSettings(node_name=settings.node_name), dynamic, stats=stats)
-    answerer.fast = FastPath(catalog, dynamic.resolver, answerer.settings.edns_udp_size)
-    answerer.querylog = querylog
-    return Loaded(catalog, answerer, selector, geo, health), []
-
-
-def load(
-    settings: ServerSettings,
-    geo: GeoDatabase | None = None,
-    *,
-    stats: QueryStats | None = None,
-    health: HealthMonitor | None = None,
-    board: HealthView | None = None,
-    querylog: QueryLog | None = None,
-) -> tuple[Loaded | None, list[Problem]]:
-    """Everything the DNS side needs, validated; None with every problem when anything is wrong."""
-    catalog, geo, problems = read(settings, geo)
-    if catalog is None or geo is None:
-        return None, problems
-    return assemble(settings, catalog, geo, stats=stats, health=health, board=board, querylog=querylog)
 
 
 def example_query(catalog: Catalog) -> str:
@@ -138,25 +41,6 @@ def example_query(catalog: Catalog) -> str:
             if wanted in node.rrsets and name != zone.origin:
                 return f"{to_text(name)} {text}"
     return f"{to_text(zone.origin)} SOA"
-
-
-@dataclass
-class Runtime:
-    """A running server's parts, for the API and the metrics. `loaded` changes on reload."""
-
-    settings: ServerSettings
-    server: DnsServer
-    reloader: Reloader
-    stats: QueryStats
-    querylog: QueryLog | None = None
-    alerts: Alerts | None = None
-    api: Api | None = None
-    listeners: list[Listener] = field(default_factory=list)
-    started_at: float = field(default_factory=time.time)
-
-    @property
-    def loaded(self) -> Loaded:
-        return self.reloader.current
 
 
 async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event | None = None) -> int:
@@ -180,14 +64,14 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
         print(f"gslb: {problem}", file=sys.stderr)
         return 1
 
-    server = DnsServer(loaded.answerer, settings.tcp, reuse_port=settings.workers > 1)
+    server = DnsServer(loaded.answerer, settings.tcp, reuse_port=settings.workers > 1, rrl=settings.rrl,
+                       udp_io=settings.udp_io)
     reloader = Reloader(
         server, loaded, zones_dir=settings.zones, geoip_file=settings.geoip_file,
-        read=lambda geo: read(settings, geo),
-        assemble=lambda catalog, geo: assemble(settings, catalog, geo, stats=stats, health=loaded.health,
-                                               querylog=querylog),
+        build=lambda geo: build(settings, geo, stats=stats, health=loaded.health, querylog=querylog),
     )
     runtime = Runtime(settings, server, reloader, stats, querylog)
+    pool: WorkerPool | None = None
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
@@ -196,6 +80,8 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
             reloader.request("SIGHUP")
             if querylog is not None:
                 querylog.reopen()
+                if pool is not None:
+                    pool.reopen()
 
         loop.add_signal_handler(signal.SIGHUP, hangup)  # before anything is printed: a test may send it next
 
@@ -213,16 +99,17 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
         print("gslb: no listener could be bound; pass --listen HOST:PORT", file=sys.stderr)
         return 1
     runtime.listeners = bound
-    pool = publisher = None
+    publisher = None
     if settings.workers > 1:
-        from gslb.workers import WorkerPool
-
-        # The extra workers bind the ports this process got (port 0 resolved) and answer from a
-        # copy of this process's health board; a successful reload here reloads them too.
-        pool = WorkerPool(settings, bound, settings.workers)
+        # The extra workers bind the ports this process got (port 0 resolved), answer from a copy
+        # of this process's health board, build each generation this process serves, and report
+        # their counters and query-log totals back (gslb/workers.py).
+        workers = pool = WorkerPool(settings, bound, settings.workers, Ready(reloader.generation, reloader.files), stats)
         if loaded.health is not None:
-            publisher = asyncio.create_task(pool.run_publisher(loaded.health.board))
-        reloader.listeners.append(lambda _loaded: pool.reload())
+            publisher = asyncio.create_task(workers.run_publisher(loaded.health.board))
+        reloader.listeners.append(lambda _loaded: workers.announce(Ready(reloader.generation, reloader.files)))
+        if querylog is not None:
+            runtime.querylog = QueryLogTotals(querylog, workers)
     api = None
     if settings.api is not None:
         api = Api(runtime, tokens)
@@ -238,16 +125,19 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
                 return 1
             log.warning("default API address %s not available (%s); no API (pass --api HOST:PORT)", settings.api, reason)
             api = None
-    for listener in bound:
-        print(f"gslb: listening on {listener} (udp, tcp)", flush=True)
+    lines = [f"gslb: udp: {udpio.describe(server.udp_io)}"]
+    lines += [f"gslb: listening on {listener} (udp, tcp)" for listener in bound]
     if pool is not None:
-        print(f"gslb: {settings.workers} worker processes share the listeners", flush=True)
+        lines.append(f"gslb: {settings.workers} worker processes share the listeners")
     if api is not None:
-        print(f"gslb: API on {api.url}", flush=True)
+        lines.append(f"gslb: API on {api.url}")
     first = bound[0]
     port = f" -p {first.port}" if first.port != 53 else ""
     host = first.host if first.host not in ("0.0.0.0", "::") else "127.0.0.1"
-    print(f"gslb: try: dig @{host}{port} {example_query(loaded.catalog)}", flush=True)
+    lines.append(f"gslb: try: dig @{host}{port} {example_query(loaded.catalog)}")
+    # One write, newline included (unbuffered, print would write its `end` apart): a reader that
+    # stops at the listeners' lines has read every start-up line.
+    print("\n".join(lines) + "\n", end="", flush=True)
 
     if loaded.health is not None:
         await loaded.health.start()
@@ -276,13 +166,3 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
         if querylog is not None:
             await asyncio.to_thread(querylog.stop)
     return 0
-
-
-def run_event_loop(coroutine) -> int:  # type: ignore[no-untyped-def]
-    """uvloop when installed (about a third of the per-query cost of asyncio's loop), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
-

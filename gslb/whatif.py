@@ -2,28 +2,27 @@
 
 A failure drill without an outage: `gslb explain --assume-down eu` and `/explain?...&down=eu`
 evaluate the query against an overlay of the health view that reports those endpoints DOWN,
-through a Selector and Answerer of their own, so nothing live changes (not the board, not the
-policies' rotation, not the query counters). "Down" here means what a failed probe means: when
+through an Answerer of their own over a fork of the live Selector (its policies copied, with
+their state, when first used), so nothing live changes: not the board, not the policies'
+rotation, not the query counters. Without `down` it is the same fork over the live view: the
+answer is the one the next query would get. "Down" here means what a failed probe means: when
 every endpoint of a record is down, `when_all_down` applies as it would for real.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import logging
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from gslb.dns.answer import Answerer
 from gslb.dns.dynamic_answer import DynamicAnswers
 from gslb.explain import Explanation, explain
 from gslb.health.status import HealthView, Status
-from gslb.selection import Selector
 from gslb.stats import QueryStats
 
 if TYPE_CHECKING:
     from gslb.dynamic import DynamicRecord
-    from gslb.service import Loaded
+    from gslb.build import Loaded
     from gslb.zone import Catalog
 
 
@@ -51,6 +50,13 @@ class AssumeDown:
 
     def forced_down(self, check: str | None, address: str) -> bool:
         return self.view.forced_down(check, address)
+
+    def everything_up(self) -> bool:
+        return not self.addresses and self.view.everything_up()
+
+    @property
+    def version(self) -> int:
+        return self.view.version
 
 
 def dynamic_records(catalog: "Catalog") -> list["DynamicRecord"]:
@@ -90,32 +96,15 @@ def resolve(catalog: "Catalog", names: Iterable[str]) -> frozenset[str]:
 
 
 def answerer_assuming(loaded: "Loaded", down: frozenset[str]) -> Answerer:
-    """An Answerer over the live catalog and health that counts into a throwaway QueryStats and
-    logs no queries; with `down`, over a Selector of its own that sees those endpoints DOWN."""
+    """An Answerer over the live catalog that counts into a throwaway QueryStats and logs no
+    queries, over a fork of the live Selector (copies of its policies): with `down`, seeing those
+    endpoints DOWN."""
     live = loaded.answerer
+    health: HealthView = loaded.selector.health
     if down:
-        selector = Selector(dynamic_records(loaded.catalog), AssumeDown(loaded.selector.health, down))
-        dynamic = DynamicAnswers(selector)
-    else:
-        dynamic = live.dynamic
+        health = AssumeDown(health, down)
+    dynamic = DynamicAnswers(loaded.selector.fork(health))
     return Answerer(loaded.catalog, live.settings, dynamic, stats=QueryStats())
-
-
-class _Silence(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return False
-
-
-@contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    """A hypothetical all-down must not log the CRITICAL line a real one does."""
-    logger = logging.getLogger(logger_name)
-    silence = _Silence()
-    logger.addFilter(silence)
-    try:
-        yield
-    finally:
-        logger.removeFilter(silence)
 
 
 def explain_assuming(loaded: "Loaded", name: str, rtype: str = "A", *, client: str | None = None,
@@ -123,8 +112,4 @@ def explain_assuming(loaded: "Loaded", name: str, rtype: str = "A", *, client: s
     """`gslb.explain.explain` against the live state, or against it with `down` taken down.
     Raises ExplainError or AssumeDownError with a message naming the bad field."""
     addresses = resolve(loaded.catalog, down) if down else frozenset()
-    answerer = answerer_assuming(loaded, addresses)
-    if not addresses:
-        return explain(answerer, name, rtype, client=client, subnet=subnet)
-    with _quiet("gslb.selection"):
-        return explain(answerer, name, rtype, client=client, subnet=subnet)
+    return explain(answerer_assuming(loaded, addresses), name, rtype, client=client, subnet=subnet)

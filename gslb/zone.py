@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Mapping
+from ipaddress import IPv4Address, IPv6Address
+from typing import TYPE_CHECKING, Mapping, Protocol
 
 from dnslib import RR
 
@@ -17,8 +18,32 @@ from gslb.names import Name, is_subdomain, to_text
 
 if TYPE_CHECKING:
     from gslb.dynamic import DynamicRecord
-    from gslb.geo import RegionMap
+    from gslb.geo.facts import GeoFacts
+    from gslb.geo.rules import RegionRules
     from gslb.health.checks import Check
+
+
+class Placed(Protocol):
+    """Where a client goes (gslb/geo/locator.py's Placement): the region, the ECS scope, and why."""
+
+    @property
+    def region(self) -> str | None: ...
+    @property
+    def scope_prefix(self) -> int: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def facts(self) -> "GeoFacts | None": ...
+
+
+class RegionLocator(Protocol):
+    """What answering asks of a zone's region locator (gslb/geo/locator.py's Locator), built for
+    the zone's `region_rules` by the build step (gslb.geo.locate_catalog) before it serves."""
+
+    @property
+    def rules(self) -> "RegionRules": ...
+    def locate(self, address: IPv4Address | IPv6Address) -> Placed: ...
+    def place(self, address: IPv4Address | IPv6Address) -> tuple[str | None, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +92,9 @@ class Zone:
     nonterminals: frozenset[Name]
     referrals: Mapping[Name, Referral]  # delegation point -> referral
     apex_glue: tuple[RRset, ...]  # A/AAAA of in-zone name servers, for NS answers
-    region_map: "RegionMap | None" = None
+    region_map: RegionLocator | None = None  # set by the build step (gslb.geo.locate_catalog), not by config
     checks: Mapping[str, "Check"] = field(default_factory=lambda: MappingProxyType({}))  # health checks by name
+    region_rules: "RegionRules | None" = None  # regions:, subnets:, default_region:, validated
 
     @property
     def label(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -13,8 +14,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Region tables compiled by the servers the tests start go to a directory of this run, not the
-# user's ~/.cache/gslb (inherited by every subprocess; a test may still point it elsewhere).
-os.environ.setdefault("GSLB_CACHE_DIR", tempfile.mkdtemp(prefix="gslb-test-cache-"))
+# user's ~/.cache/gslb (inherited by every subprocess; a test may still point it elsewhere). It
+# is removed when the run ends (pytest_unconfigure), once every server has stopped.
+_RUN_CACHE_DIR: str | None = None
+if "GSLB_CACHE_DIR" not in os.environ:
+    _RUN_CACHE_DIR = tempfile.mkdtemp(prefix="gslb-test-cache-")
+    os.environ["GSLB_CACHE_DIR"] = _RUN_CACHE_DIR
 
 from dnsserver import (  # noqa: E402
     EXAMPLE_ZONES,
@@ -27,6 +32,11 @@ NODE_NAME = "wire-node-1"
 IPV6 = ipv6_loopback_works()
 
 StartServer = Callable[..., GslbProcess]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _RUN_CACHE_DIR is not None:
+        shutil.rmtree(_RUN_CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

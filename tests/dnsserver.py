@@ -104,10 +104,14 @@ def frame(message: bytes) -> bytes:
 class TcpStream:
     """One TCP connection to the server, read and written in whole DNS messages."""
 
-    def __init__(self, host: str, port: int, timeout: float = 2.0) -> None:
+    def __init__(self, host: str, port: int, timeout: float = 2.0, source: str | None = None) -> None:
+        """`source`: the local address to connect from (any 127.0.0.0/8 address works on Linux),
+        for tests that need several client addresses."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
+        if source is not None:
+            self.sock.bind((source, 0))
         self.sock.connect((host, port))
         self._buffer = b""
 
@@ -248,8 +252,8 @@ class DnsClient:
             return self.send_tcp_raw(packet, timeout)
         return self.send_udp(packet, timeout)
 
-    def tcp(self, timeout: float = 2.0) -> TcpStream:
-        return TcpStream(self.host, self.port, timeout)
+    def tcp(self, timeout: float = 2.0, source: str | None = None) -> TcpStream:
+        return TcpStream(self.host, self.port, timeout, source)
 
 
 # -- the server process ----------------------------------------------------------------------

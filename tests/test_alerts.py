@@ -160,3 +160,45 @@ async def test_a_running_server_alerts_on_servfail_and_an_unhealthy_record(tmp_p
         assert status["alerts"]["servfail"]["alerting"] is True
     finally:
         server.stop()
+
+
+def test_a_record_with_nothing_healthy_is_one_critical_line_from_alerts_and_its_recovery_one_info(loaded, caplog):
+    caplog.set_level(logging.INFO)
+    alerts = Alerts(AlertThresholds(healthy_below=0.0), lambda: loaded, loaded.answerer.stats)
+    alerts.check()
+    down(loaded, "192.0.2.31")  # api's only endpoint
+    for _ in range(3):
+        alerts.check()
+        # Queries while it lasts log nothing: selection is pure.
+        assert loaded.selector.select(next(r for r in records(loaded) if r.path == "records.api"), "eu").all_down
+    assert alert_lines(caplog) == [("CRITICAL", "api.alert.test. A: no healthy endpoint in any region; "
+                                                "answering per when_all_down=all")]
+    assert alerts.records["api.alert.test. A"].all_down and not alerts.records[WWW].all_down
+    down(loaded)
+    alerts.check()
+    assert alert_lines(caplog) == [("INFO", "api.alert.test. A: endpoints healthy again")]
+    assert [r for r in caplog.records if r.name == "gslb.selection"] == []
+
+
+def test_records_are_evaluated_again_only_when_health_or_the_configuration_changed(loaded):
+    alerts = Alerts(AlertThresholds(), lambda: loaded, loaded.answerer.stats)
+    alerts.check()
+    first = alerts.records
+    alerts.check()
+    assert alerts.records is first  # the health view's version did not move: nothing to look at
+    down(loaded, "192.0.2.11")
+    alerts.check()
+    assert alerts.records is not first and alerts.records[WWW].healthy == 3
+
+
+def test_alert_times_in_status_are_iso_8601(loaded):
+    alerts = Alerts(AlertThresholds(), lambda: loaded, loaded.answerer.stats)
+    down(loaded, "192.0.2.11", "192.0.2.12", "192.0.2.13")
+    alerts.check()
+    record, = [r for r in alerts.as_dict()["records"] if r["record"] == WWW]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", record["since"]), record
+    assert alerts.as_dict()["servfail"]["since"] is None
+
+
+def records(loaded):  # type: ignore[no-untyped-def]
+    return [r for zone in loaded.catalog.zones for node in zone.nodes.values() for r in node.dynamic.values()]

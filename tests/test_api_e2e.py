@@ -295,3 +295,56 @@ async def test_the_token_can_come_from_the_environment(zones, http, tmp_path, mo
         assert (tmp_path / "state.yaml").read_text().strip().endswith("127.0.0.112: drain")
     finally:
         server.stop()
+
+
+async def test_status_has_region_health_routes_per_continent_and_recent_changes(api, http, sites):
+    server, url, _ = api
+
+    async def document() -> dict:
+        return (await get_json(http, f"{url}/status"))[1]
+
+    async def eu_is(word: str) -> dict | None:
+        body = await document()
+        return body if body["regions"]["ops.test."]["regions"]["eu"]["health"] == word else None
+
+    body = await eventually(lambda: eu_is("up"), 3, "eu up")
+    eu = body["regions"]["ops.test."]["regions"]["eu"]
+    assert eu["location"] == [50.11, 8.68] and eu["counts"] == {"UP": 3, "DRAIN": 0, "DOWN": 0}
+    assert eu["endpoints"] == [["web", "127.0.0.111"], ["web", "127.0.0.112"], ["web", "127.0.0.113"]]
+    europe = body["routing"]["ops.test."]["EU"]
+    assert europe["region"] == "eu" and europe["rule"].startswith("nearest eu")
+    assert europe["records"]["www.ops.test. A"] == {"region": "eu", "all_down": False}
+    sites.stop("127.0.0.111")
+    try:
+        body = await eventually(lambda: eu_is("degraded"), 3, "eu degraded")
+        europe = body["routing"]["ops.test."]["EU"]
+        assert europe["records"]["www.ops.test. A"] == {"region": "us-east", "all_down": False}  # fell back
+        assert europe["records"]["pair.ops.test. A"] == {"region": "eu", "all_down": False}
+        change = body["recent"]["health_changes"][0]
+        assert (change["check"], change["address"], change["from"], change["to"]) == ("web", "127.0.0.111", "UP", "DOWN")
+        assert change["reason"].startswith("after 2 failures") and change["at"].endswith("Z")
+        assert await ask_async(server, "www.ops.test", EU) == ("NOERROR", ["127.0.0.121"])  # DNS agrees
+    finally:
+        sites.http("127.0.0.111")
+    await eventually(lambda: eu_is("up"), 3, "eu up again")
+    for _ in range(20):
+        ask(server, "hello.ops.test", rdtype="TXT")
+
+    async def counted() -> dict | None:
+        traffic = (await document())["recent"]["traffic"]
+        return traffic if traffic["by_rcode"].get("NOERROR", 0) > 0 else None
+
+    traffic = await eventually(counted, 4, "queries counted in the rates", interval=0.3)
+    assert traffic["qps"] > 0 and traffic["by_region"] and traffic["history"]
+    reloads = (await document())["recent"]["reloads"]
+    assert reloads[-1]["reason"] == "start" and reloads[-1]["ok"] is True
+
+
+async def test_status_is_compact_json_unless_pretty_is_asked(api, http):
+    _, url, _ = api
+    async with http.get(f"{url}/status") as response:
+        compact = await response.text()
+    async with http.get(f"{url}/status?pretty") as response:
+        pretty = await response.text()
+    assert "\n" not in compact.strip() and pretty.count("\n") > 10
+    assert json.loads(compact)["zones"] == json.loads(pretty)["zones"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -85,6 +86,16 @@ def test_an_unreadable_token_file_stops_the_start(tmp_path):
     assert f"gslb: api token file {tmp_path / 'missing'}: cannot read it (No such file or directory)" in result.stderr
 
 
+def test_a_fifo_as_the_token_file_is_refused_at_once_not_waited_on(tmp_path):
+    fifo = tmp_path / "token"
+    os.mkfifo(fifo)  # open() on a FIFO blocks until a writer comes: the server must not wait
+    result = run_gslb("serve", "--zones", str(EXAMPLE_ZONES), "--geoip", str(TEST_GEOIP), "--listen", "127.0.0.1:0",
+                      "--api", "127.0.0.1:0", "--api-token-file", str(fifo))
+    assert result.returncode == 1
+    assert f"gslb: api token file {fifo}: cannot read it" in result.stderr and "FIFO" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_the_api_url_is_printed_with_the_real_port(tmp_path):
     server = GslbProcess.start(EXAMPLE_ZONES, log_dir=tmp_path, probe_name="gslb.example.com.",
                                extra=["--api", "127.0.0.1:0"])
@@ -103,7 +114,7 @@ def explain(*args: str) -> subprocess.CompletedProcess:
 
 def test_explain_assume_down_shows_where_a_client_would_go():
     # The example zone sends 198.18.0.0/15 to us-east by a subnet rule: its pool, unless it is down.
-    us_east = {"198.51.100.10", "198.51.100.11"}
+    us_east = {"127.0.0.11", "127.0.0.12"}
     normal = json.loads(explain("app.gslb.example.com", "--subnet", "198.18.0.0/24", "--json").stdout)
     assert normal["region"] == "us-east" and set(normal["answer"]) <= us_east and normal["answer"]
     drill = explain("app.gslb.example.com", "--subnet", "198.18.0.0/24", "--json", "--assume-down", "us-east")
@@ -111,9 +122,9 @@ def test_explain_assume_down_shows_where_a_client_would_go():
     result = json.loads(drill.stdout)
     assert result["assume_down"] == ["us-east"] and result["region"] == "us-east"
     assert result["answer"] and not set(result["answer"]) & us_east
-    text = explain("app.gslb.example.com", "--subnet", "198.18.0.0/24", "--assume-down", "198.51.100.10").stdout
-    assert text.startswith("assume:  198.51.100.10 down (what if; live state unchanged)\n")
-    assert "answer:  198.51.100.11 (ttl " in text
+    text = explain("app.gslb.example.com", "--subnet", "198.18.0.0/24", "--assume-down", "127.0.0.11").stdout
+    assert text.startswith("assume:  127.0.0.11 down (what if; live state unchanged)\n")
+    assert "answer:  127.0.0.12 (ttl " in text
 
 
 @pytest.mark.parametrize("down, message", [
@@ -123,3 +134,27 @@ def test_explain_assume_down_shows_where_a_client_would_go():
 def test_explain_assume_down_names_what_it_does_not_know(down, message):
     result = explain("app.gslb.example.com", "--assume-down", down)
     assert result.returncode == 2 and result.stderr.strip() == message
+
+
+# -- api_limits: -----------------------------------------------------------------------------------
+
+def test_api_limits_come_from_the_config_file_with_durations(tmp_path):
+    config = tmp_path / "gslb.yaml"
+    config.write_text("api_limits: {max_connections: 64, header_timeout: 500ms, body_timeout: 3s, auth_window: 30}\n")
+    settings, problems = load_settings(config, {})
+    assert problems == []
+    limits = settings.api_limits
+    assert (limits.max_connections, limits.header_timeout, limits.body_timeout, limits.auth_window) == (64, 0.5, 3.0, 30.0)
+    assert (limits.max_body, limits.max_json_depth) == (65536, 32)  # the defaults for the rest
+
+
+def test_bad_api_limits_are_reported_with_their_key_paths(tmp_path):
+    config = tmp_path / "gslb.yaml"
+    config.write_text("api_limits: {max_body: -1, header_timeout: soon, colour: red}\n")
+    _, problems = load_settings(config, {})
+    assert [str(p) for p in problems] == [
+        f"{config}: api_limits.max_body: must be a whole number >= 1, got -1",
+        f"{config}: api_limits.header_timeout: must be a duration > 0 (seconds, or like 10s or 500ms), got 'soon'",
+        f"{config}: api_limits.colour: unknown setting; expected one of max_body, max_json_depth, header_timeout, "
+        "body_timeout, max_connections, auth_failures, auth_window, auth_backoff, auth_backoff_max",
+    ]

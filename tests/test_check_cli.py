@@ -6,6 +6,7 @@ below is `file: key.path: message`, as STYLE.md section 2 describes.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -19,14 +20,15 @@ TIMEOUT = 20
 RECORDS = "records.yaml"
 EXPECTED = [
     ("duplicate.yaml", "", "YAML error at line 6, column 3: duplicate key 'www'"),
-    ("syntax.yaml", "", "YAML error at line 6, column 7: "),  # the wording after it is libyaml's or PyYAML's
+    # The `{` opened on line 5 is never closed; the parser notices on line 6, the mistake is on 5.
+    ("syntax.yaml", "", "YAML error at line 5, column 8: this flow mapping is not closed ("),
     ("no-origin.yaml", "origin", "missing; set the zone's name, like 'gslb.example.com.'"),
     (RECORDS, "colour", "unknown key; expected one of"),
     (RECORDS, "records.bad-ip.value", "must be an IPv4 address, got '192.0.2.300'"),
     (RECORDS, "records.bad-ip6.value", "must be an IPv6 address, got '2001:db8::g'"),
     (RECORDS, "records.list-ip.values[1]", "must be an IPv4 address, got '10.0.0'"),
     (RECORDS, "records.weird.type", "must be one of A, AAAA, CNAME, MX, TXT, SRV, CAA, PTR, NS, got 'BOGUS'"),
-    (RECORDS, "records.extra.weight", "unknown key for a"),
+    (RECORDS, "records.extra.weight", "unknown key for an A record"),
     (RECORDS, "records.rel.value", "'www' must be fully qualified, ending in '.'"),
     (RECORDS, "records.both[0]", "a CNAME cannot stand beside other records at the same name"),
     (RECORDS, "records.neg-ttl[0].ttl", "ttl must be an integer from 0 to 2147483647, got -5"),
@@ -120,7 +122,7 @@ records:
     file = zones / "lone.example.yaml"
     assert problem_lines(result.stderr) == [
         f"{file}: records.www.ttl: ttl must be an integer from 0 to 2147483647, got "
-        + (repr(ttl) if ttl == "forever" else ttl)
+        + (repr(ttl) + "; durations like 30s, 5m, 1h, 1d work too" if ttl == "forever" else ttl)
     ]
 
 
@@ -197,3 +199,159 @@ def test_serve_on_an_address_in_use_exits_1_with_one_line(kind):
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"gslb: cannot listen on 127.0.0.1:{port}: Address already in use"]
     assert "listening on" not in result.stdout
+
+
+# -- hostile and mistaken zone files (issue 11 items 5, 6, 8; issue 13 rough edge 7) ------------
+
+LONE = "lone.example.yaml"
+
+
+def lone_zone(records: str, head: str = "") -> str:
+    return f"origin: lone.example.\nns: [ns1.example.net.]\n{head}records:\n{records}"
+
+
+def check_one(tmp_path: Path, text: str) -> tuple[subprocess.CompletedProcess, Path]:
+    zones = write_zone(tmp_path / "zones", text)
+    return run_gslb("check", "--zones", str(zones), "--geoip", str(TEST_GEOIP)), zones / LONE
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """478 bytes of this (7 levels) once made a 34.7 MB one-line error and a 34.7 MB /status."""
+    parts = ['&l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    parts += [f"&l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "origin: lone.example.\nns: [ns1.example.net.]\nttl: [" + ", ".join(parts) + "]\nrecords: {}\n"
+
+
+@pytest.mark.parametrize("levels", [7, 9])
+def test_check_refuses_a_yaml_alias_bomb_with_one_short_line(tmp_path, levels):
+    result, file = check_one(tmp_path, billion_laughs(levels))
+    assert result.returncode == 1
+    assert len(result.stderr) < 400, f"{len(result.stderr)} bytes of stderr"
+    assert problem_lines(result.stderr) == [
+        (f"{file}: YAML error at line 3, column 202: aliases here repeat more than 10,000 nodes (an alias bomb?); "
+         "write the values out or use fewer aliases")]
+
+
+def test_serve_refuses_a_yaml_alias_bomb_at_once(tmp_path):
+    zones = write_zone(tmp_path / "zones", billion_laughs(9))
+    result = run_gslb("serve", "--zones", str(zones), "--geoip", str(TEST_GEOIP), "--listen", "127.0.0.1:0",
+                      "--api", "off")
+    assert result.returncode == 1
+    (line,) = problem_lines(result.stderr)
+    assert line.startswith(f"{zones / LONE}: YAML error at line 3, column 202: aliases here repeat") and len(line) < 300
+    assert "listening" not in result.stdout
+
+
+def test_a_long_value_is_echoed_cut_to_80_characters(tmp_path):
+    value = "10.0.0." + "9" * 5000
+    result, file = check_one(tmp_path, lone_zone(f"  www: {{type: A, value: '{value}'}}\n"
+                                                  f"  big: {{type: A, value: 192.0.2.1, ttl: [{', '.join(['1'] * 5000)}]}}\n"))
+    shown_value = repr(value)[:77] + "..."
+    assert problem_lines(result.stderr) == [
+        f"{file}: records.www.value: must be an IPv4 address, got {shown_value}",
+        (f"{file}: records.big.ttl: ttl must be an integer from 0 to 2147483647, got "
+         "[1, 1, 1, 1, 1, 1, ...]"),
+    ]
+
+
+def test_check_refuses_cname_loops_inside_a_zone_naming_the_chain(tmp_path):
+    result, file = check_one(tmp_path, lone_zone(
+        "  a: {type: CNAME, value: b.lone.example.}\n"
+        "  b: {type: CNAME, value: A.Lone.Example.}\n"  # names compare case-insensitively
+        "  self: {type: CNAME, value: self.lone.example.}\n"
+        "  into: {type: CNAME, value: a.lone.example.}\n"  # leads into the a/b loop: reported there
+        "  out: {type: CNAME, value: www.elsewhere.example.}\n"
+        "  ok: {type: CNAME, value: www.lone.example.}\n"
+        "  www: {type: A, value: 192.0.2.1}\n"))
+    assert result.returncode == 1
+    assert problem_lines(result.stderr) == [
+        (f"{file}: records.a: CNAME loop a.lone.example. -> b.lone.example. -> a.lone.example.; "
+         "a chain of CNAMEs must end at a name with records"),
+        (f"{file}: records.self: CNAME loop self.lone.example. -> self.lone.example.; "
+         "a chain of CNAMEs must end at a name with records"),
+    ]
+
+
+def test_a_cname_chain_that_ends_is_fine(tmp_path):
+    result, _ = check_one(tmp_path, lone_zone(
+        "  a: {type: CNAME, value: b.lone.example.}\n"
+        "  b: {type: CNAME, value: c.lone.example.}\n"
+        "  c: {type: A, value: 192.0.2.1}\n"))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("rtype", "value", "article"), [
+    ("A", "192.0.2.1", "an A"), ("AAAA", "2001:db8::1", "an AAAA"), ("CNAME", "x.example.", "a CNAME"),
+    ("MX", "10 mx.example.", "an MX"), ("TXT", "hi", "a TXT"), ("SRV", "1 1 1 x.example.", "an SRV"),
+    ("CAA", '0 issue "ca.example"', "a CAA"), ("PTR", "x.example.", "a PTR"), ("NS", "ns.example.", "an NS"),
+])
+def test_unknown_key_message_has_the_right_article(tmp_path, rtype, value, article):
+    result, file = check_one(tmp_path, lone_zone(f"  sub:\n    type: {rtype}\n    value: '{value}'\n    colour: red\n"))
+    assert problem_lines(result.stderr)[0] == (
+        f"{file}: records.sub.colour: unknown key for {article} record; "
+        "expected one of type, value, values, ttl (or pools for a GSLB record)")
+
+
+@pytest.mark.parametrize("ttl", ["30s", "5m", "1h", "1d", "1h30m", "300", "'300'", "0"])
+def test_check_accepts_durations_for_ttls_as_for_check_intervals(tmp_path, ttl):
+    result, _ = check_one(tmp_path, lone_zone(
+        f"  www: {{type: A, value: 192.0.2.7, ttl: {ttl}}}\n", head=f"ttl: {ttl}\nsoa: {{refresh: 1h, expire: 2w}}\n"))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("ttl", "message"), [
+    ("1.5s", "ttl must be an integer from 0 to 2147483647, got '1.5s'; durations like 30s, 5m, 1h, 1d work too"),
+    ("500ms", "ttl must be an integer from 0 to 2147483647, got '500ms'; durations like 30s, 5m, 1h, 1d work too"),
+    ("100000d", "ttl must be from 0 to 2147483647 seconds, got '100000d' (8640000000 seconds)"),
+])
+def test_a_ttl_that_is_no_whole_second_duration_is_refused(tmp_path, ttl, message):
+    result, file = check_one(tmp_path, lone_zone(f"  www: {{type: A, value: 192.0.2.7, ttl: {ttl}}}\n"))
+    assert problem_lines(result.stderr) == [f"{file}: records.www.ttl: {message}"]
+
+
+def test_a_yaml_key_without_its_colon_is_reported_on_its_own_line(tmp_path):
+    result, file = check_one(tmp_path, lone_zone("  www\n  mail: {type: A, value: 192.0.2.2}\n"))
+    (line,) = problem_lines(result.stderr)
+    assert line.startswith(f"{file}: YAML error at line 4: a ':' is missing at the end of this line"), line
+
+
+def test_check_refuses_a_sparse_3gb_zone_file_at_once_without_reading_it(tmp_path):
+    zones = write_zone(tmp_path / "zones", lone_zone("  www: {type: A, value: 192.0.2.7}\n"))
+    with (zones / "x.yaml").open("wb") as file:
+        file.truncate(3 * 2**30)  # sparse: costs no disk
+    command = gslb_command("check", "--zones", str(zones), "--geoip", str(TEST_GEOIP))
+    with (tmp_path / "stderr").open("w+") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS
+        process.returncode = os.waitstatus_to_exitcode(status)
+        stderr.seek(0)
+        text = stderr.read()
+    assert process.returncode == 1
+    assert problem_lines(text) == [(f"{zones / 'x.yaml'}: not read: the file is 3 GiB, more than the 64 MiB limit "
+                                    "(max_zone_file_size); is it the right file?")]
+    assert usage.ru_maxrss < 400 * 1024, f"peak RSS {usage.ru_maxrss} KiB"  # it was 5 GB
+
+
+@pytest.mark.parametrize("text", ["ttl: " + "[" * 100_000 + "]" * 100_000 + "\n", "- " * 100_000 + "x\n"],
+                         ids=["flow", "block"])
+def test_check_refuses_deep_nesting_with_one_line_instead_of_crashing(tmp_path, text):
+    # 200 kB of `[` made libyaml's recursive composer overflow the C stack: SIGSEGV, nothing logged.
+    result, file = check_one(tmp_path, text)
+    assert result.returncode == 1, result.returncode
+    (line,) = problem_lines(result.stderr)
+    assert line.startswith(f"{file}: YAML error at line 1, column ") and line.endswith("nested more than 64 levels deep")
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("64MiB", None), ("1000000", None),
+    ("big", "max_zone_file_size: must be a size in bytes, or like 64MiB, 512KiB, 1GiB; got 'big'"),
+    ("0", "max_zone_file_size: must be at least 1 byte, got 0"),
+])
+def test_config_max_zone_file_size(tmp_path, value, problem):
+    config = tmp_path / "gslb.yaml"
+    config.write_text(f"max_zone_file_size: {value}\n")
+    result = run_gslb("check", "--config", str(config), "--zones", str(WIRE_ZONES), "--geoip", str(TEST_GEOIP))
+    if problem is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert problem_lines(result.stderr) == [f"{config}: {problem}"]

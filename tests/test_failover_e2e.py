@@ -168,7 +168,7 @@ def test_all_down_fails_open_with_the_regions_own_pool_at_the_degraded_ttl(world
     server, _ = world
     until_answer(server, "open.failover.test", EU, degraded(["127.0.0.51"]), 3, "fail open for eu")
     assert ask(server, "open.failover.test", US) == ("NOERROR", ["127.0.0.52"], TTL_DEGRADED)
-    wait_for(lambda: "records.open: no healthy endpoint in any region" in server.stderr_text(), 2, "critical log")
+    wait_for(lambda: "open.failover.test. A: no healthy endpoint in any region" in server.stderr_text(), 2, "critical log")
 
 
 def test_all_down_servfail_answers_servfail(world):

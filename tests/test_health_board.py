@@ -110,6 +110,35 @@ def test_cold_start_up_serves_before_any_probe_and_falls_after_fall_failures():
     assert board.status("web", A1) is DOWN
 
 
+def test_the_first_probe_that_confirms_a_cold_start_replaces_its_reason():
+    board, _ = board_with(web(fall=3, rise=3, cold_start=UP), extra={})
+    board.record("web", A1, FAIL)  # not yet enough to withdraw: the cold start still explains it
+    assert board.report("web", A1).reason == "cold start: serving until probes say otherwise"
+    board.record("web", A1, OK)
+    board.record("web", A1, OK)
+    report = board.report("web", A1)
+    assert (report.status, report.reason) == ("UP", "after 1 success: HTTP 200")  # the first confirmation
+    cold_down, _ = board_with(web(rise=3, cold_start=DOWN))
+    cold_down.record("web", A1, FAIL)
+    assert cold_down.report("web", A1).reason == "after 1 failure: HTTP 503"
+    cold_down.record("web", A1, OK)  # rising, not risen: still withdrawn by its cold start's rule
+    assert cold_down.report("web", A1).reason == "after 1 failure: HTTP 503"
+
+
+def test_a_down_endpoint_has_no_rtt_until_it_answers_again():
+    board, _ = board_with(web(fall=2, rise=2))
+    board.record("web", A1, ProbeResult(True, "HTTP 200", rtt=0.050))
+    assert board.report("web", A1).rtt == pytest.approx(0.050)
+    board.record("web", A1, FAIL)
+    assert board.rtt("web", A1) == pytest.approx(0.050)  # one failure: still UP, the last RTT stands
+    board.record("web", A1, FAIL)
+    assert board.status("web", A1) is DOWN
+    assert board.rtt("web", A1) is None and board.report("web", A1).rtt is None
+    assert board.snapshot().rtt.get(("web", A1)) is None
+    board.record("web", A1, ProbeResult(True, "HTTP 200", rtt=0.200))
+    assert board.rtt("web", A1) == pytest.approx(0.200)  # a fresh average, not mixed with the old one
+
+
 def test_cold_start_down_withdraws_until_rise_successes(caplog):
     caplog.set_level(logging.INFO, "gslb.health.board")
     board, _ = board_with(web(rise=3, cold_start=DOWN))

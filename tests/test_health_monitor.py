@@ -305,3 +305,43 @@ async def test_the_state_file_is_watched_and_set_override_applies_at_once(tmp_pa
     monitor.set_override("127.0.0.11", None)
     assert board.status("web", "127.0.0.11") is UP  # no wait for the watcher
     assert "127.0.0.11" not in state.read_text()
+
+
+async def test_prepare_changes_nothing_live_and_commit_applies_it(tmp_path, started):
+    script = Script()
+    script.answers["127.0.0.11"] = lambda: ProbeResult(False, "fake refused")
+    board = HealthBoard()
+    monitor = HealthMonitor(board, probes=script.probes())
+    monitor.apply(catalog(tmp_path, "  www: {type: A, check: web, pools: {eu: [127.0.0.11, 127.0.0.12]}}"))
+    started.append(monitor)
+    await monitor.start()
+    await until(lambda: board.status("web", "127.0.0.11") is DOWN, what="DOWN")
+    down = board.report("web", "127.0.0.11")
+    pending = monitor.prepare(catalog(tmp_path, "  www: {type: A, check: web, pools: {eu: [127.0.0.12, 127.0.0.13]}}"))
+    assert pending.problems == []
+    assert pending.added == {("web", "127.0.0.13")} and pending.removed == {("web", "127.0.0.11")}
+    # Nothing live moved: the board, the probe tasks.
+    assert set(board.tracked()) == {("web", "127.0.0.11"), ("web", "127.0.0.12")}
+    assert monitor.probing() == {("web", "127.0.0.11"), ("web", "127.0.0.12")}
+    assert board.report("web", "127.0.0.11").last_change == down.last_change
+    del pending  # a reload that failed just drops it
+    await until(lambda: board.report("web", "127.0.0.11").failures > down.failures, what="more probes")
+    assert board.status("web", "127.0.0.11") is DOWN and board.report("web", "127.0.0.13") is None
+    pending = monitor.prepare(catalog(tmp_path, "  www: {type: A, check: web, pools: {eu: [127.0.0.12, 127.0.0.13]}}"))
+    pending.commit()
+    pending.commit()  # once only
+    assert set(board.tracked()) == {("web", "127.0.0.12"), ("web", "127.0.0.13")}
+    assert monitor.probing() == {("web", "127.0.0.12"), ("web", "127.0.0.13")}
+
+
+def test_a_plan_with_problems_cannot_be_committed(tmp_path):
+    monitor = HealthMonitor(HealthBoard(), probes=Script().probes())
+    first = catalog(tmp_path / "a", "  www: {type: A, check: web, pools: {eu: [127.0.0.11]}}")
+    second = catalog(tmp_path / "b", "  api: {type: A, check: web, pools: {eu: [127.0.0.12]}}", interval="0.2s",
+                     origin="u.example.")
+    both = Catalog((*first.zones, *second.zones))
+    pending = monitor.prepare(both)
+    assert pending.problems and "differs from check 'web'" in str(pending.problems[0])
+    with pytest.raises(RuntimeError, match="problems"):
+        pending.commit()
+    assert list(monitor.board.tracked()) == []

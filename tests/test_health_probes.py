@@ -13,7 +13,8 @@ import pytest
 from aiohttp import web
 
 from gslb.health.checks import HttpSpec, LoadSource, TcpSpec
-from gslb.health.probes import PROBES, HttpProbe, TcpProbe, reported_load
+from gslb.health.kinds import PROBES
+from gslb.health.probes import HttpProbe, TcpProbe, reported_load
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

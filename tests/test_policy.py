@@ -300,3 +300,40 @@ def test_least_loaded_idle_sites_share_and_unknown_only_rotates_all():
     assert Counter(policy.pick([a, b, c], 0, 0, idle)[0].address for _ in range(10)) == {a.address: 5, b.address: 5}
     unknown = Counter(policy.pick([a, b, c], 0, 0, FakeHealth())[0].address for _ in range(30))
     assert unknown == {a.address: 10, b.address: 10, c.address: 10}
+
+
+# -- options and copies --------------------------------------------------------------------------
+
+def test_hash_prefix_options_group_wider_subnets_and_widen_the_scope_to_match():
+    healthy = endpoints(1, 1, 1, 1)
+    wide = HashPolicy({"ipv4_prefix": 16, "ipv6_prefix": 32})
+    assert wide.scope(4, 8) == 16 and wide.scope(6, 8) == 32 and wide.scope(4, 24) == 24
+    rng = random.Random(5)
+    for _ in range(100):
+        subnet = rng.getrandbits(16) << 16
+        assert len({wide.pick(healthy, 0, subnet | rng.getrandbits(16))[0].address for _ in range(8)}) == 1
+    # Without options, the defaults: the same answers as ever.
+    assert HashPolicy({}).scope(4, 16) == HashPolicy().scope(4, 16) == 24
+    default = HashPolicy({})
+    assert all(default.pick(healthy, 0, key) == HashPolicy().pick(healthy, 0, key) for key in range(0, 1 << 20, 4099))
+
+
+def test_least_loaded_tolerance_option_widens_the_near_equals():
+    a, b, c = endpoints(1, 1, 1)
+    health = FakeHealth(load={a.address: 0.40, b.address: 0.55, c.address: 0.90})
+    assert {POLICIES["least_loaded"]().pick([a, b, c], 0, 0, health)[0].address for _ in range(6)} == {a.address}
+    wide = POLICIES["least_loaded"]({"tolerance": 0.5})
+    assert {wide.pick([a, b, c], 0, 0, health)[0].address for _ in range(6)} == {a.address, b.address}
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_a_fork_picks_what_the_next_pick_would_and_leaves_the_original_alone(name):
+    healthy = endpoints(3, 2, 1)
+    health = FakeHealth(rtt={e.address: 0.01 * i for i, e in enumerate(healthy)},
+                        load={e.address: 0.1 for e in healthy})
+    live = POLICIES[name]()
+    for key in range(5):
+        live.pick(healthy, 0, key << 8, health, "web")
+    fork = live.fork()
+    predicted = [list(fork.pick(healthy, 0, key << 8, health, "web")) for key in range(12)]
+    assert [list(live.pick(healthy, 0, key << 8, health, "web")) for key in range(12)] == predicted

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from gslb.config.dynamic import parse_dynamic
@@ -42,6 +44,11 @@ class View:
 
     def forced_down(self, check, address):
         return address in self.forced
+
+    def everything_up(self):
+        return not self.states
+
+    version = 0
 
 
 def addresses(selection):
@@ -102,3 +109,27 @@ def test_failing_open_never_serves_an_endpoint_an_operator_set_down():
     assert addresses(selection) == ["192.0.2.2"]
     selection = Selector([rec], View(ALL_DOWN, forced={"192.0.2.1", "192.0.2.2"})).select(rec, "eu")
     assert addresses(selection) == ["198.51.100.1"]
+
+
+def test_selection_is_pure_it_never_logs_even_when_every_endpoint_is_down(caplog):
+    caplog.set_level(logging.DEBUG)
+    rec = record(when_all_down="servfail")
+    selector = Selector([rec], View(ALL_DOWN))
+    for _ in range(3):
+        assert selector.select(rec, "eu").servfail
+    assert Selector([rec], View()).select(rec, "eu").endpoints  # and back up
+    assert caplog.records == []  # gslb/alerts.py notices an all-down record, off the query path
+
+
+def test_a_fork_starts_from_the_live_rotation_and_never_moves_it():
+    rec = record(policy="round_robin", answers=1)
+    live = Selector([rec], View())
+    assert addresses(live.select(rec, "eu")) == ["192.0.2.1"]
+    fork = live.fork()
+    assert addresses(fork.select(rec, "eu")) == ["192.0.2.2"]  # what the next live query gets ...
+    assert addresses(fork.select(rec, "eu")) == ["192.0.2.1"]
+    assert addresses(live.select(rec, "eu")) == ["192.0.2.2"]  # ... which it does: the fork took nothing
+    assert fork.policy(rec) is not live.policy(rec)
+    down = live.fork(View({"192.0.2.1": Status.DOWN}))
+    assert addresses(down.select(rec, "eu")) == ["192.0.2.2"] and down.health is not live.health
+    assert addresses(live.select(rec, "eu")) == ["192.0.2.1"]

@@ -32,9 +32,10 @@ def idle_server(start_server, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def capped_server(start_server, tmp_path_factory):
-    """A server that accepts at most 3 TCP connections at once."""
+    """A server that holds at most 3 TCP connections at once (and keeps the long idle timeout
+    under pressure, so these tests see the cap alone; tests/test_tcp_hardening.py tests the rest)."""
     config = config_file(tmp_path_factory.mktemp("capped"),
-                         f"tcp: {{max_connections: {MAX_CONNECTIONS}, idle_timeout: 30}}\n")
+                         f"tcp: {{max_connections: {MAX_CONNECTIONS}, idle_timeout: 30, busy_idle_timeout: 30}}\n")
     return start_server(WIRE_ZONES, config=config)
 
 
@@ -160,14 +161,19 @@ def open_served(server, count: int) -> list:
     return streams
 
 
-def test_connections_beyond_the_cap_are_refused_while_the_first_ones_work(capped_server):
+def test_a_connection_beyond_the_cap_closes_the_longest_idle_one_rfc7766_6_2_3(capped_server):
+    """At the cap the server makes room as NSD does: the new connection is served and the one
+    idle the longest is closed; the others keep working. (Issue 11: refusing the new one let
+    idle connections hold every slot.)"""
     streams = open_served(capped_server, MAX_CONNECTIONS)
     try:
+        for ident, stream in enumerate(streams[1:], 21):  # streams[0] is now the longest idle
+            assert answers_on(stream, ident=ident)
         with capped_server.tcp() as extra:
-            # The kernel accepts the connection; the server must close it or leave it unanswered.
-            assert not answers_on(extra, ident=42), "a connection over the cap was served"
-        for ident, stream in enumerate(streams, 11):
-            assert answers_on(stream, ident=ident), "an accepted connection stopped working"
+            assert answers_on(extra, ident=42), "a connection over the cap was not served"
+            assert streams[0].closed_by_peer(timeout=2), "the longest-idle connection was not closed"
+            for ident, stream in enumerate(streams[1:], 11):
+                assert answers_on(stream, ident=ident), "a recently used connection was closed"
     finally:
         for stream in streams:
             stream.close()

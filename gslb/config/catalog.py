@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from gslb.config.files import DEFAULT_MAX_BYTES
 from gslb.config.problems import Problem, Problems
 from gslb.config.zonefile import load_zone_file
 from gslb.names import to_text
@@ -33,14 +34,17 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_catalog(directory: Path, **zone_options: object) -> tuple[Catalog | None, list[Problem]]:
+def load_catalog(directory: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Catalog | None, list[Problem]]:
     """Every `*.yaml` zone in `directory`. The catalog is None when any file has a problem:
-    serving some zones of a directory and silently not others is worse than refusing to start."""
+    serving some zones of a directory and silently not others is worse than refusing to start.
+    Zones carry their validated region rules; locators are built from them by the build step
+    (gslb.geo.locate_catalog), not here. A file over `max_bytes` (the max_zone_file_size
+    setting) is a problem, not read."""
     with collector_paused():
-        return _load_catalog(directory, **zone_options)
+        return _load_catalog(directory, max_bytes)
 
 
-def _load_catalog(directory: Path, **zone_options: object) -> tuple[Catalog | None, list[Problem]]:
+def _load_catalog(directory: Path, max_bytes: int) -> tuple[Catalog | None, list[Problem]]:
     problems: list[Problem] = []
     if not directory.is_dir():
         return None, [Problem(str(directory), "", "zones directory not found; pass --zones DIR")]
@@ -50,7 +54,7 @@ def _load_catalog(directory: Path, **zone_options: object) -> tuple[Catalog | No
     zones: list[Zone] = []
     origins: dict[tuple, str] = {}
     for path in files:
-        zone, file_problems = load_zone_file(path, **zone_options)
+        zone, file_problems = load_zone_file(path, max_bytes)
         problems.extend(file_problems)
         if zone is None:
             continue

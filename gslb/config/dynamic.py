@@ -5,17 +5,18 @@ from __future__ import annotations
 import ipaddress
 import struct
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from dnslib import AAAA, RR, A, DNSLabel
 
-from gslb.config.problems import Problems, join_path
-from gslb.config.rdata import _integer
+from gslb.config.problems import Problems, join_path, shown
+from gslb.config.rdata import _integer, seconds
 from gslb.dynamic import DynamicRecord, Endpoint
 from gslb.geo import RegionRules
 from gslb.geo.rules import great_circle_km
 from gslb.names import Name, to_text
-from gslb.policy import POLICIES
+from gslb.health.checks import Check
+from gslb.policy import NEEDS, POLICIES, parse_policy
 
 KEYS = {"type", "ttl", "ttl_degraded", "policy", "answers", "pools", "check", "fallback", "when_all_down"}
 DEFAULT_POLICY = "all"
@@ -31,7 +32,10 @@ def parse_dynamic(
     rules: RegionRules | None,
     check_names: set[str],
     problems: Problems,
+    checks: Mapping[str, Check] | None = None,
 ) -> DynamicRecord | None:
+    """`check_names`: every check the zone declares; `checks`: the valid ones, to hold what the
+    policy needs (probe RTTs, reported load) against what the record's check provides."""
     before = len(problems)
     for key in entry:
         if key not in KEYS:
@@ -42,24 +46,26 @@ def parse_dynamic(
     if rules is None:
         problems.add(join_path(path, "pools"), "pools are keyed by region: declare regions: in this zone")
         return None
-    ttl = _int(entry, "ttl", zone_ttl, path, problems, 0, 2**31 - 1)
+    ttl = _int(entry, "ttl", zone_ttl, path, problems, 0, 2**31 - 1, seconds)
     degraded_default = max(MIN_DEGRADED_TTL, ttl // 2) if ttl is not None else MIN_DEGRADED_TTL
-    ttl_degraded = _int(entry, "ttl_degraded", min(degraded_default, ttl or degraded_default), path, problems, 0, 2**31 - 1)
+    ttl_degraded = _int(entry, "ttl_degraded", min(degraded_default, ttl or degraded_default), path, problems,
+                        0, 2**31 - 1, seconds)
     answers = _int(entry, "answers", 0, path, problems, 0, 64)
-    policy = entry.get("policy", DEFAULT_POLICY)
-    if policy not in POLICIES:
-        problems.add(join_path(path, "policy"), f"unknown policy {policy!r}; one of {', '.join(POLICIES)}")
+    parsed_policy = parse_policy(entry.get("policy", DEFAULT_POLICY), join_path(path, "policy"), problems)
     check = entry.get("check")
     if check is not None and check not in check_names:
         known = ", ".join(sorted(check_names)) or "none declared"
-        problems.add(join_path(path, "check"), f"unknown check {check!r} (checks: {known})")
+        problems.add(join_path(path, "check"), f"unknown check {shown(check)} (checks: {known})")
+    elif parsed_policy is not None and checks is not None:
+        _needs(parsed_policy[0], check, checks, join_path(path, "policy"), problems)
     owner = DNSLabel(to_text(name))
     pools = _pools(entry.get("pools"), rtype, owner, ttl or 0, ttl_degraded or 0, join_path(path, "pools"), rules, problems)
     order = _order(entry.get("fallback", "nearest"), pools, rules, join_path(path, "fallback"), problems)
     when = _when_all_down(entry.get("when_all_down", "all"), rtype, owner, ttl or 0, ttl_degraded or 0,
                           join_path(path, "when_all_down"), problems)
-    if len(problems) > before or pools is None or order is None or when is None:
+    if len(problems) > before or pools is None or order is None or when is None or parsed_policy is None:
         return None
+    policy, policy_options = parsed_policy
     return DynamicRecord(
         name=name,
         rtype=rtype,
@@ -72,14 +78,29 @@ def parse_dynamic(
         check=check,
         when_all_down=when,
         path=path,
+        policy_options=policy_options,
     )
 
 
-def _int(entry: dict, key: str, default: int, path: str, problems: Problems, low: int, high: int) -> int | None:
+def _needs(policy: str, check: str | None, checks: Mapping[str, Check], path: str, problems: Problems) -> None:
+    """A policy that reads probe RTTs or reported load, on a record whose check gives none, would
+    quietly rank every endpoint as unknown: refuse it, saying what to add."""
+    if check is not None and check not in checks:
+        return  # the check itself has a problem, reported where it is declared
+    provides = checks[check].spec.provides() if check is not None else frozenset()
+    for need in sorted(POLICIES[policy].needs - provides):
+        what, how = NEEDS[need]
+        has = f"which its check {check} ({checks[check].spec.kind}) does not provide" if check is not None \
+            else "but the record has no check"
+        problems.add(path, f"{policy} needs {what}, {has}; {how}")
+
+
+def _int(entry: dict, key: str, default: int, path: str, problems: Problems, low: int, high: int,
+         parse: Callable[[Any, str, int, int], int] = _integer) -> int | None:
     if key not in entry:
         return default
     try:
-        return _integer(entry[key], key, low, high)
+        return parse(entry[key], key, low, high)
     except ValueError as error:
         problems.add(join_path(path, key), str(error))
         return None
@@ -87,9 +108,9 @@ def _int(entry: dict, key: str, default: int, path: str, problems: Problems, low
 
 def _address(value: Any, rtype: int) -> str:
     try:
-        address = ipaddress.ip_address(str(value))
+        address = ipaddress.ip_address(value if isinstance(value, str) else "")
     except ValueError:
-        raise ValueError(f"{value!r} is not an IP address") from None
+        raise ValueError(f"{shown(value)} is not an IP address") from None
     if (address.version == 4) != (rtype == 1):
         raise ValueError(f"{value} is IPv{address.version}; this is an {'A' if rtype == 1 else 'AAAA'} record")
     return address.compressed
@@ -131,7 +152,7 @@ def _pools(raw: Any, rtype: int, owner: DNSLabel, ttl: int, ttl_degraded: int, p
     for region, endpoints in raw.items():
         region_path = join_path(path, region)
         if region not in rules.regions:
-            problems.add(region_path, f"unknown region {region!r}; regions are {', '.join(rules.regions)}")
+            problems.add(region_path, f"unknown region {shown(region)}; regions are {', '.join(rules.regions)}")
             continue
         if not isinstance(endpoints, list) or not endpoints:
             problems.add(region_path, "must be a non-empty list of addresses")
@@ -166,7 +187,7 @@ def _order(raw: Any, pools, rules: RegionRules, path: str, problems: Problems):
         for region, targets in raw.items():
             entry_path = join_path(path, region)
             if region not in rules.regions:
-                problems.add(entry_path, f"unknown region {region!r}")
+                problems.add(entry_path, f"unknown region {shown(region)}")
                 continue
             if not isinstance(targets, list) or not all(t in rules.regions for t in targets):
                 problems.add(entry_path, f"must be a list of regions from: {', '.join(rules.regions)}")

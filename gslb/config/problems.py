@@ -6,8 +6,41 @@ once (octoDNS returns all its validation reasons, not the first).
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
+
+# A value quoted back to the user is cut to this many characters: a problem is one readable line,
+# however big the value (a YAML alias bomb under `ttl:` once made a 34.7 MB one-line error).
+SHOWN_CHARS = 80
+ELLIPSIS = "..."
+# The last line of defence for messages and key paths built without `shown()`.
+MAX_MESSAGE_CHARS = 400
+MAX_PATH_CHARS = 200
+
+_bounded = reprlib.Repr()
+_bounded.maxlevel = 3
+_bounded.maxlist = _bounded.maxtuple = _bounded.maxset = _bounded.maxdict = 6
+_bounded.maxstring = _bounded.maxother = _bounded.maxlong = SHOWN_CHARS
+
+
+def clip(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text`, or its first characters and '...' when it is longer than `limit`."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - len(ELLIPSIS))] + ELLIPSIS
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """repr(value) for a message, at most `limit` characters, in work bounded whatever the value
+    (a string is cut before repr; a list or mapping is walked only a few items and levels deep)."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= limit else clip(repr(value[:limit]), limit)
+    try:
+        text = _bounded.repr(value)
+    except (ValueError, RecursionError):  # an int too long to print (Python caps int -> str)
+        text = f"<{type(value).__name__}>"
+    return clip(text, limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +48,13 @@ class Problem:
     file: str
     path: str  # "records.www.pools.eu[1].weight"; "" for the file as a whole
     message: str  # what is wrong and, where it helps, what to do
+
+    def __post_init__(self) -> None:
+        # One line each, whatever a caller put in: a newline inside a value would split a problem.
+        for name, limit in (("path", MAX_PATH_CHARS), ("message", MAX_MESSAGE_CHARS)):
+            text = getattr(self, name)
+            if len(text) > limit or "\n" in text or "\r" in text:
+                object.__setattr__(self, name, clip(" ".join(text[: limit + 1].splitlines()), limit))
 
     def __str__(self) -> str:
         if not self.file:
@@ -57,6 +97,7 @@ class ConfigError(Exception):
 
 def join_path(parent: str, key: object) -> str:
     """`records` + `www` -> `records.www`; integers index: `pools.eu` + 1 -> `pools.eu[1]`."""
-    if isinstance(key, int):
+    if isinstance(key, int) and not isinstance(key, bool):
         return f"{parent}[{key}]"
-    return f"{parent}.{key}" if parent else str(key)
+    text = clip(key if isinstance(key, str) else shown(key))
+    return f"{parent}.{text}" if parent else text

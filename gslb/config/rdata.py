@@ -9,11 +9,13 @@ classic zone-file trap, and octoDNS refuses it for the same reason.
 from __future__ import annotations
 
 import ipaddress
+import re
 import shlex
 from typing import Any, Callable
 
-from dnslib import AAAA, CAA, CNAME, MX, NS, PTR, SRV, TXT, A, DNSLabel, RD
+from dnslib import AAAA, CAA, CNAME, MX, NS, PTR, RD, SRV, TXT, A, DNSLabel
 
+from gslb.config.problems import shown
 from gslb.names import NameError_, parse_absolute, to_text
 
 
@@ -29,12 +31,43 @@ def _target(value: Any, what: str = "name") -> DNSLabel:
 def _integer(value: Any, what: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         try:
-            value = int(str(value), 10)
+            if not isinstance(value, str) or len(value) > 40:
+                raise ValueError
+            value = int(value, 10)
         except ValueError:
-            raise ValueError(f"{what} must be an integer from {low} to {high}, got {value!r}") from None
+            raise ValueError(f"{what} must be an integer from {low} to {high}, got {shown(value)}") from None
     if not low <= value <= high:
-        raise ValueError(f"{what} must be an integer from {low} to {high}, got {value}")
+        raise ValueError(f"{what} must be an integer from {low} to {high}, got {shown(value)}")
     return value
+
+
+# Durations as BIND and gdnsd write TTLs: 30s, 5m, 1h, 1d, 1w, or several like 1h30m.
+_DURATION = re.compile(r"(?:\d{1,10}[smhdw]){1,5}", re.IGNORECASE)
+_DURATION_PART = re.compile(r"(\d{1,10})([smhdw])", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+DURATION_HINT = "durations like 30s, 5m, 1h, 1d work too"
+
+
+def seconds(value: Any, what: str, low: int, high: int) -> int:
+    """A TTL or SOA timer: whole seconds (300), or a duration (5m, 1h30m, 1d); within low..high."""
+    if isinstance(value, str) and _DURATION.fullmatch(value.strip()):
+        total = sum(int(number) * _UNIT_SECONDS[unit.lower()]
+                    for number, unit in _DURATION_PART.findall(value.strip()))
+        if not low <= total <= high:
+            raise ValueError(f"{what} must be from {low} to {high} seconds, got {shown(value)} ({total} seconds)")
+        return total
+    try:
+        return _integer(value, what, low, high)
+    except ValueError as error:
+        if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+            raise ValueError(f"{error}; {DURATION_HINT}") from None
+        raise
+
+
+def article(type_name: str) -> str:
+    """'an A', 'an MX', 'a CNAME': types are read letter by letter, so the article follows the
+    first letter's sound (ay, em, en, es: an; see, tee, pee: a)."""
+    return f"{'an' if type_name[:1].upper() in 'AEFHILMNORSX' else 'a'} {type_name}"
 
 
 def _fields(value: Any, names: tuple[str, ...], example: str) -> list[Any]:
@@ -49,7 +82,7 @@ def _fields(value: Any, names: tuple[str, ...], example: str) -> list[Any]:
         try:
             parts = shlex.split(value)
         except ValueError as error:
-            raise ValueError(f"cannot split {value!r}: {error}") from None
+            raise ValueError(f"cannot split {shown(value)}: {error}") from None
         if len(parts) == len(names):
             return parts
     raise ValueError(f"must be {' '.join(f'<{n}>' for n in names)}, like {example!r}")
@@ -59,14 +92,14 @@ def parse_a(value: Any) -> RD:
     try:
         return A(tuple(ipaddress.IPv4Address(value).packed))  # dnslib keeps the 4 octets as a tuple
     except (ipaddress.AddressValueError, ValueError):
-        raise ValueError(f"must be an IPv4 address, got {value!r}") from None
+        raise ValueError(f"must be an IPv4 address, got {shown(value)}") from None
 
 
 def parse_aaaa(value: Any) -> RD:
     try:
         return AAAA(ipaddress.IPv6Address(value).compressed)
     except (ipaddress.AddressValueError, ValueError):
-        raise ValueError(f"must be an IPv6 address, got {value!r}") from None
+        raise ValueError(f"must be an IPv6 address, got {shown(value)}") from None
 
 
 def parse_mx(value: Any) -> RD:
@@ -90,7 +123,7 @@ def parse_caa(value: Any) -> RD:
     flags, tag, text = _fields(value, ("flags", "tag", "value"), '0 issue "letsencrypt.org"')
     tag = str(tag)
     if not tag.isascii() or not tag.isalnum() or len(tag) > 15:
-        raise ValueError(f"tag must be 1-15 ASCII letters or digits (issue, issuewild, iodef), got {tag!r}")
+        raise ValueError(f"tag must be 1-15 ASCII letters or digits (issue, issuewild, iodef), got {shown(tag)}")
     return CAA(_integer(flags, "flags", 0, 255), tag, str(text))
 
 

@@ -7,7 +7,8 @@ import re
 from typing import Any
 
 from gslb.config.problems import Problems, join_path
-from gslb.geo import RegionRules, validate_geo_code
+from gslb.geo.codes import validate_geo_code
+from gslb.geo.rules import RegionRules
 
 REGION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 

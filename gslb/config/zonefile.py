@@ -9,12 +9,13 @@ from typing import Any
 from dnslib import QTYPE, RR, SOA, DNSLabel, RD
 
 from gslb.config.dynamic import parse_dynamic
-from gslb.config.problems import Problems, join_path
+from gslb.config.files import DEFAULT_MAX_BYTES
+from gslb.config.problems import Problems, join_path, shown
 from gslb.config.regions import parse_regions
 from gslb.config.yamlload import load_yaml
-from gslb.geo import GeoDatabase, RegionMap, RegionRules
+from gslb.geo.rules import RegionRules
 from gslb.health.checks import Check, parse_checks
-from gslb.config.rdata import PARSERS, _integer
+from gslb.config.rdata import PARSERS, _integer, article, seconds
 from gslb.names import Name, NameError_, is_subdomain, parse_absolute, parse_owner, to_text
 from gslb.zone import Node, Referral, RRset, Zone
 
@@ -27,7 +28,7 @@ A, NS, CNAME, SOA_TYPE, AAAA = 1, 2, 5, 6, 28
 
 def _ttl(value: Any, path: str, problems: Problems) -> int | None:
     try:
-        return _integer(value, "ttl", 0, MAX_TTL)
+        return seconds(value, "ttl", 0, MAX_TTL)
     except ValueError as error:
         problems.add(path, str(error))
         return None
@@ -48,11 +49,8 @@ def _rrset(name: Name, rtype: int, ttl: int, rdatas: list[RD]) -> RRset:
 class ZoneBuilder:
     """Reads one zone document. Problems go to `problems`; `build()` returns None if there were any."""
 
-    def __init__(self, file: str, document: Any, problems: Problems, geo: "GeoDatabase | None" = None,
-                 region_compile: str = "background") -> None:
+    def __init__(self, file: str, document: Any, problems: Problems) -> None:
         self.file = file
-        self.geo = geo
-        self.region_compile = region_compile  # RegionMap's compile mode: background | sync | off
         self.rules: RegionRules | None = None
         self.check_names: set[str] = set()
         self.checks: dict[str, Check] = {}
@@ -132,8 +130,10 @@ class ZoneBuilder:
                 self.problems.add(f"soa.{key}", str(error))
         numbers = []
         for key in ("serial", "refresh", "retry", "expire", "minimum"):
+            number = value.get(key, SOA_DEFAULTS.get(key, 1))
             try:
-                numbers.append(_integer(value.get(key, SOA_DEFAULTS.get(key, 1)), key, 0, 2**32 - 1))
+                # The timers are durations (1h, 2w, as in BIND); the serial is a plain number.
+                numbers.append((_integer if key == "serial" else seconds)(number, key, 0, 2**32 - 1))
             except ValueError as error:
                 self.problems.add(f"soa.{key}", str(error))
         if len(names) != 2 or len(numbers) != 5:
@@ -161,9 +161,10 @@ class ZoneBuilder:
         if not isinstance(entry, dict):
             self.problems.add(path, "must be a mapping like {type: A, value: 192.0.2.1}")
             return
-        type_name = str(entry.get("type", "")).upper()
+        raw_type = entry.get("type", "")
+        type_name = raw_type.upper() if isinstance(raw_type, str) else ""
         if type_name not in PARSERS:
-            self.problems.add(join_path(path, "type"), f"must be one of {', '.join(PARSERS)}, got {entry.get('type')!r}")
+            self.problems.add(join_path(path, "type"), f"must be one of {', '.join(PARSERS)}, got {shown(entry.get('type'))}")
             return
         rtype, parse = PARSERS[type_name]
         if "pools" in entry:
@@ -171,7 +172,7 @@ class ZoneBuilder:
             return
         for key in entry:
             if key not in STATIC_RECORD_KEYS:
-                self.problems.add(join_path(path, key), f"unknown key for a {type_name} record; expected one of type, value, values, ttl (or pools for a GSLB record)")
+                self.problems.add(join_path(path, key), f"unknown key for {article(type_name)} record; expected one of type, value, values, ttl (or pools for a GSLB record)")
         ttl = _ttl(entry["ttl"], join_path(path, "ttl"), self.problems) if "ttl" in entry else self.ttl
         if "value" in entry and "values" in entry:
             self.problems.add(path, "has both value and values; use one")
@@ -203,7 +204,8 @@ class ZoneBuilder:
         if rtype in self.static.get(name, {}) or rtype in self.dynamic.get(name, {}):
             self.problems.add(path, f"{QTYPE.get(rtype)} is given twice for this name")
             return
-        record = parse_dynamic(name, rtype, entry, path, self.ttl, self.rules, self.check_names, self.problems)
+        record = parse_dynamic(name, rtype, entry, path, self.ttl, self.rules, self.check_names, self.problems,
+                               checks=self.checks)
         if record is not None:
             self.dynamic.setdefault(name, {})[rtype] = record
 
@@ -232,6 +234,41 @@ class ZoneBuilder:
         for name, types in self.dynamic.items():
             if any(is_subdomain(name, cut) for cut in cuts):
                 self.problems.add(next(iter(types.values())).path, "a GSLB record cannot stand at or below a delegation")
+        self._cname_loops()
+
+    def _cname_loops(self) -> None:
+        """A chain of CNAMEs inside the zone that comes back to itself never reaches data: every
+        query for a name on it would fail (RFC 1034 section 3.6.2 asks to avoid them), so the
+        zone is refused. Each loop is reported once, at its first record in the file."""
+        targets: dict[Name, Name] = {}
+        for name, types in self.static.items():
+            found = types.get(CNAME)
+            if found is not None and found[1]:
+                label = found[1][0].label.label
+                targets[name] = tuple(part.lower() for part in label)
+        order = {name: index for index, name in enumerate(targets)}
+        walked: set[Name] = set()  # names whose chain was followed already: each link is walked once
+        for start in targets:  # file order
+            if start in walked:
+                continue
+            chain: list[Name] = []
+            position: dict[Name, int] = {}
+            name = start
+            while name in targets and name not in walked:
+                position[name] = len(chain)
+                chain.append(name)
+                walked.add(name)
+                name = targets[name]
+                if name in position:
+                    loop = chain[position[name]:]
+                    first = min(loop, key=order.__getitem__)
+                    at = loop.index(first)
+                    names = [to_text(n) for n in loop[at:] + loop[:at] + [first]]
+                    if len(names) > 6:
+                        names[3:-2] = [f"({len(names) - 5} more)"]
+                    self.problems.add(self.static[first][CNAME][2], f"CNAME loop {' -> '.join(names)}; "
+                                      "a chain of CNAMEs must end at a name with records")
+                    break
 
     def _freeze(self, soa: RRset, serial: int, minimum: int) -> Zone:
         rrsets: dict[Name, dict[int, RRset]] = {}
@@ -280,15 +317,16 @@ class ZoneBuilder:
             nonterminals=frozenset(nonterminals),
             referrals=MappingProxyType(referrals),
             apex_glue=glue_for(nodes[self.origin].rrsets[NS]),
-            region_map=RegionMap(self.geo, self.rules, compile=self.region_compile) if self.rules is not None else None,
+            region_rules=self.rules,  # the locator is built from them later (gslb.geo.locate_catalog)
             checks=MappingProxyType(dict(self.checks)),
         )
 
 
-def load_zone_file(path: Path, geo: "GeoDatabase | None" = None, region_compile: str = "background") -> tuple[Zone | None, Problems]:
+def load_zone_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Zone | None, Problems]:
+    """One zone file; a file over `max_bytes` (the max_zone_file_size setting) is not read."""
     problems = Problems(str(path))
-    document = load_yaml(path, problems)
+    document = load_yaml(path, problems, max_bytes, limit_setting="max_zone_file_size")
     if problems:
         return None, problems
-    zone = ZoneBuilder(str(path), document, problems, geo, region_compile).build()
+    zone = ZoneBuilder(str(path), document, problems).build()
     return zone, problems

@@ -42,7 +42,7 @@ class FactsReader:
     __slots__ = ("_buffer", "_data_start", "_end", "_key_at", "_memo")
 
     def __init__(self, buffer: Any, data_start: int, data_end: int) -> None:
-        self._buffer = buffer  # mmap or bytes: indexing gives an int, slicing gives bytes
+        self._buffer = buffer  # bytes: indexing gives an int, slicing gives bytes
         self._data_start = data_start
         self._end = data_end
         self._key_at: dict[int, bytes] = {}  # pointed-to key strings, by absolute offset
@@ -136,16 +136,16 @@ class FactsReader:
         kind, size, start = self._resolve(position)
         if kind != _STRING:
             return None
-        return self._buffer[start:start + size].decode("utf-8")
+        return str(self._buffer[start:start + size].decode("utf-8"))
 
     def _number(self, position: int | None) -> float | None:
         if position is None:
             return None
         kind, size, start = self._resolve(position)
         if kind == _DOUBLE and size == 8:
-            return _DOUBLE_STRUCT.unpack(self._buffer[start:start + 8])[0]
+            return float(_DOUBLE_STRUCT.unpack(self._buffer[start:start + 8])[0])
         if kind == _FLOAT and size == 4:
-            return _FLOAT_STRUCT.unpack(self._buffer[start:start + 4])[0]
+            return float(_FLOAT_STRUCT.unpack(self._buffer[start:start + 4])[0])
         return None
 
     # -- encoding ----------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Matching order (the first that applies wins): subnet rule, subdivision, country, continent, the
 nearest region by great-circle distance, ``default_region``. Subnet rules need the client's address
-and its prefix, so RegionMap applies them; ``RegionRules.match`` does everything after them.
+and its prefix, so the region table applies them; ``RegionRules.match`` does everything after them.
 """
 
 from __future__ import annotations

@@ -1,14 +1,12 @@
 """A zone's manual subnet rules for one address family, as prefix queries on integers.
 
-RegionMap asks three questions while it computes a scope: which rule holds this address (the
-most specific), which rule holds this whole prefix, and does any rule sit strictly inside this
-prefix (then the prefix may mix regions and must be split). Rules are few (dozens), so a dict per
-prefix length and a sorted list answer these without a trie.
+The region table asks which rule decides an address or a piece of the address space (the most
+specific one holding it), and so does the locator when it explains an answer. Rules are few
+(dozens), so a dict per prefix length answers that without a trie.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
@@ -25,7 +23,7 @@ class SubnetRule:
 class SubnetTable:
     """The subnet rules of one family (``bits`` 32 or 128); immutable once built."""
 
-    __slots__ = ("bits", "_lengths", "_by_prefix", "_starts", "_rules")
+    __slots__ = ("_by_prefix", "_lengths", "_rules", "bits")
 
     def __init__(self, rules: Iterable[tuple[IPv4Network | IPv6Network, str, str]], bits: int) -> None:
         """``rules``: (network, region, description); a later duplicate network replaces one before."""
@@ -36,12 +34,15 @@ class SubnetTable:
             by_prefix[(rule.prefix, rule.network >> (bits - rule.prefix))] = rule
         self._by_prefix = by_prefix
         self._lengths = tuple(sorted({prefix for prefix, _ in by_prefix}, reverse=True))
-        ordered = sorted(by_prefix.values(), key=lambda rule: (rule.network, rule.prefix))
-        self._starts = [rule.network for rule in ordered]
-        self._rules = tuple(ordered)
+        self._rules = tuple(sorted(by_prefix.values(), key=lambda rule: (rule.network, rule.prefix)))
 
     def __bool__(self) -> bool:
         return bool(self._rules)
+
+    @property
+    def rules(self) -> tuple[SubnetRule, ...]:
+        """Every rule, by network then prefix length."""
+        return self._rules
 
     def covering(self, network: int, prefix: int) -> SubnetRule | None:
         """The most specific rule that holds all of ``network``/``prefix``, if any.
@@ -55,34 +56,3 @@ class SubnetTable:
                 if rule is not None:
                     return rule
         return None
-
-    def deepest_inside(self, network: int, prefix: int) -> int:
-        """The longest prefix length of a rule strictly inside ``network``/``prefix``; else ``prefix``.
-
-        ``network`` may carry host bits; they are ignored.
-        """
-        host_bits = self.bits - prefix
-        low = (network >> host_bits) << host_bits
-        high = low | ((1 << host_bits) - 1)
-        deepest = prefix
-        starts, rules = self._starts, self._rules
-        index = bisect.bisect_left(starts, low)
-        while index < len(starts) and starts[index] <= high:
-            if rules[index].prefix > deepest:
-                deepest = rules[index].prefix
-            index += 1
-        return deepest
-
-    def has_inside(self, network: int, prefix: int) -> bool:
-        """Whether some rule lies strictly inside ``network``/``prefix`` (so it may mix regions)."""
-        host_bits = self.bits - prefix
-        low = (network >> host_bits) << host_bits
-        high = low | ((1 << host_bits) - 1)
-        starts, rules = self._starts, self._rules
-        index = bisect.bisect_left(starts, low)
-        # Rules starting at `low` sort shortest first; any after those is a longer, inner one.
-        while index < len(starts) and starts[index] <= high:
-            if rules[index].prefix > prefix:
-                return True
-            index += 1
-        return False

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -25,6 +23,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from gslb.config.files import replace_file
 from gslb.config.problems import Problem, Problems
 from gslb.config.yamlload import load_yaml
 from gslb.health.status import Status
@@ -107,7 +106,9 @@ def parse_overrides(document: Any, problems: Problems) -> Overrides:
 
 
 def read_overrides(path: Path) -> tuple[Overrides | None, list[Problem]]:
-    """The file's overrides; NO_OVERRIDES when it does not exist; None with problems when bad."""
+    """The file's overrides; NO_OVERRIDES when it does not exist; None with problems when bad.
+    Only a regular file is read (load_yaml opens without blocking): a FIFO at the path is a
+    problem reported at once, not a read that waits forever."""
     if not path.exists():
         return NO_OVERRIDES, []
     problems = Problems(str(path))
@@ -122,22 +123,10 @@ def read_overrides(path: Path) -> tuple[Overrides | None, list[Problem]]:
 
 def write_overrides(path: Path, overrides: Mapping[str, str]) -> None:
     """Replace the file atomically (a temporary file in the same folder, then rename), so the
-    watcher, a restart or a crash never sees half a file."""
-    path = Path(path)
+    watcher, a restart or a crash never sees half a file; the file keeps the mode (and, where
+    allowed, the owner) the operator gave it."""
     text = HEADER + (yaml.safe_dump(dict(sorted(overrides.items())), default_flow_style=False) if overrides else "{}\n")
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    replace_file(Path(path), text.encode("utf-8"))
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:

@@ -1,8 +1,10 @@
-"""The health board: per (check, address), probe results -> rise/fall state -> what DNS serves.
+"""The health board: the sources' verdicts per (check, address), merged into what DNS serves.
 
-The probers write it with `record()`, the admin state file with `set_overrides()`; the DNS hot
-path reads `status()`, a single dict lookup that never awaits (pairs the board does not track, and
-every pair that serves normally, are simply absent: UP).
+Sources (gslb/health/sources.py) - this process's probes, the admin overrides, a worker's
+snapshot, and whatever comes next - tell the board which pairs changed; the board merges them
+(the first PROBES-layer verdict, then the first OVERRIDES-layer verdict on top, `effective()`)
+into plain dicts. The DNS hot path reads `status()`, a single dict lookup that never awaits
+(pairs the board does not track, and every pair that serves normally, are simply absent: UP).
 
 Each change of what an endpoint serves is one log line, in the words `/status` will show:
 
@@ -14,43 +16,29 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from gslb.health.admin import NO_OVERRIDES, Overrides
+from gslb.health.admin import Overrides
 from gslb.health.checks import Check
 from gslb.health.probes import ProbeResult
+from gslb.health.sources import (
+    AdminOverrides,
+    HealthSnapshot,
+    HealthSource,
+    Key,
+    Layer,
+    LocalProbes,
+    SnapshotSource,
+    Verdict,
+)
 from gslb.health.status import Status
+
+__all__ = ["EndpointReport", "HealthBoard", "HealthSnapshot", "Key", "ReplicaBoard", "effective"]
 
 log = logging.getLogger(__name__)
 
-Key = tuple["str | None", str]  # (check name or None for unchecked records, address)
-RTT_SMOOTHING = 0.3  # weight of the newest RTT sample in the moving average
 _UP = Status.UP
-
-
-class EndpointHealth:
-    """The probe state of one (check, address): mutable, owned by the board."""
-
-    __slots__ = ("check", "address", "probed", "successes", "failures", "reason", "last_result",
-                 "last_probe", "last_change", "rtt", "load", "crashes", "probes")
-
-    def __init__(self, check: Check, address: str, now: float) -> None:
-        self.check = check
-        self.address = address
-        self.probed = check.cold_start  # what the probes say: UP or DOWN
-        self.successes = 0  # consecutive
-        self.failures = 0  # consecutive
-        if check.cold_start is Status.UP:
-            self.reason = "cold start: serving until probes say otherwise"
-        else:
-            self.reason = f"cold start: withdrawn until {check.timing.rise} successful probe(s)"
-        self.last_result: ProbeResult | None = None
-        self.last_probe: float | None = None  # wall-clock time of the last result
-        self.last_change = now  # wall-clock time of the last change of `probed`
-        self.rtt: float | None = None  # smoothed, seconds
-        self.load: float | None = None  # last reported
-        self.crashes = 0  # probe tasks that died and were restarted
-        self.probes = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +56,14 @@ class EndpointReport:
     last_ok: bool | None
     last_probe: float | None  # Unix time
     last_change: float | None  # Unix time
-    rtt: float | None
+    rtt: float | None  # None while DOWN: a dead site has no round-trip time
     load: float | None
     successes: int
     failures: int
     crashes: int
+    override_until: str | None = None  # when an override with an expiry lapses (ISO 8601 UTC)
+    vantages: dict[str, Any] | None = None  # with shared verdicts: each vantage's verdict and its age
+    quorum: dict[str, Any] | None = None  # ... and the quorum's rule and result
 
     def text(self) -> str:
         return f"{', '.join(self.users)} {self.address} {self.status} {self.reason}"
@@ -88,78 +79,67 @@ def effective(probed: Status, override: Status | None) -> Status:
     return override
 
 
-@dataclass(frozen=True, slots=True)
-class HealthSnapshot:
-    serving: dict  # (check, address) -> Status value, only pairs that are not UP
-    rtt: dict
-    load: dict
-    forced: frozenset
-
-
-class ReplicaBoard:
-    """A read-only HealthView fed with snapshots from the process that runs the probes."""
-
-    def __init__(self) -> None:
-        self._snapshot = HealthSnapshot({}, {}, {}, frozenset())
-        self._serving: dict = {}
-
-    def apply(self, snapshot: HealthSnapshot) -> None:
-        self._serving = {key: Status(value) for key, value in snapshot.serving.items()}
-        self._snapshot = snapshot
-
-    def status(self, check: str | None, address: str) -> Status:
-        return self._serving.get((check, address), _UP)
-
-    def rtt(self, check: str | None, address: str) -> float | None:
-        return self._snapshot.rtt.get((check, address))
-
-    def load(self, check: str | None, address: str) -> float | None:
-        return self._snapshot.load.get((check, address))
-
-    def forced_down(self, check: str | None, address: str) -> bool:
-        return (check, address) in self._snapshot.forced
-
-    def everything_up(self) -> bool:
-        return not self._serving
+# A pair's merge, as last made: (what the probes say, the override or None, what DNS serves).
+_Merged = tuple[Status, "Status | None", Status]
+_PROBED, _OVERRIDE, _SERVING = 0, 1, 2
 
 
 class HealthBoard:
-    """Implements `HealthView` for the Selector."""
+    """Implements `HealthView` for the Selector over any set of health sources."""
 
-    def __init__(self, clock=time.time) -> None:  # type: ignore[no-untyped-def]
-        self._clock = clock
-        self._endpoints: dict[Key, EndpointHealth] = {}  # checked pairs only
-        self._users: dict[Key, tuple[str, ...]] = {}  # every pair a record serves
-        self._overrides: Overrides = NO_OVERRIDES
-        self._override_source = "admin override"
+    def __init__(self, clock: Callable[[], float] = time.time, sources: Sequence[HealthSource] | None = None, *,
+                 log_changes: bool = True) -> None:
+        """`sources` in the order each layer asks them; by default this process's probes and the
+        admin overrides, which `record()` and `set_overrides()` write."""
+        if sources is None:
+            sources = (LocalProbes(clock), AdminOverrides())
+        self.sources = tuple(sources)
+        self.local = next((s for s in self.sources if isinstance(s, LocalProbes)), None)
+        self.admin = next((s for s in self.sources if isinstance(s, AdminOverrides)), None)
+        self._probe_sources = tuple(s for s in self.sources if s.layer is Layer.PROBES)
+        self._override_sources = tuple(s for s in self.sources if s.layer is Layer.OVERRIDES)
+        self._log_changes = log_changes
+        self._users: dict[Key, tuple[str, ...]] | None = None  # every pair a record serves; None: no catalog
+        self._merged: dict[Key, _Merged] = {}
         self._serving: dict[Key, Status] = {}  # pairs not UP; the hot path's only lookup
+        self._rtt: dict[Key, float] = {}
+        self._load: dict[Key, float] = {}
+        self._version = 0
+        for source in self.sources:
+            source.bind(self._changed)
 
     # -- the hot path (HealthView) ------------------------------------------------------------
     def status(self, check: str | None, address: str) -> Status:
         return self._serving.get((check, address), _UP)
 
     def rtt(self, check: str | None, address: str) -> float | None:
-        endpoint = self._endpoints.get((check, address))
-        return endpoint.rtt if endpoint is not None else None
+        return self._rtt.get((check, address))
 
     def load(self, check: str | None, address: str) -> float | None:
-        endpoint = self._endpoints.get((check, address))
-        return endpoint.load if endpoint is not None else None
+        return self._load.get((check, address))
 
     def forced_down(self, check: str | None, address: str) -> bool:
-        return self._overrides.lookup(check, address) is Status.DOWN
+        for source in self._override_sources:
+            verdict = source.verdict(check, address)
+            if verdict is not None:
+                return verdict.status is Status.DOWN
+        return False
 
     def everything_up(self) -> bool:
         """True when no endpoint is down or drained: selection may skip its health filter."""
         return not self._serving
 
-    def snapshot(self) -> "HealthSnapshot":
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def snapshot(self) -> HealthSnapshot:
         """Everything the hot path reads, as plain data: what `--workers` processes receive."""
         return HealthSnapshot(
             serving={key: int(status) for key, status in self._serving.items()},
-            rtt={key: e.rtt for key, e in self._endpoints.items() if e.rtt is not None},
-            load={key: e.load for key, e in self._endpoints.items() if e.load is not None},
-            forced=frozenset(key for key in self._users if self.forced_down(*key)),
+            rtt=dict(self._rtt),
+            load=dict(self._load),
+            forced=frozenset(key for key, merged in self._merged.items() if merged[_OVERRIDE] is Status.DOWN),
         )
 
     # -- what to track ------------------------------------------------------------------------
@@ -167,155 +147,211 @@ class HealthBoard:
         """Reconcile with a catalog: every (check, address) records serve, with who uses it.
         Pairs present before and after keep their state; new checked pairs start per their
         check's cold start; pairs no record uses any more are forgotten."""
-        now = self._clock()
-        for key in list(self._endpoints):
-            if key not in users:
-                del self._endpoints[key]
-        for key in users:
-            check_name, address = key
-            if check_name is None:
-                continue
-            endpoint = self._endpoints.get(key)
-            if endpoint is None:
-                self._endpoints[key] = EndpointHealth(checks[check_name], address, now)
-            else:
-                endpoint.check = checks[check_name]  # new timing applies from the next result
+        checked = {key: checks[key[0]] for key in users if key[0] is not None}
+        for source in self.sources:
+            track = getattr(source, "track", None)  # sources that hold state per checked pair
+            if track is not None:
+                track(checked)
         self._users = dict(users)
-        self._serving = {}
-        for key in self._users:
-            status = self._effective(key)
-            if status is not Status.UP:
-                self._serving[key] = status
+        for key in list(self._merged):
+            if key not in self._users:
+                del self._merged[key]
+                self._serving.pop(key, None)
+                self._rtt.pop(key, None)
+                self._load.pop(key, None)
+        self._merge(self._users, None)
+        self._version += 1
 
     def tracked(self) -> Iterable[Key]:
-        return self._users.keys()
+        if self._users is not None:
+            return self._users.keys()
+        return self._merged.keys()
 
     def checked(self) -> Iterable[Key]:
-        return self._endpoints.keys()
+        return self.local.keys() if self.local is not None else ()
 
-    # -- writers ------------------------------------------------------------------------------
+    # -- writers (this process's probes and admin overrides) -----------------------------------
     def record(self, check: str, address: str, result: ProbeResult) -> None:
-        """One probe result: rise/fall (gdnsd style) decides whether the probe state flips."""
-        key = (check, address)
-        endpoint = self._endpoints.get(key)
-        if endpoint is None:
-            return  # a result for a pair a reload just removed
-        endpoint.probes += 1
-        endpoint.last_result = result
-        endpoint.last_probe = self._clock()
-        if result.load is not None:
-            endpoint.load = result.load
-        timing = endpoint.check.timing
-        if result.ok:
-            endpoint.successes += 1
-            endpoint.failures = 0
-            if result.rtt is not None:
-                endpoint.rtt = result.rtt if endpoint.rtt is None else endpoint.rtt + RTT_SMOOTHING * (result.rtt - endpoint.rtt)
-            if endpoint.probed is Status.DOWN and endpoint.successes >= timing.rise:
-                self._flip(key, endpoint, Status.UP, f"after {_count(endpoint.successes, 'success')}: {result.reason}")
-        else:
-            endpoint.failures += 1
-            endpoint.successes = 0
-            if endpoint.probed is Status.UP and endpoint.failures >= timing.fall:
-                self._flip(key, endpoint, Status.DOWN, f"after {_count(endpoint.failures, 'failure')}: {result.reason}")
+        """One probe result, for this process's probes (rise/fall decides)."""
+        if self.local is not None:
+            self.local.record(check, address, result)
 
     def record_crash(self, check: str, address: str, reason: str) -> None:
-        """A probe task died: counted as a failed probe, so a check that keeps crashing
-        withdraws its endpoint (and says why) instead of freezing it in its last state."""
-        endpoint = self._endpoints.get((check, address))
-        if endpoint is not None:
-            endpoint.crashes += 1
-        self.record(check, address, ProbeResult(False, f"probe crashed: {reason}"))
+        if self.local is not None:
+            self.local.record_crash(check, address, reason)
 
     def set_overrides(self, overrides: Overrides, source: str = "admin override") -> None:
         """Apply a new set of admin overrides; one log line per endpoint whose serving changes."""
-        before = {key: self.status(*key) for key in self._users}
-        old = self._overrides
-        self._overrides = overrides
-        self._override_source = source
-        for key in self._users:
-            now = self._effective(key)
-            self._set_serving(key, now)
-            if now is not before[key] or old.lookup(*key) is not overrides.lookup(*key):
-                self._log(key, now, self._override_reason(key))
+        if self.admin is not None:
+            self.admin.set(overrides, source)
 
-    # -- reports (for the log and the future /status API) --------------------------------------
+    # -- reports (for the log and /status) ------------------------------------------------------
     def report(self, check: str | None, address: str) -> EndpointReport | None:
         key = (check, address)
-        if key not in self._users:
+        if self._users is None or key not in self._users:
             return None
-        endpoint = self._endpoints.get(key)
-        override = self._overrides.lookup(check, address)
-        status = self.status(check, address)
+        probe, override, _ = self._verdicts(key)
+        probed = probe.status if probe is not None else _UP
         if override is not None:
-            reason = self._override_reason(key)
-        elif endpoint is not None:
-            reason = endpoint.reason
+            reason = _override_reason(probed, override, "", probe is not None)
+        elif probe is not None:
+            reason = probe.reason
         else:
             reason = "not checked"
+        endpoint = self.local.endpoint(check, address) if self.local is not None else None
         result = endpoint.last_result if endpoint is not None else None
+        detail: dict[str, Any] = {}
+        for source in self._probe_sources:
+            described = getattr(source, "detail", None)  # sources that say more (each vantage's verdict)
+            if described is not None:
+                detail.update(described(check, address) or {})
+        until = override.expires if override is not None else None
         return EndpointReport(
             check=check,
             address=address,
             users=self._users[key],
-            status=status.name,
-            probed=endpoint.probed.name if endpoint is not None else None,
-            override=override.name.lower() if override is not None else None,
+            status=self.status(check, address).name,
+            probed=probe.status.name if probe is not None else None,
+            override=override.status.name.lower() if override is not None else None,
             reason=reason,
             last_result=result.reason if result is not None else None,
             last_ok=result.ok if result is not None else None,
             last_probe=endpoint.last_probe if endpoint is not None else None,
-            last_change=endpoint.last_change if endpoint is not None else None,
-            rtt=endpoint.rtt if endpoint is not None else None,
-            load=endpoint.load if endpoint is not None else None,
+            last_change=probe.since if probe is not None else None,
+            rtt=probe.rtt if probe is not None else None,
+            load=probe.load if probe is not None else None,
             successes=endpoint.successes if endpoint is not None else 0,
             failures=endpoint.failures if endpoint is not None else 0,
             crashes=endpoint.crashes if endpoint is not None else 0,
+            override_until=None if until is None else datetime.fromtimestamp(until, timezone.utc).isoformat(
+                timespec="seconds").replace("+00:00", "Z"),
+            vantages=detail.get("vantages"),
+            quorum=detail.get("quorum"),
         )
 
     def reports(self) -> list[EndpointReport]:
-        return [r for key in self._users if (r := self.report(*key)) is not None]
+        return [r for key in self.tracked() if (r := self.report(*key)) is not None]
 
-    # -- internals ----------------------------------------------------------------------------
-    def _effective(self, key: Key) -> Status:
-        endpoint = self._endpoints.get(key)
-        probed = endpoint.probed if endpoint is not None else Status.UP
-        return effective(probed, self._overrides.lookup(*key))
+    # -- the merge ----------------------------------------------------------------------------
+    def _changed(self, source: HealthSource, keys: Iterable[Key] | None) -> None:
+        """A source's verdicts changed (for `keys`, or for any pair when None)."""
+        self._merge(list(self._universe()) if keys is None else keys, source)
 
-    def _set_serving(self, key: Key, status: Status) -> None:
-        if status is Status.UP:
-            self._serving.pop(key, None)
-        else:
-            self._serving[key] = status
+    def _universe(self) -> Iterable[Key]:
+        if self._users is not None:
+            return self._users.keys()
+        found: set[Key] = set(self._merged)
+        for source in self.sources:
+            found.update(source.keys())
+        return found
 
-    def _flip(self, key: Key, endpoint: EndpointHealth, probed: Status, reason: str) -> None:
-        endpoint.probed = probed
-        endpoint.reason = reason
-        endpoint.last_change = self._clock()
-        if key not in self._users:
-            return
-        now = self._effective(key)
-        self._set_serving(key, now)
-        override = self._overrides.lookup(*key)
-        if override is not None and now is not probed:
-            reason = f"{reason}; probes say {probed.name} but {self._override_source} {override.name.lower()} keeps it {now.name}"
-        self._log(key, now, reason)
+    def _verdicts(self, key: Key) -> tuple[Verdict | None, Verdict | None, HealthSource | None]:
+        """(the probe verdict, the override verdict and its source): the first of each layer."""
+        probe = override = None
+        origin = None
+        for source in self._probe_sources:
+            probe = source.verdict(*key)
+            if probe is not None:
+                break
+        for source in self._override_sources:
+            override = source.verdict(*key)
+            if override is not None:
+                origin = source
+                break
+        return probe, override, origin
 
-    def _override_reason(self, key: Key) -> str:
-        override = self._overrides.lookup(*key)
-        endpoint = self._endpoints.get(key)
-        probed = endpoint.probed if endpoint is not None else Status.UP
-        if override is None:
-            return f"{self._override_source} removed; probes say {probed.name}" if endpoint is not None else f"{self._override_source} removed"
-        reason = f"by {self._override_source} {override.name.lower()}"
-        if override is Status.DRAIN and probed is not Status.UP:
-            reason += " (and probes say DOWN)"
-        return reason
+    def _merge(self, keys: Iterable[Key], cause: HealthSource | None) -> None:
+        """Merge pairs again; log those `cause` (a source; None for a reconcile, which is silent)
+        changed. Runs per probe result and for every pair at a reload: kept lean."""
+        users = self._users
+        merged, serving_now, rtts, loads = self._merged, self._serving, self._rtt, self._load
+        probe_sources, override_sources = self._probe_sources, self._override_sources
+        for key in keys:
+            if users is not None and key not in users:
+                continue
+            check, address = key
+            probe = override = None
+            origin = None
+            for source in probe_sources:
+                probe = source.verdict(check, address)
+                if probe is not None:
+                    break
+            for source in override_sources:
+                override = source.verdict(check, address)
+                if override is not None:
+                    origin = source
+                    break
+            if probe is None:
+                probed, rtt, load = _UP, None, None
+            else:
+                probed, rtt, load = probe.status, probe.rtt, probe.load
+            if override is None:
+                override_status, serving = None, probed
+            else:
+                override_status = override.status
+                serving = effective(probed, override_status)
+            before = merged.get(key)
+            merged[key] = (probed, override_status, serving)
+            if rtt is not None:
+                rtts[key] = rtt
+            elif key in rtts:
+                del rtts[key]
+            if load is not None:
+                loads[key] = load
+            elif key in loads:
+                del loads[key]
+            if serving is not _UP:
+                serving_now[key] = serving
+            elif key in serving_now:
+                del serving_now[key]
+            if before is None:
+                self._version += 1
+                continue
+            if serving is not before[_SERVING]:
+                self._version += 1
+                self.serving_changed(key, serving)
+            if cause is not None and self._log_changes and (
+                    probed is not before[_PROBED] or override_status is not before[_OVERRIDE] or serving is not before[_SERVING]):
+                self._log_change(key, cause, before, probe, override, origin)
+
+    def _log_change(self, key: Key, cause: HealthSource, before: _Merged, probe: Verdict | None,
+                    override: Verdict | None, origin: HealthSource | None) -> None:
+        probed, override_status, serving = self._merged[key]
+        if cause.layer is Layer.PROBES:
+            if probed is not before[_PROBED]:
+                reason = probe.reason if probe is not None else f"{cause.name}: no verdict"
+                if override_status is not None and serving is not probed:
+                    by = origin.name if origin is not None else "override"
+                    reason = f"{reason}; probes say {probed.name} but {by} {override_status.name.lower()} keeps it {serving.name}"
+                self._log(key, serving, reason)
+        elif serving is not before[_SERVING] or override_status is not before[_OVERRIDE]:
+            self._log(key, serving, _override_reason(probed, override, cause.name, probe is not None))
+
+    def serving_changed(self, key: Key, status: Status) -> None:
+        """Called once per change of what DNS serves for a pair the board already tracked (not
+        for new pairs): a hook for counters (gslb/health_stats.py)."""
 
     def _log(self, key: Key, status: Status, reason: str) -> None:
+        users = self._users.get(key, ()) if self._users is not None else ()
         level = logging.WARNING if status is Status.DOWN else logging.INFO
-        log.log(level, "%s %s %s %s", ", ".join(self._users.get(key, ())) or key[0], key[1], status.name, reason)
+        log.log(level, "%s %s %s %s", ", ".join(users) or key[0], key[1], status.name, reason)
 
 
-def _count(number: int, word: str) -> str:
-    return f"{number} {word}{'es' if word.endswith('s') and number != 1 else ('s' if number != 1 else '')}"
+def _override_reason(probed: Status, override: Verdict | None, removed_by: str, checked: bool) -> str:
+    if override is None:
+        return f"{removed_by} removed; probes say {probed.name}" if checked else f"{removed_by} removed"
+    reason = override.reason
+    if override.status is Status.DRAIN and probed is not Status.UP:
+        reason += " (and probes say DOWN)"
+    return reason
+
+
+class ReplicaBoard(HealthBoard):
+    """A read-only board fed with snapshots from the process that runs the probes (`--workers`)."""
+
+    def __init__(self) -> None:
+        self.held = SnapshotSource()
+        super().__init__(sources=(self.held, self.held.forced), log_changes=False)
+
+    def apply(self, snapshot: HealthSnapshot) -> None:
+        self.held.apply(snapshot)

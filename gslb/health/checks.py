@@ -10,34 +10,46 @@ checks:
     rise: 2
     fall: 3
     cold_start: up
+    vantages: [eu, asia]      # probe agents that probe it (gslb probe --vantage); default: every one
+    quorum: majority          # with shared verdicts: majority (default), all, or N vantages saying DOWN
   db:
     tcp: {port: 5432}
 ```
 
-Each probe kind (`http`, `https`, `tcp`) is a small spec class found by name in `SPECS`; the code
-that runs it is the class of the same kind in `gslb/health/probes.py`.
+Each probe kind (`http`, `https`, `tcp`) is found by its YAML key in one registry,
+`gslb/health/kinds.py`, which names how it parses (gslb/health/specs.py), the probe that runs it
+(gslb/health/probes.py) and what it provides (RTT, load).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Mapping, Union
+from typing import Any
 
 from gslb.config.problems import Problems, join_path
+from gslb.health.kinds import CHECK_KINDS
+from gslb.health.specs import (  # noqa: F401 - the check kinds' specs, re-exported for their users
+    DEFAULT_EXPECT,
+    DEFAULT_USER_AGENT,
+    LOAD,
+    RTT,
+    HttpSpec,
+    LoadSource,
+    ProbeSpec,
+    TcpSpec,
+)
 from gslb.health.status import Status
 
 DEFAULT_INTERVAL = 5.0
 DEFAULT_TIMEOUT = 2.0
 DEFAULT_RISE = 2
 DEFAULT_FALL = 3
-DEFAULT_USER_AGENT = "gslb-health/0.1"
-DEFAULT_EXPECT = ((200, 399),)
 COLD_STARTS = {"up": Status.UP, "down": Status.DOWN}
-COMMON_KEYS = ("interval", "timeout", "rise", "fall", "cold_start")
-HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
-HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+COMMON_KEYS = ("interval", "timeout", "rise", "fall", "cold_start", "vantages", "quorum")
+VANTAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+QUORUM_WORDS = ("majority", "all")
+MAJORITY = "majority"
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
 UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
 
@@ -66,119 +78,37 @@ class CheckTiming:
 
 
 @dataclass(frozen=True, slots=True)
-class LoadSource:
-    """Where an HTTP health response reports the site's load: a JSON body field or a header."""
-
-    json: str | None = None  # a field of the JSON body; dots reach into objects: "stats.load"
-    header: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HttpSpec:
-    kind: ClassVar[str] = "http"
-    path: str = "/"
-    port: int = 80
-    tls: bool = False
-    host: str | None = None  # Host header and TLS SNI; None: the endpoint's address
-    verify_tls: bool = True
-    expect: tuple[tuple[int, int], ...] = DEFAULT_EXPECT  # inclusive status ranges
-    body: str | None = None  # the body must contain this text
-    user_agent: str = DEFAULT_USER_AGENT
-    load: LoadSource | None = None
-
-    KEYS: ClassVar[tuple[str, ...]] = ("path", "port", "tls", "host", "verify_tls", "expect", "body", "user_agent", "load")
-
-    def expects(self, status: int) -> bool:
-        return any(low <= status <= high for low, high in self.expect)
-
-    def describe(self) -> str:
-        scheme = "https" if self.tls else "http"
-        return f"{scheme} :{self.port}{self.path}"
-
-    @classmethod
-    def parse(cls, raw: Any, path: str, problems: Problems, tls_default: bool = False) -> "HttpSpec | None":
-        raw = {} if raw is None else raw
-        if not isinstance(raw, dict):
-            problems.add(path, f"must be a mapping like {{path: /healthz, port: 443, tls: true}}, got {raw!r}")
-            return None
-        before = len(problems)
-        for key in raw:
-            if key not in cls.KEYS:
-                problems.add(join_path(path, key), f"unknown key; expected one of {', '.join(cls.KEYS)}")
-        tls = _boolean(raw, "tls", tls_default, path, problems)
-        if tls_default and tls is False:
-            problems.add(join_path(path, "tls"), "an https check always uses TLS; use http: for plain HTTP")
-        values: dict[str, Any] = {"tls": bool(tls)}
-        values["port"] = _port(raw.get("port", 443 if tls else 80), join_path(path, "port"), problems)
-        check_path = raw.get("path", "/")
-        if not isinstance(check_path, str) or not check_path.startswith("/") or any(c in check_path for c in " \r\n"):
-            problems.add(join_path(path, "path"), f"must be a URL path starting with '/', got {check_path!r}")
-        values["path"] = check_path
-        host = raw.get("host")
-        if host is not None and (not isinstance(host, str) or not HOSTNAME.match(host)):
-            problems.add(join_path(path, "host"), f"must be a host name like www.example.com, got {host!r}")
-        values["host"] = host.rstrip(".") if isinstance(host, str) else None
-        values["verify_tls"] = _boolean(raw, "verify_tls", True, path, problems)
-        values["expect"] = _expect(raw.get("expect", None), join_path(path, "expect"), problems)
-        for key in ("body", "user_agent"):
-            if key in raw and (not isinstance(raw[key], str) or not raw[key] or "\n" in raw[key]):
-                problems.add(join_path(path, key), f"must be a non-empty one-line string, got {raw[key]!r}")
-        values["body"] = raw.get("body")
-        values["user_agent"] = raw.get("user_agent", DEFAULT_USER_AGENT)
-        values["load"] = _load_source(raw.get("load"), join_path(path, "load"), problems) if "load" in raw else None
-        if len(problems) > before:
-            return None
-        return cls(**values)
-
-    @classmethod
-    def parse_https(cls, raw: Any, path: str, problems: Problems) -> "HttpSpec | None":
-        return cls.parse(raw, path, problems, tls_default=True)
-
-
-@dataclass(frozen=True, slots=True)
-class TcpSpec:
-    """Success is a completed TCP handshake within the timeout."""
-
-    kind: ClassVar[str] = "tcp"
-    port: int = 0
-
-    def describe(self) -> str:
-        return f"tcp :{self.port}"
-
-    @classmethod
-    def parse(cls, raw: Any, path: str, problems: Problems) -> "TcpSpec | None":
-        if not isinstance(raw, dict) or "port" not in raw:
-            problems.add(path, f"must be a mapping with the port to connect to, like {{port: 5432}}, got {raw!r}")
-            return None
-        before = len(problems)
-        for key in raw:
-            if key != "port":
-                problems.add(join_path(path, key), "unknown key; a tcp check takes only port")
-        port = _port(raw["port"], join_path(path, "port"), problems)
-        return cls(port) if len(problems) == before else None
-
-
-ProbeSpec = Union[HttpSpec, TcpSpec]
-
-# The YAML key that names a probe kind -> its parser. Adding a kind is one class and one line.
-SPECS: Mapping[str, Callable[[Any, str, Problems], ProbeSpec | None]] = MappingProxyType({
-    "http": HttpSpec.parse,
-    "https": HttpSpec.parse_https,
-    "tcp": TcpSpec.parse,
-})
-
-
-@dataclass(frozen=True, slots=True)
 class Check:
     name: str
     spec: ProbeSpec
     timing: CheckTiming
     cold_start: Status = Status.UP  # the state before any probe result: UP (fail open) or DOWN
+    vantages: tuple[str, ...] = ()  # the probe agents' vantages that probe it; empty: every one
+    quorum: str | int = MAJORITY  # over the fresh vantages' verdicts: "majority", "all" or N saying DOWN
 
     def describe(self) -> str:
         t = self.timing
+        where = f", from {', '.join(self.vantages)}" if self.vantages else ""
+        quorum = f", quorum {self.quorum}" if self.quorum != MAJORITY else ""
         return (f"{self.name}: {self.spec.describe()} every {t.interval:g}s, timeout {t.timeout:g}s, "
-                f"rise {t.rise}, fall {t.fall}, cold start {self.cold_start.name.lower()}")
+                f"rise {t.rise}, fall {t.fall}, cold start {self.cold_start.name.lower()}{where}{quorum}")
+
+    def probed_from(self, vantage: str) -> bool:
+        """Whether a probe agent of this vantage probes the check."""
+        return not self.vantages or vantage in self.vantages
+
+
+def quorum_down(quorum: str | int, down: int, fresh: int) -> bool:
+    """Whether `down` DOWN verdicts among `fresh` vantages withdraw an endpoint: `majority` -
+    more than half of them; `all` - every one (and at least one); N - at least N of them (so
+    fewer than N fresh vantages can never withdraw it)."""
+    if fresh <= 0 or down <= 0:
+        return False
+    if quorum == MAJORITY:
+        return down * 2 > fresh
+    if quorum == "all":
+        return down >= fresh
+    return down >= int(quorum)
 
 
 def parse_duration(value: Any) -> float:
@@ -217,26 +147,58 @@ def parse_check(name: str, entry: Any, path: str, problems: Problems) -> Check |
         problems.add(path, "must be a mapping like {http: {path: /healthz}, interval: 5s}")
         return None
     before = len(problems)
-    kinds = [key for key in entry if key in SPECS]
+    kinds = [key for key in entry if key in CHECK_KINDS]
     for key in entry:
-        if key not in SPECS and key not in COMMON_KEYS:
-            problems.add(join_path(path, key), f"unknown key; expected one of {', '.join([*SPECS, *COMMON_KEYS])}")
+        if key not in CHECK_KINDS and key not in COMMON_KEYS:
+            problems.add(join_path(path, key), f"unknown key; expected one of {', '.join([*CHECK_KINDS, *COMMON_KEYS])}")
     spec = None
     if len(kinds) != 1:
         what = f"has {' and '.join(kinds)}" if kinds else "says nothing about how to probe"
-        problems.add(path, f"{what}; give exactly one of {', '.join(SPECS)}")
+        problems.add(path, f"{what}; give exactly one of {', '.join(CHECK_KINDS)}")
     else:
-        spec = SPECS[kinds[0]](entry[kinds[0]], join_path(path, kinds[0]), problems)
+        spec = CHECK_KINDS[kinds[0]].parse(entry[kinds[0]], join_path(path, kinds[0]), problems)
     timing = _timing(entry, path, problems)
     cold_start = entry.get("cold_start", "up")
     if cold_start not in COLD_STARTS:
         problems.add(join_path(path, "cold_start"), f"must be up (serve until proven down) or down (withdraw until proven up), got {cold_start!r}")
+    vantages = _vantages(entry.get("vantages"), join_path(path, "vantages"), problems) if "vantages" in entry else ()
+    quorum = _quorum(entry.get("quorum", MAJORITY), vantages, join_path(path, "quorum"), problems)
     if len(problems) > before or spec is None or timing is None:
         return None
-    return Check(name, spec, timing, COLD_STARTS[cold_start])
+    return Check(name, spec, timing, COLD_STARTS[cold_start], vantages, quorum)
 
 
-def _timing(entry: dict, path: str, problems: Problems) -> CheckTiming | None:
+def _vantages(raw: Any, path: str, problems: Problems) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw:
+        problems.add(path, f"must list the vantages that probe the check, like [eu, asia], got {raw!r}")
+        return ()
+    names: list[str] = []
+    for index, name in enumerate(raw):
+        if not isinstance(name, str) or not VANTAGE_NAME.match(name):
+            problems.add(join_path(path, index), f"must be a vantage name (letters, digits, '.', '_', '-'; "
+                                                 f"up to 63), got {name!r}")
+        elif name in names:
+            problems.add(join_path(path, index), f"{name!r} is listed twice")
+        else:
+            names.append(name)
+    return tuple(names)
+
+
+def _quorum(raw: Any, vantages: tuple[str, ...], path: str, problems: Problems) -> str | int:
+    if isinstance(raw, str) and raw in QUORUM_WORDS:
+        return raw
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        problems.add(path, f"must be majority (more than half of the fresh vantages say DOWN), all, or a number "
+                           f"N >= 1 of vantages saying DOWN, got {raw!r}")
+        return MAJORITY
+    if vantages and raw > len(vantages):
+        problems.add(path, f"{raw} DOWN verdicts can never come from the {len(vantages)} vantage(s) listed in "
+                           f"vantages; lower it or list more vantages")
+        return MAJORITY
+    return raw
+
+
+def _timing(entry: dict[str, Any], path: str, problems: Problems) -> CheckTiming | None:
     before = len(problems)
     values: dict[str, Any] = {}
     for key in ("interval", "timeout"):
@@ -265,57 +227,3 @@ def _timing(entry: dict, path: str, problems: Problems) -> CheckTiming | None:
     return CheckTiming(**values)
 
 
-def _boolean(raw: dict, key: str, default: bool, path: str, problems: Problems) -> bool:
-    value = raw.get(key, default)
-    if not isinstance(value, bool):
-        problems.add(join_path(path, key), f"must be true or false, got {value!r}")
-        return default
-    return value
-
-
-def _port(value: Any, path: str, problems: Problems) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        problems.add(path, f"must be a port number from 1 to 65535, got {value!r}")
-        return 0
-    return value
-
-
-def _expect(raw: Any, path: str, problems: Problems) -> tuple[tuple[int, int], ...]:
-    """200, [200, 204], ["200-399"] -> inclusive (low, high) ranges."""
-    if raw is None:
-        return DEFAULT_EXPECT
-    items = raw if isinstance(raw, list) else [raw]
-    if not items:
-        problems.add(path, "must list at least one status code or range, like [200, \"300-399\"]")
-        return DEFAULT_EXPECT
-    ranges: list[tuple[int, int]] = []
-    for index, item in enumerate(items):
-        item_path = join_path(path, index) if isinstance(raw, list) else path
-        text = str(item).strip()
-        low_text, _, high_text = text.partition("-")
-        try:
-            if isinstance(item, bool) or not isinstance(item, (int, str)):
-                raise ValueError
-            low, high = int(low_text), int(high_text or low_text)
-        except ValueError:
-            problems.add(item_path, f"must be a status code like 200 or a range like \"200-399\", got {item!r}")
-            continue
-        if not 100 <= low <= high <= 599:
-            problems.add(item_path, f"status codes run from 100 to 599, low to high, got {item!r}")
-            continue
-        ranges.append((low, high))
-    return tuple(ranges)
-
-
-def _load_source(raw: Any, path: str, problems: Problems) -> LoadSource | None:
-    if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in ("json", "header"):
-        problems.add(path, f"must be {{json: FIELD}} or {{header: NAME}}, got {raw!r}")
-        return None
-    (key, value), = raw.items()
-    if not isinstance(value, str) or not value:
-        problems.add(join_path(path, key), f"must be a non-empty string, got {value!r}")
-        return None
-    if key == "header" and not HEADER_NAME.match(value):
-        problems.add(join_path(path, key), f"not a valid HTTP header name: {value!r}")
-        return None
-    return LoadSource(**{key: value})

@@ -6,8 +6,20 @@ goes through one shared aiohttp session whose connector, like the monitor's own 
 sockets open at once. A task that dies of an unexpected exception is logged and restarted; it is
 never silently lost.
 
-`apply(catalog)` reconciles the probe set with a (new) catalog, keeping the state of pairs present
-before and after; hot reload calls it. The admin state file is polled here too.
+A (new) catalog is taken in two steps, so a reload is a transaction: `prepare(catalog)` works out
+what would change (and any problem) and touches nothing live; `PendingHealth.commit()` applies it -
+the board tracks the new pairs (kept pairs keep their state, new ones start per their check's cold
+start, removed ones are forgotten) and probe tasks start and stop. Hot reload commits only once the
+new configuration has passed its self-test, just before the swap; a failed reload never commits,
+so health stays exactly as it was. `apply(catalog)` is both at once. The admin state file is
+polled here too.
+
+Which pairs this process probes can change while it runs: `set_probing(enabled, only=...)`. A DNS
+node taking its health from remote vantages (gslb/health/redis_link.py) probes nothing while their
+verdicts are fresh, only its own vantage's checks when it is one, and everything when the shared
+verdicts went stale. `source_address` makes every probe leave from that local address (a
+multi-homed host; a probe agent's vantage). Sources with a life of their own (`start(monitor)`,
+`stop()`) start and stop with the monitor.
 """
 
 from __future__ import annotations
@@ -15,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import aiohttp
 
@@ -24,7 +37,9 @@ from gslb.config.problems import Problem
 from gslb.health.admin import StateFile
 from gslb.health.board import HealthBoard, Key
 from gslb.health.checks import Check
-from gslb.health.probes import PROBES, Probe, ProbeResult, abortive_socket
+from gslb.health.kinds import probe_classes
+from gslb.health.probes import Probe, ProbeResult, abortive_socket
+from gslb.health.sources import AdminOverrides, HealthSource, LocalProbes
 from gslb.health.status import Status
 from gslb.names import to_text
 from gslb.zone import Catalog
@@ -33,6 +48,15 @@ log = logging.getLogger(__name__)
 
 CONNECTION_LIMIT = 256  # probes in flight at once, across every check
 STATE_POLL_INTERVAL = 0.5  # seconds between looks at the admin state file
+
+
+class OverrideError(Exception):
+    """An admin override could not be stored; the message says why and what to do, `status` the
+    HTTP status the admin API answers with."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def plan(catalog: Catalog) -> tuple[dict[str, Check], dict[Key, tuple[str, ...]], list[Problem]]:
@@ -63,6 +87,30 @@ def plan(catalog: Catalog) -> tuple[dict[str, Check], dict[Key, tuple[str, ...]]
     return checks, {key: tuple(names) for key, names in users.items()}, problems
 
 
+@dataclass
+class PendingHealth:
+    """What a catalog would change in a monitor: computed by `HealthMonitor.prepare`, applied by
+    `commit()`. Until then nothing live has changed."""
+
+    monitor: "HealthMonitor"
+    checks: dict[str, Check]
+    users: dict[Key, tuple[str, ...]]
+    problems: list[Problem] = field(default_factory=list)
+    added: frozenset[Key] = frozenset()  # pairs the board will start tracking (probed ones start per cold start)
+    removed: frozenset[Key] = frozenset()  # pairs it will forget (their probes stop)
+    committed: bool = False
+
+    def commit(self) -> None:
+        """Apply it: the board tracks the new pairs, probe tasks start and stop. Call it once,
+        right before the new configuration starts answering; never with problems."""
+        if self.problems:
+            raise RuntimeError(f"cannot commit a health plan with problems: {self.problems[0]}")
+        if self.committed:
+            return
+        self.committed = True
+        self.monitor._commit(self)
+
+
 class HealthMonitor:
     """Owns the probe tasks, the HTTP session and the admin state file watcher of one board."""
 
@@ -73,14 +121,18 @@ class HealthMonitor:
         *,
         connection_limit: int = CONNECTION_LIMIT,
         state_poll_interval: float = STATE_POLL_INTERVAL,
-        probes: Mapping[str, type[Probe]] = PROBES,
+        probes: Mapping[str, type[Probe]] | None = None,
         rng: random.Random | None = None,
+        source_address: str | None = None,
     ) -> None:
         self.board = board
+        self.source_address = source_address  # the local address probes leave from; None: the system's choice
+        self._probing_enabled = True
+        self._probe_only: Callable[[Check], bool] | None = None
         self.state = StateFile(state_file) if state_file is not None else None
         self.connection_limit = connection_limit
         self.state_poll_interval = state_poll_interval
-        self._probe_classes = probes
+        self._probe_classes = probes if probes is not None else probe_classes()
         self._random = rng or random.Random()
         self._checks: dict[str, Check] = {}
         self._probes: dict[str, Probe] = {}
@@ -93,27 +145,50 @@ class HealthMonitor:
         if self.state is not None:
             self.reload_state()  # before the first query, so overrides hold from the start
 
+    @classmethod
+    def build(cls, state_file: Path | None = None, sources: Sequence[HealthSource] = (), **options: object) -> "HealthMonitor":
+        """The health of one `gslb serve`: a counting board merging `sources` (asked first in
+        their layer: a preferred source falls back to the local ones by having no verdict), this
+        process's probes and the admin state file's overrides."""
+        from gslb.health_stats import CountingBoard
+
+        board = CountingBoard(sources=(*sources, LocalProbes(), AdminOverrides()))
+        return cls(board, state_file, **options)  # type: ignore[arg-type]
+
     # -- lifecycle ----------------------------------------------------------------------------
-    def apply(self, catalog: Catalog) -> list[Problem]:
-        """Track a (new) catalog. Returns problems and changes nothing when its checks conflict.
-        While running, removed pairs stop, new ones start (per their check's cold start) and
-        pairs present before and after keep their state and their task."""
+    def prepare(self, catalog: Catalog) -> PendingHealth:
+        """What taking `catalog` would change, with its problems (checks that conflict across
+        zones); touches nothing live."""
         checks, users, problems = plan(catalog)
-        if problems:
-            return problems
-        self._checks = checks
-        self.board.track(users, checks)
+        before = set(self.board.tracked())
+        return PendingHealth(self, checks, users, problems,
+                             added=frozenset(users.keys() - before), removed=frozenset(before - users.keys()))
+
+    def apply(self, catalog: Catalog) -> list[Problem]:
+        """Prepare and commit at once (start-up, tests). Returns problems and changes nothing
+        when its checks conflict. While running, removed pairs stop, new ones start (per their
+        check's cold start) and pairs present before and after keep their state and their task."""
+        pending = self.prepare(catalog)
+        if pending.problems:
+            return pending.problems
+        pending.commit()
+        return []
+
+    def _commit(self, pending: PendingHealth) -> None:
+        self._checks = pending.checks
+        self.board.track(pending.users, pending.checks)
         if self._running:
             self._build_probes()
             self._reconcile()
-        return []
 
     async def start(self) -> None:
         if self._running:
             return
         self._running = True
         self._limit = asyncio.Semaphore(self.connection_limit)
-        connector = aiohttp.TCPConnector(limit=self.connection_limit, force_close=True, socket_factory=abortive_socket)
+        local_addr = (self.source_address, 0) if self.source_address is not None else None
+        connector = aiohttp.TCPConnector(limit=self.connection_limit, force_close=True, socket_factory=abortive_socket,
+                                         local_addr=local_addr)
         self._session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -121,6 +196,10 @@ class HealthMonitor:
             auto_decompress=True,
         )
         self._build_probes()
+        for source in self.board.sources:
+            start = getattr(source, "start", None)  # sources with a life of their own (a store's link)
+            if start is not None:
+                await start(self)
         self._reconcile()
         if self.state is not None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch_state(), name="gslb-admin-state")
@@ -128,7 +207,12 @@ class HealthMonitor:
 
     async def stop(self) -> None:
         """Cancel every task and close the session; safe to call twice."""
-        self._running = False
+        was_running, self._running = self._running, False
+        if was_running:
+            for source in self.board.sources:
+                stop = getattr(source, "stop", None)
+                if stop is not None:
+                    await stop()
         tasks = list(self._tasks.values())
         self._tasks.clear()
         if self._watcher is not None:
@@ -149,6 +233,16 @@ class HealthMonitor:
     def probing(self) -> set[Key]:
         return set(self._tasks)
 
+    def set_probing(self, enabled: bool, only: Callable[[Check], bool] | None = None) -> None:
+        """Probe the checked pairs (of the checks `only` accepts), or none; tasks start and stop
+        now when running. Pairs that stop being probed keep their last state."""
+        self._probing_enabled, self._probe_only = enabled, only
+        if self._running:
+            self._reconcile()
+
+    def checks(self) -> Mapping[str, Check]:
+        return self._checks
+
     # -- admin overrides ----------------------------------------------------------------------
     def reload_state(self) -> bool:
         """Read the state file if it changed; True when new overrides were applied."""
@@ -167,6 +261,34 @@ class HealthMonitor:
         self.state.set_override(address, state, check)
         self.reload_state()
 
+    def shared_overrides(self) -> object | None:
+        """The source holding overrides shared by every node (with --redis), if any."""
+        return next((s for s in self.board.sources if getattr(s, "store_override", None) is not None), None)
+
+    async def admin_override(self, address: str, state: str | None, check: str | None = None, *,
+                             lapse: float | None = None) -> str:
+        """Set (None: remove) an override from the admin API: in the shared store when there
+        is one, else in the state file; applied here before returning. `lapse`: seconds until it
+        lapses by itself. Returns where it was stored. Raises OverrideError (the message says
+        what to do) and ValueError (a bad state)."""
+        shared = self.shared_overrides()
+        if shared is not None:
+            await shared.store_override(address, state, check, lapse)  # type: ignore[attr-defined]
+            return shared.name  # type: ignore[attr-defined,no-any-return]
+        if self.state is None:
+            raise OverrideError("no admin state file configured; start gslb serve with --state FILE (or state: in "
+                                "the server config) so overrides survive a restart, or --redis URL to share them", 409)
+        if lapse is not None:
+            raise OverrideError("for: an override with an expiry needs shared overrides (gslb serve --redis URL); "
+                                "the state file holds overrides until they are removed", 400)
+        try:
+            await asyncio.to_thread(self.state.set_override, address, state, check)
+        except OSError as error:
+            raise OverrideError(f"cannot write the admin state file {self.state.path}: "
+                                f"{error.strerror or error}") from None
+        self.reload_state()
+        return str(self.state.path)
+
     async def _watch_state(self) -> None:
         while True:
             await asyncio.sleep(self.state_poll_interval)
@@ -179,9 +301,20 @@ class HealthMonitor:
     def _build_probes(self) -> None:
         self._probes = {name: self._probe_classes[check.spec.kind](check.spec, self._session)  # type: ignore[call-arg]
                         for name, check in self._checks.items()}
+        if self.source_address is not None:
+            for probe in self._probes.values():
+                probe.local_addr = (self.source_address, 0)
+
+    def _wanted(self) -> set[Key]:
+        if not self._probing_enabled:
+            return set()
+        only = self._probe_only
+        if only is None:
+            return set(self.board.checked())
+        return {key for key in self.board.checked() if key[0] in self._checks and only(self._checks[key[0]])}
 
     def _reconcile(self) -> None:
-        wanted = set(self.board.checked())
+        wanted = self._wanted()
         for key in list(self._tasks):
             if key not in wanted:
                 self._tasks.pop(key).cancel()

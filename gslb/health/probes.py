@@ -1,6 +1,6 @@
 """One probe of one endpoint, at its own address: an HTTP(S) request or a TCP handshake.
 
-A probe class is found by its spec's kind in `PROBES` and has one method, `probe(address)`, which
+A probe class is registered with its check kind in gslb/health/kinds.py and has one method, `probe(address)`, which
 returns a `ProbeResult` for every outcome it expects (refused, reset, TLS errors, bad status,
 wrong body). Anything else it raises is a bug; the monitor logs it and restarts the task. The
 monitor, not the probe, enforces the check's timeout.
@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Mapping
 import aiohttp
 from yarl import URL
 
-from gslb.health.checks import HttpSpec, LoadSource, TcpSpec
+from gslb.health.specs import HttpSpec, LoadSource, TcpSpec
 
 BODY_LIMIT = 65536  # bytes of a health response read for `body:` and `load: {json: ...}`
 
@@ -76,6 +76,7 @@ def url_host(address: str) -> str:
 
 class Probe:
     kind: ClassVar[str] = ""
+    local_addr: tuple[str, int] | None = None  # where probes leave from (HTTP probes: their session's connector)
 
     async def probe(self, address: str) -> ProbeResult:
         raise NotImplementedError
@@ -156,7 +157,7 @@ class TcpProbe(Probe):
     async def probe(self, address: str) -> ProbeResult:
         started = time.monotonic()
         try:
-            _reader, writer = await asyncio.open_connection(address, self.spec.port)
+            _reader, writer = await asyncio.open_connection(address, self.spec.port, local_addr=self.local_addr)
         except OSError as error:
             return ProbeResult(False, describe_error(error))
         rtt = time.monotonic() - started
@@ -170,6 +171,3 @@ class TcpProbe(Probe):
             pass
         return ProbeResult(True, "TCP connect", rtt)
 
-
-# A spec's kind -> the class that runs it. Adding a kind is one class and one line.
-PROBES: Mapping[str, type[Probe]] = {cls.kind: cls for cls in (HttpProbe, TcpProbe)}

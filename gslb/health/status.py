@@ -1,7 +1,7 @@
 """What the hot path asks about an endpoint, and the board it asks.
 
-The probers and the admin overrides write the board; the DNS answer path only reads it with a
-dict lookup, never awaiting anything.
+Health sources (probes, admin overrides, a worker's snapshot; see gslb/health/sources.py) write
+the board; the DNS answer path only reads it with a dict lookup, never awaiting anything.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ class Status(IntEnum):
 
 
 class HealthView(Protocol):
+    """What selection reads. Every method is a lookup in memory: it never awaits or logs."""
+
     def status(self, check: str | None, address: str) -> Status: ...
 
     def rtt(self, check: str | None, address: str) -> float | None:
@@ -31,9 +33,21 @@ class HealthView(Protocol):
         """True when an operator set the endpoint `down`: even failing open must not serve it."""
         ...
 
+    def everything_up(self) -> bool:
+        """True when no endpoint is down or drained: selection may then skip its health filter."""
+        ...
+
+    @property
+    def version(self) -> int:
+        """Grows whenever what `status()` answers changes: a reader that saw version N and sees
+        N again knows nothing it read has changed (alerts, caches)."""
+        ...
+
 
 class AlwaysUp:
     """The view when nothing is checked: every endpoint serves."""
+
+    version = 0
 
     def status(self, check: str | None, address: str) -> Status:
         return Status.UP
