@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from gslb.config.files import read_regular_file
-from gslb.config.problems import clip
+from gslb.config.problems import Problem, clip
 from gslb.health.admin import STATES, parse_key
 from gslb.health.edges import EdgeTimer
 from gslb.health.sources import Changed, Key, Layer, Verdict, _unbound
@@ -190,38 +190,39 @@ class ExternalApi(ExternalVerdicts):
 
 # -- the file ------------------------------------------------------------------------------------------
 
-def parse_lines(text: str, file: str) -> tuple[dict[Key, tuple[Status, str]], list[str]]:
-    """The verdicts of an extfile's text, and one problem per bad line ("FILE:LINE: what").
-    A repeated key is reported and the later line wins."""
+def parse_lines(text: str, file: str) -> tuple[dict[Key, tuple[Status, str]], list[Problem]]:
+    """The verdicts of an extfile's text, and one problem per bad line (printed "FILE:LINE:
+    what"). A repeated key is reported and the later line wins."""
     verdicts: dict[Key, tuple[Status, str]] = {}
     seen: dict[Key, int] = {}
-    problems: list[str] = []
+    problems: list[Problem] = []
     for number, raw in enumerate(text.splitlines(), start=1):
+        where = f"{file}:{number}"
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         if len(line) > MAX_LINE:
-            problems.append(f"{file}:{number}: a line of {len(line)} characters; lines are ADDRESS: STATE")
+            problems.append(Problem(where, "", f"a line of {len(line)} characters; lines are ADDRESS: STATE"))
             continue
         if "=>" in line:
             key_text, _, state_text = line.partition("=>")
         else:
             key_text, colon, state_text = line.rpartition(":")
             if not colon:
-                problems.append(f"{file}:{number}: {clip(line)!r} is not ADDRESS: STATE (up, down or drain)")
+                problems.append(Problem(where, "", f"{clip(line)!r} is not ADDRESS: STATE (up, down or drain)"))
                 continue
         key_text, state_text = key_text.strip(), state_text.strip()
         status = STATES.get(state_text.lower())
         if status is None:
-            problems.append(f"{file}:{number}: unknown state {clip(state_text)!r}; use up, down or drain")
+            problems.append(Problem(where, "", f"unknown state {clip(state_text)!r}; use up, down or drain"))
             continue
         try:
             key = parse_key(key_text)
         except ValueError as error:
-            problems.append(f"{file}:{number}: {error}; keys are an endpoint address or CHECK/ADDRESS")
+            problems.append(Problem(where, "", f"{error}; keys are an endpoint address or CHECK/ADDRESS"))
             continue
         if key in seen:
-            problems.append(f"{file}:{number}: {key_text} is also on line {seen[key]}; this later line wins")
+            problems.append(Problem(where, "", f"{key_text} is also on line {seen[key]}; this later line wins"))
         seen[key] = number
         verdicts[key] = (status, f"line {number}")
     return verdicts, problems
@@ -242,7 +243,7 @@ class ExternalFile(ExternalVerdicts):
         super().__init__(f"external file ({settings.file.name})", clock)
         self.settings = settings
         self.path = Path(settings.file)
-        self.problems: list[str] = []  # of the last reading: for `gslb check` and /status
+        self.problems: list[Problem] = []  # of the last reading: for `gslb check` and /status
         self.reads = 0  # readings that applied
         self.failing: str | None = None  # why the file cannot be read now; None when it can
         self.read_at: float | None = None  # Unix time of the last reading that applied
@@ -256,7 +257,7 @@ class ExternalFile(ExternalVerdicts):
         self._seen = _signature(self.path)
         return self._apply(*self._read())
 
-    def _read(self) -> tuple[dict[Key, tuple[Status, str]] | None, list[str], str | None]:
+    def _read(self) -> tuple[dict[Key, tuple[Status, str]] | None, list[Problem], str | None]:
         """(verdicts or None, bad lines, why it could not be read). Blocking: run off the loop."""
         try:
             data = read_regular_file(self.path, self.settings.max_size)
@@ -268,7 +269,7 @@ class ExternalFile(ExternalVerdicts):
         verdicts, problems = parse_lines(text, str(self.path))
         return verdicts, problems, None
 
-    def _apply(self, verdicts: dict[Key, tuple[Status, str]] | None, problems: list[str], failure: str | None) -> bool:
+    def _apply(self, verdicts: dict[Key, tuple[Status, str]] | None, problems: list[Problem], failure: str | None) -> bool:
         if verdicts is None:
             if self.failing != failure:
                 self.failing = failure
@@ -280,7 +281,7 @@ class ExternalFile(ExternalVerdicts):
             self.failing = None
         self.problems = problems
         for problem in problems[:MAX_LOGGED]:
-            log.error("external health %s; the other lines still apply", problem)
+            log.error("external health file %s; the other lines still apply", problem)
         if len(problems) > MAX_LOGGED:
             log.error("external health file %s: %d more bad line(s) not logged", self.path, len(problems) - MAX_LOGGED)
         self.reads += 1
@@ -331,7 +332,7 @@ class ExternalFile(ExternalVerdicts):
     def as_dict(self) -> dict[str, object]:
         return {"file": str(self.path), "verdicts": len(self._entries), "reads": self.reads,
                 "read_at": None if self.read_at is None else iso(self.read_at),
-                "failing": self.failing, "bad_lines": self.problems[:MAX_LOGGED],
+                "failing": self.failing, "bad_lines": [str(p) for p in self.problems[:MAX_LOGGED]],
                 "bad_line_count": len(self.problems)}
 
 
