@@ -165,7 +165,7 @@ class Delivery:
                 if 200 <= response.status < 300:
                     return False, ""
                 return response.status == 429 or response.status >= 500, f"HTTP {response.status}"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return True, f"no answer within {self.hook.timeout:g}s"
         except aiohttp.ClientError as error:
             return True, f"{type(error).__name__}: {error}"

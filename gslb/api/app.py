@@ -48,8 +48,8 @@ from gslb.dns.answer import Answerer
 from gslb.dns.server import Listener
 from gslb.explain import ExplainError
 from gslb.health.admin import canonical_address, iso, parse_time
-from gslb.health.external import ExternalApi
 from gslb.health.checks import parse_duration
+from gslb.health.external import ExternalApi
 from gslb.health.monitor import OverrideError
 from gslb.metrics import CONTENT_TYPE, exposition, registry_for
 from gslb.settings import ApiLimits, ServerSettings

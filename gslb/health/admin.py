@@ -171,7 +171,9 @@ class Overrides:
 
     def windows_of(self, check: str | None, address: str) -> list[tuple[WindowKey, Window]]:
         """The windows that apply to one check of an endpoint: its CHECK/ADDRESS ones and ADDRESS ones."""
-        found = [((check, address), w) for w in self.windows.get((check, address), ())] if check is not None else []
+        found: list[tuple[WindowKey, Window]] = []
+        if check is not None:
+            found += [((check, address), w) for w in self.windows.get((check, address), ())]
         found += [((None, address), w) for w in self.windows.get((None, address), ())]
         return found
 
@@ -246,10 +248,11 @@ def parse_overrides(document: Any, problems: Problems) -> Overrides:
                 windows[(check, address)] = tuple(parsed)
                 continue
         else:
-            state = STATES.get(str(value).lower()) if isinstance(value, str) else None
-            if state is None:
+            found = STATES.get(str(value).lower()) if isinstance(value, str) else None
+            if found is None:
                 problems.add(path, f"must be up, down or drain, got {value!r}")
                 continue
+            state = found
         if check is None:
             by_address[address] = state
         else:

@@ -334,7 +334,7 @@ class HealthBoard:
                 self.serving_changed(key, serving)
                 for watcher in self.watchers:
                     try:
-                        watcher(key, before[_SERVING], serving)
+                        watcher(key, before[_SERVING], serving)  # type: ignore[arg-type]
                     except Exception:  # noqa: BLE001 - a watcher must never stop the merge
                         log.exception("health change watcher %r failed", watcher)
             if cause is not None and self._log_changes and (

@@ -79,7 +79,7 @@ class ExternalVerdicts:
         self._clock = clock
         self._entries: dict[Key, ExternalEntry] = {}
         self._changed: Changed = _unbound
-        self._timer = EdgeTimer(self.lapse, clock, name)
+        self._timer = EdgeTimer(self._at_edge, clock, name)
         self.lapsed = 0
 
     def bind(self, changed: Changed) -> None:
@@ -153,6 +153,9 @@ class ExternalVerdicts:
             self._changed(self, None)
         self._reschedule()
         return gone
+
+    def _at_edge(self) -> None:
+        self.lapse()
 
     def next_lapse(self) -> float | None:
         times = [entry.until for entry in self._entries.values() if entry.until is not None]

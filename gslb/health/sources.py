@@ -20,10 +20,10 @@ its `changed` callback when they do (the board has no clock of its own).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from enum import IntEnum
-import logging
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Protocol
 
 from gslb.health.admin import NO_OVERRIDES, Overrides
