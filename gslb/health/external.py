@@ -276,8 +276,12 @@ class ExternalFile(ExternalVerdicts):
         if verdicts is None:
             if self.failing != failure:
                 self.failing = failure
-                kept = len(self._entries)
-                log.warning("external health file %s %s; keeping the last %d verdict(s)", self.path, failure, kept)
+                if self.reads == 0:
+                    log.warning("external health file %s %s; no external verdicts until it can be read", self.path,
+                                failure)
+                else:
+                    log.warning("external health file %s %s; keeping the last %d verdict(s)", self.path, failure,
+                                len(self._entries))
             return False
         if self.failing is not None:
             log.info("external health file %s readable again", self.path)
