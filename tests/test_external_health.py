@@ -190,3 +190,22 @@ def test_every_state_is_a_verdict(state):
     assert board.status("web", A1) is {"up": UP, "down": DOWN, "drain": DRAIN}[state]
     with pytest.raises(ValueError):
         api.set(A1, "auto")
+
+
+def test_a_verdict_for_one_address_merges_only_that_addresses_pairs_not_the_catalog():
+    asked: list[tuple[str | None, str]] = []
+
+    class Spy(AdminOverrides):  # the override layer is asked for every pair merged
+        def verdict(self, check, address):
+            asked.append((check, address))
+            return super().verdict(check, address)
+
+    api = ExternalApi()
+    board = HealthBoard(sources=(api, LocalProbes(), Spy()))
+    users = {("web", f"10.0.{i // 256}.{i % 256}"): ("x",) for i in range(2000)}
+    users[("db", "10.0.0.5")] = ("y",)
+    board.track(users, {"web": WEB, "db": Check("db", HttpSpec(), CheckTiming(5.0, 2.0, 1, 1), UP)})
+    asked.clear()
+    api.set("10.0.0.5", "down")
+    assert board.status("web", "10.0.0.5") is DOWN and board.status("db", "10.0.0.5") is DOWN
+    assert sorted(set(asked)) == [("db", "10.0.0.5"), ("web", "10.0.0.5")]

@@ -103,6 +103,7 @@ class HealthBoard:
         self._override_sources = tuple(s for s in self.sources if s.layer is Layer.OVERRIDES)
         self._log_changes = log_changes
         self._users: dict[Key, tuple[str, ...]] | None = None  # every pair a record serves; None: no catalog
+        self._by_address: dict[str, list[Key]] | None = None  # the same pairs by address
         self._merged: dict[Key, _Merged] = {}
         self._serving: dict[Key, Status] = {}  # pairs not UP; the hot path's only lookup
         self._rtt: dict[Key, float] = {}
@@ -159,6 +160,9 @@ class HealthBoard:
             if track is not None:
                 track(checked)
         self._users = dict(users)
+        self._by_address = {}
+        for key in self._users:
+            self._by_address.setdefault(key[1], []).append(key)
         for key in list(self._merged):
             if key not in self._users:
                 del self._merged[key]
@@ -249,8 +253,20 @@ class HealthBoard:
 
     # -- the merge ----------------------------------------------------------------------------
     def _changed(self, source: HealthSource, keys: Iterable[Key] | None) -> None:
-        """A source's verdicts changed (for `keys`, or for any pair when None)."""
-        self._merge(list(self._universe()) if keys is None else keys, source)
+        """A source's verdicts changed (for `keys`, or for any pair when None). A key without a
+        check, (None, ADDRESS), stands for every pair of the address (a verdict for an address
+        covers all its checks): only those are merged again, not the whole catalog."""
+        if keys is None:
+            self._merge(list(self._universe()), source)
+            return
+        by_address = self._by_address
+        expanded: list[Key] = []
+        for key in keys:
+            if key[0] is None and by_address is not None:
+                expanded.extend(by_address.get(key[1], ()))
+            else:
+                expanded.append(key)
+        self._merge(expanded, source)
 
     def _universe(self) -> Iterable[Key]:
         if self._users is not None:

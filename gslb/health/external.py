@@ -117,11 +117,12 @@ class ExternalVerdicts:
             before = old.get(key)
             since = before.since if before is not None and before.status is status else now
             new[key] = ExternalEntry(status, where, since)
-        if {k: e.status for k, e in new.items()} == {k: e.status for k, e in old.items()}:
-            self._entries = new  # the lines may have moved: keep their new numbers for the reasons
+        changed = [key for key in new.keys() | old.keys()
+                   if (new[key].status if key in new else None) != (old[key].status if key in old else None)]
+        self._entries = new  # unchanged ones too: their lines may have moved, and the reasons say which
+        if not changed:
             return False
-        self._entries = new
-        self._changed(self, None)  # an address entry touches every check of the address
+        self._changed(self, changed)  # (None, ADDRESS): the board merges every check of the address
         self._reschedule()
         return True
 
@@ -136,7 +137,7 @@ class ExternalVerdicts:
             before = self._entries.get(key)
             since = before.since if before is not None and before.status is status else self._clock()
             self._entries[key] = ExternalEntry(status, where, since, until)
-        self._changed(self, None)
+        self._changed(self, (key,))
         self._reschedule()
 
     def lapse(self) -> list[Key]:
@@ -150,7 +151,7 @@ class ExternalVerdicts:
             log.info("%s: %s %s (%s) lapsed; the probes decide again", self.name, shown,
                      entry.status.name.lower(), entry.where)
         if gone:
-            self._changed(self, None)
+            self._changed(self, gone)
         self._reschedule()
         return gone
 

@@ -265,25 +265,28 @@ class AdminOverrides:
     def advance(self) -> None:
         """At a window's edge: what is in force now; one log line per window that opened or closed."""
         now = self._clock()
-        before = self.active
         self.active = self.overrides.at(now)
-        self._note_phases(now, log_changes=True)
+        moved = self._note_phases(now, log_changes=True)
         self._timer.schedule(self.overrides.next_edge(now))
-        if (self.active.by_address, self.active.by_check) != (before.by_address, before.by_check) or \
-                self.active.active != before.active:
-            self._changed(self, None)
+        if moved:
+            self._changed(self, moved)  # only the endpoints whose window opened or closed
 
-    def _note_phases(self, now: float, log_changes: bool) -> None:
+    def _note_phases(self, now: float, log_changes: bool) -> list[Key]:
+        """Remember each window's phase; the keys (check or None, address) whose phase moved."""
         phases: dict[tuple[object, object], str] = {}
+        moved: list[Key] = []
         for key, windows in self.overrides.windows.items():
             for window in windows:
                 phase = phases[(key, window)] = window.phase(now)
                 was = self._phases.get((key, window))
+                if was is not None and was != phase:
+                    moved.append(key)
                 if log_changes and was is not None and was != phase:
                     shown = f"{key[0]}/{key[1]}" if key[0] is not None else key[1]
                     what = {"active": "began", "past": "ended, the override lapsed"}.get(phase, phase)
                     log.info("%s %s %s: %s %s", self.name, shown, window.status.name.lower(), window.describe(), what)
         self._phases = phases
+        return moved
 
     def verdict(self, check: str | None, address: str) -> Verdict | None:
         active = self.active
