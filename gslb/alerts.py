@@ -98,6 +98,9 @@ class Alerts:
         self.servfail_since: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._looked_at: tuple[object, int] | None = None  # (the configuration, the health version) last evaluated
+        # Told of each transition: (firing, {"alert": kind, "message": the log line, ...}); the
+        # notifier (gslb/notify.py) only queues, so evaluating never waits for a webhook.
+        self.listeners: list[Callable[[bool, dict[str, Any]], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -154,25 +157,41 @@ class Alerts:
                     seen[label] = now
         self.records = seen  # records a reload removed are forgotten, alert and all
 
+    def _emit(self, firing: bool, kind: str, message: str, **details: Any) -> None:
+        for listener in self.listeners:
+            try:
+                listener(firing, {"alert": kind, "message": message, **details})
+            except Exception:  # noqa: BLE001 - a listener must never stop alerting
+                log.exception("alert listener %r failed", listener)
+
     def _all_down_transition(self, record: "DynamicRecord", now: RecordHealth, before: RecordHealth | None) -> None:
         was = before is not None and before.all_down
         if now.all_down and not was:
             how = record.when_all_down if isinstance(record.when_all_down, str) else "list"
-            log.critical("%s: no healthy endpoint in any region; answering per when_all_down=%s", record.display_name, how)
+            message = f"{record.display_name}: no healthy endpoint in any region; answering per when_all_down={how}"
+            log.critical("%s", message)
+            self._emit(True, "record_all_down", message, record=now.label, down=list(now.down))
         elif was and not now.all_down:
-            log.info("%s: endpoints healthy again", record.display_name)
+            message = f"{record.display_name}: endpoints healthy again"
+            log.info("%s", message)
+            self._emit(False, "record_all_down", message, record=now.label, down=list(now.down))
 
     def _transition(self, health: RecordHealth) -> None:
         threshold = self.thresholds.healthy_below
         below = health.ratio < threshold
+        details = {"record": health.label, "healthy": health.healthy, "total": health.total, "down": list(health.down)}
         if below and not health.alerting:
             health.alerting, health.since = True, time.time()
-            log.critical("%s: %d of %d endpoints healthy (%.0f%%), below %.0f%%; down: %s", health.label,
-                         health.healthy, health.total, health.ratio * 100, threshold * 100, ", ".join(health.down))
+            message = (f"{health.label}: {health.healthy} of {health.total} endpoints healthy "
+                       f"({health.ratio * 100:.0f}%), below {threshold * 100:.0f}%; down: {', '.join(health.down)}")
+            log.critical("%s", message)
+            self._emit(True, "record_unhealthy", message, **details)
         elif not below and health.alerting:
             health.alerting, health.since = False, None
-            log.info("%s: %d of %d endpoints healthy (%.0f%%) again", health.label, health.healthy, health.total,
-                     health.ratio * 100)
+            message = (f"{health.label}: {health.healthy} of {health.total} endpoints healthy "
+                       f"({health.ratio * 100:.0f}%) again")
+            log.info("%s", message)
+            self._emit(False, "record_unhealthy", message, **details)
 
     def _check_servfail(self) -> None:
         now = self._clock()
@@ -186,15 +205,19 @@ class Alerts:
         self.servfail_ratio = (servfail - base_servfail) / responses if responses > 0 else 0.0
         threshold = self.thresholds.servfail_above
         high = responses >= self.min_responses and self.servfail_ratio > threshold
+        details = {"ratio": round(self.servfail_ratio, 4), "responses": responses}
         if high and not self.servfail_alerting:
             self.servfail_alerting, self.servfail_since = True, time.time()
-            log.warning("SERVFAIL %.1f%% of %d responses in the last %.0fs, above %.0f%%",
-                        self.servfail_ratio * 100, responses, min(now - ring[0][0], self.window) or self.interval,
-                        threshold * 100)
+            message = (f"SERVFAIL {self.servfail_ratio * 100:.1f}% of {responses} responses in the last "
+                       f"{min(now - ring[0][0], self.window) or self.interval:.0f}s, above {threshold * 100:.0f}%")
+            log.warning("%s", message)
+            self._emit(True, "servfail", message, **details)
         elif not high and self.servfail_alerting:
             self.servfail_alerting, self.servfail_since = False, None
-            log.info("SERVFAIL %.1f%% of %d responses in the last %.0fs, back at or below %.0f%%",
-                     self.servfail_ratio * 100, responses, min(now - ring[0][0], self.window), threshold * 100)
+            message = (f"SERVFAIL {self.servfail_ratio * 100:.1f}% of {responses} responses in the last "
+                       f"{min(now - ring[0][0], self.window):.0f}s, back at or below {threshold * 100:.0f}%")
+            log.info("%s", message)
+            self._emit(False, "servfail", message, **details)
 
     # -- for /status -----------------------------------------------------------------------------
     def as_dict(self) -> dict[str, Any]:

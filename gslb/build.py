@@ -24,6 +24,7 @@ from gslb.dns.answer import AnswerSettings, Answerer
 from gslb.dns.dynamic_answer import DynamicAnswers
 from gslb.dns.fastpath import FastPath
 from gslb.geo import GeoDatabase, GeoDataError, TableCache, locate_catalog
+from gslb.health.external import external_sources
 from gslb.health.monitor import HealthMonitor, PendingHealth
 from gslb.health.redis_link import StoreUnavailable, redis_sources
 from gslb.health.status import HealthView
@@ -112,7 +113,9 @@ def _assemble(
             shared = redis_sources(settings)  # with --redis: the vantages' quorum and the shared overrides
         except StoreUnavailable as error:
             return None, [Problem("command line", "--redis", str(error))]
-        health = HealthMonitor.build(settings.state, sources=shared)  # reads the admin state file now, before any query
+        # External verdicts first (the API's, the file's), then the vantages', then this node's probes;
+        # the admin overrides on top. The state file and the external file are read now, before any query.
+        health = HealthMonitor.build(settings.state, sources=(*external_sources(settings), *shared))
         problems = health.apply(catalog)  # nothing serves from this monitor yet: take the catalog at once
         if problems:
             return None, problems

@@ -154,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     if loaded is None:
         return report(problems)
     if args.command == "check":
+        bad_lines = [p for source in (loaded.health.board.sources if loaded.health is not None else ())
+                     for p in getattr(source, "problems", ())]  # the external health file's (gslb/health/external.py)
+        if bad_lines:
+            return report(bad_lines)
         zones = len(loaded.catalog.zones)
         print(f"gslb: {zones} zone{'s' if zones != 1 else ''} OK in {settings.zones}")
         return 0

@@ -61,6 +61,7 @@ class GslbCollector:
         yield from self._alerts(runtime)
         yield from self._query_log(runtime)
         yield from self._api(runtime)
+        yield from self._notify(runtime)
         info = GaugeMetricFamily("gslb_build_info", "The gslb version running.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
@@ -269,6 +270,24 @@ class GslbCollector:
         for reason, value in api.connections_closed.items():
             closed.add_metric([reason], value)
         yield closed
+
+
+    # -- notifications -------------------------------------------------------------------------------
+    def _notify(self, runtime: "Runtime") -> Iterator[Metric]:
+        notifier = runtime.notifier
+        if notifier is None:
+            return
+        total = CounterMetricFamily("gslb_notify", "Webhook notifications by result: sent (a 2xx answer), failed "
+                                    "(every try used, or refused), dropped (the oldest waiting, when the queue was full).",
+                                    labels=["webhook", "result"])
+        for (webhook, result), value in notifier.counts().items():
+            total.add_metric([webhook, result], value)
+        yield total
+        queued = GaugeMetricFamily("gslb_notify_queued", "Notifications waiting to be sent, per webhook.",
+                                   labels=["webhook"])
+        for delivery in notifier.as_dict():
+            queued.add_metric([delivery["url"]], delivery["queued"])
+        yield queued
 
 
 def registry_for(runtime: "Runtime") -> CollectorRegistry:

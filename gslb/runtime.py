@@ -61,6 +61,14 @@ class AlertState(Protocol):
     def as_dict(self) -> dict[str, Any]: ...
 
 
+class NotifyState(Protocol):
+    """gslb/notify.py's Notifier, as read for /status and /metrics."""
+
+    def counts(self) -> dict[tuple[str, str], int]: ...
+
+    def as_dict(self) -> list[dict[str, Any]]: ...
+
+
 class Describable(Protocol):
     def describe(self) -> str: ...
 
@@ -84,6 +92,7 @@ class Runtime:
     querylog: QueryLogState | None = None
     alerts: AlertState | None = None
     api: ApiState | None = None
+    notifier: NotifyState | None = None
     listeners: list[Listener] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
 

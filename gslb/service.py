@@ -1,8 +1,8 @@
 """Assembles a running server from settings: load and validate, bind, serve until told to stop.
 
 `serve()` starts, in order: the DNS listeners, the HTTP API (gslb/api.py), the health probes,
-hot reload (gslb/reload.py: SIGHUP and file changes), alerts (gslb/alerts.py) and the query log
-(gslb/querylog.py); on SIGINT/SIGTERM it stops them in reverse.
+hot reload (gslb/reload.py: SIGHUP and file changes), the webhooks (gslb/notify.py), alerts
+(gslb/alerts.py) and the query log (gslb/querylog.py); on SIGINT/SIGTERM it stops them in reverse.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from gslb.build import Loaded, assemble, build, load, open_geo, read  # noqa: F4
 from gslb.dns import udpio
 from gslb.dns.server import DnsServer, Listener
 from gslb.names import to_text
+from gslb.notify import Notifier
 from gslb.querylog import QueryLog
 from gslb.reload import Reloader
 from gslb.runtime import Runtime, run_event_loop  # noqa: F401 - run_event_loop: re-exported for cli
@@ -139,10 +140,18 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
     # stops at the listeners' lines has read every start-up line.
     print("\n".join(lines) + "\n", end="", flush=True)
 
+    notifier = None
+    if settings.notify:
+        notifier = runtime.notifier = Notifier(settings.notify, settings.node_name)
+        await notifier.start()
+        if loaded.health is not None:  # the monitor outlives reloads: one watcher for the server's life
+            loaded.health.board.watchers.append(notifier.endpoint_watcher(loaded.health.board))
     if loaded.health is not None:
         await loaded.health.start()
     reloader.start()
     runtime.alerts = Alerts(settings.alerts, lambda: reloader.current, stats)
+    if notifier is not None:
+        runtime.alerts.listeners.append(notifier.alert)
     runtime.alerts.start()
     if querylog is not None:
         querylog.start()
@@ -158,6 +167,8 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
             await api.stop()
         if reloader.current.health is not None:
             await reloader.current.health.stop()
+        if notifier is not None:
+            await notifier.stop()
         if publisher is not None:
             publisher.cancel()
         if pool is not None:

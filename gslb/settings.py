@@ -188,6 +188,178 @@ def _seconds(value: object) -> object:
     return value
 
 
+EXTERNAL_HEALTH_KEYS = ("file", "poll_interval", "max_size")
+DEFAULT_EXTERNAL_MAX = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalHealthSettings:
+    """`external_health: {file: PATH, poll_interval: 1s, max_size: 16MiB}`: a file of verdicts
+    that another system writes, gdnsd extfile style (gslb/health/external.py)."""
+
+    file: Path
+    poll_interval: float = 1.0  # seconds between looks at the file's signature
+    max_size: int = DEFAULT_EXTERNAL_MAX  # bytes; a larger file is refused and the last verdicts kept
+
+    def __post_init__(self) -> None:
+        if not self.poll_interval > 0:
+            raise ValueError(f"poll_interval must be > 0, got {self.poll_interval!r}")
+
+    @classmethod
+    def parse(cls, raw: object, problems: Problems, base: Path, path: str = "external_health") -> "ExternalHealthSettings | None":
+        from gslb.health.checks import parse_duration
+
+        if raw is None or raw is False:
+            return None
+        if not isinstance(raw, dict):
+            problems.add(path, "must be a mapping like {file: external-health.txt}")
+            return None
+        for key in raw:
+            if key not in EXTERNAL_HEALTH_KEYS:
+                problems.add(f"{path}.{key}", f"unknown setting; expected one of {', '.join(EXTERNAL_HEALTH_KEYS)}")
+        values: dict[str, Any] = {}
+        file = raw.get("file")
+        if not isinstance(file, str) or not file.strip():
+            problems.add(f"{path}.file", "required: the path of the verdict file (lines like `192.0.2.10: down`)")
+        else:
+            values["file"] = base / file
+        if "poll_interval" in raw:
+            try:
+                values["poll_interval"] = parse_duration(raw["poll_interval"])
+            except ValueError as error:
+                problems.add(f"{path}.poll_interval", str(error))
+        if "max_size" in raw:
+            try:
+                values["max_size"] = parse_size(raw["max_size"])
+            except ValueError as error:
+                problems.add(f"{path}.max_size", str(error))
+        if "file" not in values:
+            return None
+        return cls(**values)
+
+
+WEBHOOK_KEYS = ("url", "secret", "secret_file", "events", "timeout", "tries", "queue")
+# What a webhook may ask for: a family (`endpoint`, `alert`) or one event of it.
+NOTIFY_EVENTS = ("endpoint", "endpoint.up", "endpoint.down", "endpoint.drain", "alert", "alert.firing", "alert.resolved")
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """One `notify:` entry: where to POST, how to sign, which events, how hard to try."""
+
+    url: str
+    secret: bytes | None = field(default=None, repr=False)  # HMAC-SHA256 key for X-Gslb-Signature
+    events: frozenset[str] | None = None  # None: every event
+    timeout: float = 5.0  # seconds per attempt
+    tries: int = 5  # attempts per event, the first included
+    queue: int = 1000  # events waiting; beyond it the oldest is dropped
+
+    def wants(self, event: str) -> bool:
+        if self.events is None:
+            return True
+        return event in self.events or event.partition(".")[0] in self.events
+
+    @property
+    def shown(self) -> str:
+        """The URL without credentials or query, for logs, /status and metric labels."""
+        from yarl import URL
+
+        url = URL(self.url)
+        return str(url.with_user(None).with_query(None).with_fragment(None))
+
+
+def parse_webhook_url(value: object) -> str:
+    from yarl import URL
+
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("required: an http:// or https:// URL, like http://127.0.0.1:9000/gslb")
+    try:
+        url = URL(value.strip())
+    except (ValueError, TypeError):
+        raise ValueError(f"not a URL: {value!r}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"must be an http:// or https:// URL with a host, like http://127.0.0.1:9000/gslb, got {value!r}")
+    try:
+        url.port
+    except ValueError:
+        raise ValueError(f"bad port in {value!r}") from None
+    return str(url)
+
+
+def parse_webhooks(raw: object, problems: Problems, base: Path, path: str = "notify") -> tuple[Webhook, ...]:
+    """`notify:` - a list of webhooks; every problem with its key path."""
+    from gslb.config.files import read_regular_file
+    from gslb.health.checks import parse_duration
+
+    if raw is None or raw is False:
+        return ()
+    if not isinstance(raw, list):
+        problems.add(path, "must be a list of webhooks like [{url: http://127.0.0.1:9000/gslb, secret: ...}]")
+        return ()
+    hooks = []
+    for index, entry in enumerate(raw):
+        where = f"{path}[{index}]"
+        if not isinstance(entry, dict):
+            problems.add(where, "must be a mapping with url and optionally secret, events, timeout, tries, queue")
+            continue
+        count = len(problems)
+        for key in entry:
+            if key not in WEBHOOK_KEYS:
+                problems.add(f"{where}.{key}", f"unknown setting; expected one of {', '.join(WEBHOOK_KEYS)}")
+        values: dict[str, Any] = {}
+        try:
+            values["url"] = parse_webhook_url(entry.get("url"))
+        except ValueError as error:
+            problems.add(f"{where}.url", str(error))
+        if "secret" in entry and "secret_file" in entry:
+            problems.add(f"{where}.secret_file", "give secret or secret_file, not both")
+        elif "secret" in entry:
+            secret = entry["secret"]
+            if not isinstance(secret, str) or not secret:
+                problems.add(f"{where}.secret", "must be a non-empty string (the HMAC-SHA256 key)")
+            else:
+                values["secret"] = secret.encode("utf-8")
+        elif "secret_file" in entry:
+            name = entry["secret_file"]
+            if not isinstance(name, str) or not name:
+                problems.add(f"{where}.secret_file", "must be a path to a file holding the HMAC-SHA256 key")
+            else:
+                try:
+                    secret_bytes = read_regular_file(base / name, 4096).strip()
+                except OSError as error:
+                    problems.add(f"{where}.secret_file", f"cannot read {base / name}: {error.strerror or error}")
+                else:
+                    if not secret_bytes:
+                        problems.add(f"{where}.secret_file", f"{base / name} is empty")
+                    else:
+                        values["secret"] = secret_bytes
+        if "events" in entry:
+            events = entry["events"]
+            if not isinstance(events, list) or not events:
+                problems.add(f"{where}.events", f"must be a non-empty list of {', '.join(NOTIFY_EVENTS)}")
+            else:
+                for position, name in enumerate(events):
+                    if name not in NOTIFY_EVENTS:
+                        problems.add(f"{where}.events[{position}]",
+                                     f"unknown event {name!r}; expected one of {', '.join(NOTIFY_EVENTS)}")
+                values["events"] = frozenset(str(name) for name in events)
+        if "timeout" in entry:
+            try:
+                values["timeout"] = parse_duration(entry["timeout"])
+            except ValueError as error:
+                problems.add(f"{where}.timeout", str(error))
+        for key, most in (("tries", 20), ("queue", 100_000)):
+            if key in entry:
+                value = entry[key]
+                if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+                    problems.add(f"{where}.{key}", f"must be a whole number from 1 to {most}, got {value!r}")
+                else:
+                    values[key] = value
+        if len(problems) == count and "url" in values:
+            hooks.append(Webhook(**values))
+    return tuple(hooks)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     zones: Path = field(default_factory=default_zones_dir)
@@ -219,6 +391,8 @@ class ServerSettings:
     stale_after: float = 30.0  # seconds the store may be unreachable before this node probes for itself
     probe_source: str | None = None  # the local address probes leave from (gslb probe --source)
     udp_io: str = "auto"  # batched | per-datagram | auto (gslb/dns/udpio.py); auto: $GSLB_UDP_IO, else batched if built
+    external_health: "ExternalHealthSettings | None" = None  # a watched verdict file (gslb/health/external.py)
+    notify: "tuple[Webhook, ...]" = ()  # webhooks told of endpoint changes and alerts (gslb/notify.py)
 
     @property
     def geoip_file(self) -> Path:
@@ -228,7 +402,7 @@ class ServerSettings:
 FILE_KEYS = {"listen", "zones", "geoip", "cache_dir", "node_name", "tcp", "log_level", "state",
              "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers", "rrl",
              "api_limits",
-             "max_zone_file_size", "udp_io"}
+             "max_zone_file_size", "udp_io", "external_health", "notify"}
 SHARED_HEALTH_KEYS = {"redis", "redis_prefix", "vantage", "vantages", "stale_after", "probe_source"}
 FILE_KEYS |= SHARED_HEALTH_KEYS
 
@@ -369,6 +543,10 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
         except ValueError as error:
             problems.add("max_zone_file_size", str(error))
     values.update(_shared_health(doc, problems))
+    if "external_health" in doc:
+        values["external_health"] = ExternalHealthSettings.parse(doc["external_health"], problems, base)
+    if "notify" in doc:
+        values["notify"] = parse_webhooks(doc["notify"], problems, base)
     if "udp_io" in doc:
         try:
             values["udp_io"] = udpio.parse(doc["udp_io"], "udp_io")

@@ -7,7 +7,11 @@
                                        where each continent's clients go, recent changes, reloads, alerts
     GET  /explain?name=&type=&client=|subnet=[&down=REGION|ENDPOINT ...]
     GET  /metrics                      Prometheus text format
-    POST /admin/endpoints/{address}    {"state": "up|down|drain|auto", "check": "web"}  (bearer token)
+    POST /admin/endpoints/{address}    {"state": "up|down|drain|auto", "check": "web", "for": "30m"} or a
+                                       maintenance window {"state": "down", "from": TIME, "until": TIME}
+    PUT  /admin/health/{address}       an external verdict {"state": "up|down|drain", "check": "web",
+                                       "for": "2m"} (gslb/health/external.py)  (bearer token)
+    DELETE /admin/health/{address}     remove it (?check=web for one check's)  (bearer token)
     POST /admin/reload                 reload the zones and GeoIP data, as SIGHUP does (bearer token)
 
 Every response is JSON except /metrics and the page; every error is one line:
@@ -27,6 +31,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from aiohttp import web
@@ -42,8 +47,9 @@ from gslb.api.status import Recent, endpoint_dict, status_document
 from gslb.dns.answer import Answerer
 from gslb.dns.server import Listener
 from gslb.explain import ExplainError
-from gslb.health.admin import canonical_address
+from gslb.health.admin import canonical_address, iso, parse_time
 from gslb.health.checks import parse_duration
+from gslb.health.external import ExternalApi
 from gslb.health.monitor import OverrideError
 from gslb.metrics import CONTENT_TYPE, exposition, registry_for
 from gslb.settings import ApiLimits, ServerSettings
@@ -51,6 +57,7 @@ from gslb.stats import QueryStats
 from gslb.whatif import AssumeDownError, explain_assuming
 
 if TYPE_CHECKING:
+    from gslb.health.monitor import HealthMonitor
     from gslb.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -59,7 +66,10 @@ ADMIN_STATES = ("up", "down", "drain", "auto")  # auto: remove the override, the
 ADMIN_EXAMPLE = '{"state": "down"}'
 EXPLAIN_PARAMETERS = ("name", "type", "client", "subnet", "down")
 PATHS = ["GET /", "GET /healthz", "GET /status", "GET /explain?name=&type=&client=|subnet=&down=", "GET /metrics",
-         "POST /admin/endpoints/{address}", "POST /admin/reload"]
+         "POST /admin/endpoints/{address}", "PUT /admin/health/{address}", "DELETE /admin/health/{address}",
+         "POST /admin/reload"]
+HEALTH_STATES = ("up", "down", "drain")
+HEALTH_EXAMPLE = '{"state": "down", "for": "2m"}'
 CLOSING_STATUSES = (408, 413)  # the rest of the request is not worth reading: close the connection
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -114,6 +124,8 @@ class Api:
         app.router.add_get("/explain", self.explain)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/admin/endpoints/{address}", self.set_endpoint)
+        app.router.add_put("/admin/health/{address}", self.put_health)
+        app.router.add_delete("/admin/health/{address}", self.delete_health)
         app.router.add_post("/admin/reload", self.reload)
         return app
 
@@ -258,9 +270,9 @@ class Api:
         except ValueError:
             raise ApiError(400, f"address: {text!r} is not an IP address") from None
         data = await json_object(request, self.limits, ADMIN_EXAMPLE)
-        unknown = sorted(set(data) - {"state", "check", "for"})
+        unknown = sorted(set(data) - {"state", "check", "for", "from", "until"})
         if unknown:
-            raise ApiError(400, f"{unknown[0]}: unknown field; expected state and optionally check and for")
+            raise ApiError(400, f"{unknown[0]}: unknown field; expected state and optionally check, for, from and until")
         lapse = _lapse(data.get("for"))
         state = data.get("state")
         if state is None:
@@ -268,7 +280,33 @@ class Api:
         if not isinstance(state, str) or state.lower() not in ADMIN_STATES:
             raise ApiError(400, f"state: must be one of {', '.join(ADMIN_STATES)}, got {state!r}")
         state = state.lower()
+        start, until = _window(data, lapse, state)
         check = data.get("check")
+        monitor, known = self._endpoint_pairs(address, check)
+        async with self._admin_lock:
+            try:  # into the shared store with --redis, else the state file
+                await monitor.admin_override(address, None if state == "auto" else state, check, lapse=lapse,
+                                             start=start, until=until)
+            except (OverrideError, ValueError) as error:
+                log.error("admin API: %s", error)
+                raise ApiError(getattr(error, "status", 400), str(error)) from None
+        self.recent.sample()
+        key = f"{check}/{address}" if check is not None else address
+        when = f" for {lapse:g}s" if lapse else ""
+        if start is not None or until is not None:
+            when = f" from {iso(start) if start is not None else 'now'} until {iso(until) if until is not None else 'removed'}"
+        log.info("admin API: %s set %s%s (from %s)", key, state, when, request.remote)
+        reports = [monitor.board.report(*pair) for pair in sorted(known, key=lambda k: k[0] or "")]
+        body = {"address": address, "check": check, "state": state,
+                "endpoints": [endpoint_dict(r) for r in reports if r is not None]}
+        if start is not None or until is not None:
+            body["from"] = iso(start) if start is not None else None
+            body["until"] = iso(until) if until is not None else None
+        return web.json_response(body)
+
+    def _endpoint_pairs(self, address: str, check: object) -> tuple["HealthMonitor", set[tuple[str | None, str]]]:
+        """The monitor and the (check, address) pairs an admin call about `address` touches;
+        ApiError when the address (with that check) is no endpoint of a record served."""
         loaded = self.runtime.loaded
         monitor = loaded.health
         if monitor is None:
@@ -282,17 +320,50 @@ class Api:
         if not known:
             where = f" with check {check}" if check is not None else ""
             raise ApiError(404, f"address: {address} is not an endpoint{where} of any GSLB record served")
-        async with self._admin_lock:
-            try:  # into the shared store with --redis, else the state file
-                await monitor.admin_override(address, None if state == "auto" else state, check, lapse=lapse)
-            except (OverrideError, ValueError) as error:
-                log.error("admin API: %s", error)
-                raise ApiError(getattr(error, "status", 400), str(error)) from None
+        return monitor, known
+
+    async def put_health(self, request: web.Request) -> web.Response:
+        """An external verdict (a monitoring system's word on an endpoint), optionally lapsing."""
+        self.gate.require(request)
+        address = _address(request.match_info["address"])
+        data = await json_object(request, self.limits, HEALTH_EXAMPLE)
+        unknown = sorted(set(data) - {"state", "check", "for"})
+        if unknown:
+            raise ApiError(400, f"{unknown[0]}: unknown field; expected state and optionally check and for")
+        lapse = _lapse(data.get("for"))
+        state = data.get("state")
+        if state is None:
+            raise ApiError(400, f"state: required, one of {', '.join(HEALTH_STATES)}")
+        if not isinstance(state, str) or state.lower() not in HEALTH_STATES:
+            raise ApiError(400, f"state: must be one of {', '.join(HEALTH_STATES)} (DELETE removes the verdict), "
+                                f"got {state!r}")
+        state = state.lower()
+        check = data.get("check")
+        monitor, known = self._endpoint_pairs(address, check)
+        source = _external_api(monitor)
+        source.set(address, state, check, lapse=lapse, by=str(request.remote))
         self.recent.sample()
         key = f"{check}/{address}" if check is not None else address
-        log.info("admin API: %s set %s%s (from %s)", key, state, f" for {lapse:g}s" if lapse else "", request.remote)
+        log.info("admin API: external health %s %s%s (from %s)", key, state, f" for {lapse:g}s" if lapse else "",
+                 request.remote)
         reports = [monitor.board.report(*pair) for pair in sorted(known, key=lambda k: k[0] or "")]
-        return web.json_response({"address": address, "check": check, "state": state,
+        return web.json_response({"address": address, "check": check, "state": state, "for": lapse,
+                                  "endpoints": [endpoint_dict(r) for r in reports if r is not None]})
+
+    async def delete_health(self, request: web.Request) -> web.Response:
+        self.gate.require(request)
+        address = _address(request.match_info["address"])
+        unknown = sorted(set(request.rel_url.query) - {"check"})
+        if unknown:
+            raise ApiError(400, f"{unknown[0]}: unknown parameter; expected check")
+        check = request.rel_url.query.get("check")
+        monitor, known = self._endpoint_pairs(address, check)
+        _external_api(monitor).set(address, None, check)
+        self.recent.sample()
+        log.info("admin API: external health %s removed (from %s)", f"{check}/{address}" if check else address,
+                 request.remote)
+        reports = [monitor.board.report(*pair) for pair in sorted(known, key=lambda k: k[0] or "")]
+        return web.json_response({"address": address, "check": check, "state": None,
                                   "endpoints": [endpoint_dict(r) for r in reports if r is not None]})
 
 
@@ -310,6 +381,46 @@ class Api:
 
 def token_source(settings: ServerSettings) -> TokenSource:
     return TokenSource(settings.api_token_file)
+
+
+def _address(text: str) -> str:
+    try:
+        return canonical_address(text)
+    except ValueError:
+        raise ApiError(400, f"address: {text!r} is not an IP address") from None
+
+
+def _external_api(monitor: "HealthMonitor") -> ExternalApi:
+    source = next((s for s in monitor.board.sources if isinstance(s, ExternalApi)), None)
+    if source is None:
+        raise ApiError(409, "this server takes no external health verdicts")
+    return source
+
+
+def _window(data: dict[str, object], lapse: float | None, state: str) -> tuple[float | None, float | None]:
+    """`from` and `until` of an admin override (a maintenance window), as Unix times."""
+    times: dict[str, float | None] = {}
+    for name in ("from", "until"):
+        raw = data.get(name)
+        if raw is None:
+            times[name] = None
+            continue
+        try:
+            times[name] = parse_time(raw)
+        except ValueError as error:
+            raise ApiError(400, f"{name}: {error}") from None
+    start, until = times["from"], times["until"]
+    if start is None and until is None:
+        return None, None
+    if state == "auto":
+        raise ApiError(400, "from, until: a window needs a state (up, down or drain); auto removes the override")
+    if lapse is not None:
+        raise ApiError(400, "for, until: give one of them (for: a duration from now; until: a time)")
+    if until is not None and until <= time.time():
+        raise ApiError(400, f"until: {iso(until)} is already past")
+    if start is not None and until is not None and until <= start:
+        raise ApiError(400, f"until: {iso(until)} must be after from ({iso(start)})")
+    return start, until
 
 
 def _lapse(value: object) -> float | None:

@@ -262,6 +262,21 @@ class Recent:
 
 # -- the document ----------------------------------------------------------------------------------
 
+def _external(monitor: Any) -> dict[str, Any] | None:
+    """The external health sources: the watched file's state, the API's verdict count."""
+    if monitor is None:
+        return None
+    from gslb.health.external import ExternalApi, ExternalFile
+
+    found: dict[str, Any] = {}
+    for source in monitor.board.sources:
+        if isinstance(source, ExternalFile):
+            found["file"] = source.as_dict()
+        elif isinstance(source, ExternalApi):
+            found["api"] = {"verdicts": len(source.entries()), "lapsed": source.lapsed}
+    return found or None
+
+
 def status_document(runtime: "Runtime", recent: Recent | None = None) -> dict[str, Any]:
     """What /status shows: the served configuration, its regions (with their health) and records,
     every endpoint with its state and why, where each continent's clients go, reloads, alerts,
@@ -321,6 +336,8 @@ def status_document(runtime: "Runtime", recent: Recent | None = None) -> dict[st
             "written": runtime.querylog.written, "dropped": runtime.querylog.dropped,
             "failed": runtime.querylog.errors, "pending": runtime.querylog.pending,
         },
+        "notify": runtime.notifier.as_dict() if runtime.notifier is not None else [],
+        "external_health": _external(monitor),
         "api": {"url": runtime.api.url if runtime.api is not None else None,
                 "admin_token": runtime.api.tokens.describe() if runtime.api is not None else "none"},
     }

@@ -64,6 +64,9 @@ class EndpointReport:
     override_until: str | None = None  # when an override with an expiry lapses (ISO 8601 UTC)
     vantages: dict[str, Any] | None = None  # with shared verdicts: each vantage's verdict and its age
     quorum: dict[str, Any] | None = None  # ... and the quorum's rule and result
+    source: str | None = None  # the source whose verdict decided: the override's, else the probe layer's
+    probed_by: str | None = None  # the PROBES-layer source that gave `probed`: "probes", "external file (x.txt)"
+    windows: list[dict[str, Any]] | None = None  # maintenance windows of the endpoint: scheduled, active, past
 
     def text(self) -> str:
         return f"{', '.join(self.users)} {self.address} {self.status} {self.reason}"
@@ -100,11 +103,15 @@ class HealthBoard:
         self._override_sources = tuple(s for s in self.sources if s.layer is Layer.OVERRIDES)
         self._log_changes = log_changes
         self._users: dict[Key, tuple[str, ...]] | None = None  # every pair a record serves; None: no catalog
+        self._by_address: dict[str, list[Key]] | None = None  # the same pairs by address
         self._merged: dict[Key, _Merged] = {}
         self._serving: dict[Key, Status] = {}  # pairs not UP; the hot path's only lookup
         self._rtt: dict[Key, float] = {}
         self._load: dict[Key, float] = {}
         self._version = 0
+        # Told of every change of what DNS serves for a pair already tracked: (pair, before, after).
+        # Called inside the merge: a watcher only queues (gslb/notify.py), it never awaits.
+        self.watchers: list[Callable[[Key, Status, Status], None]] = []
         for source in self.sources:
             source.bind(self._changed)
 
@@ -153,6 +160,9 @@ class HealthBoard:
             if track is not None:
                 track(checked)
         self._users = dict(users)
+        self._by_address = {}
+        for key in self._users:
+            self._by_address.setdefault(key[1], []).append(key)
         for key in list(self._merged):
             if key not in self._users:
                 del self._merged[key]
@@ -190,7 +200,8 @@ class HealthBoard:
         key = (check, address)
         if self._users is None or key not in self._users:
             return None
-        probe, override, _ = self._verdicts(key)
+        probe, override, origin = self._verdicts(key)
+        prober = self._prober(key) if probe is not None else None
         probed = probe.status if probe is not None else _UP
         if override is not None:
             reason = _override_reason(probed, override, "", probe is not None)
@@ -205,6 +216,11 @@ class HealthBoard:
             described = getattr(source, "detail", None)  # sources that say more (each vantage's verdict)
             if described is not None:
                 detail.update(described(check, address) or {})
+        windows: list[dict[str, Any]] = []
+        for source in self._override_sources:
+            scheduled = getattr(source, "windows", None)  # sources with maintenance windows
+            if scheduled is not None:
+                windows.extend(scheduled(check, address))
         until = override.expires if override is not None else None
         return EndpointReport(
             check=check,
@@ -227,6 +243,9 @@ class HealthBoard:
                 timespec="seconds").replace("+00:00", "Z"),
             vantages=detail.get("vantages"),
             quorum=detail.get("quorum"),
+            source=origin.name if origin is not None else (prober.name if prober is not None else None),
+            probed_by=prober.name if prober is not None else None,
+            windows=windows or None,
         )
 
     def reports(self) -> list[EndpointReport]:
@@ -234,8 +253,20 @@ class HealthBoard:
 
     # -- the merge ----------------------------------------------------------------------------
     def _changed(self, source: HealthSource, keys: Iterable[Key] | None) -> None:
-        """A source's verdicts changed (for `keys`, or for any pair when None)."""
-        self._merge(list(self._universe()) if keys is None else keys, source)
+        """A source's verdicts changed (for `keys`, or for any pair when None). A key without a
+        check, (None, ADDRESS), stands for every pair of the address (a verdict for an address
+        covers all its checks): only those are merged again, not the whole catalog."""
+        if keys is None:
+            self._merge(list(self._universe()), source)
+            return
+        by_address = self._by_address
+        expanded: list[Key] = []
+        for key in keys:
+            if key[0] is None and by_address is not None:
+                expanded.extend(by_address.get(key[1], ()))
+            else:
+                expanded.append(key)
+        self._merge(expanded, source)
 
     def _universe(self) -> Iterable[Key]:
         if self._users is not None:
@@ -259,6 +290,13 @@ class HealthBoard:
                 origin = source
                 break
         return probe, override, origin
+
+    def _prober(self, key: Key) -> HealthSource | None:
+        """The PROBES-layer source whose verdict is in force for the pair."""
+        for source in self._probe_sources:
+            if source.verdict(*key) is not None:
+                return source
+        return None
 
     def _merge(self, keys: Iterable[Key], cause: HealthSource | None) -> None:
         """Merge pairs again; log those `cause` (a source; None for a reconcile, which is silent)
@@ -310,6 +348,11 @@ class HealthBoard:
             if serving is not before[_SERVING]:
                 self._version += 1
                 self.serving_changed(key, serving)
+                for watcher in self.watchers:
+                    try:
+                        watcher(key, before[_SERVING], serving)  # type: ignore[arg-type]
+                    except Exception:  # noqa: BLE001 - a watcher must never stop the merge
+                        log.exception("health change watcher %r failed", watcher)
             if cause is not None and self._log_changes and (
                     probed is not before[_PROBED] or override_status is not before[_OVERRIDE] or serving is not before[_SERVING]):
                 self._log_change(key, cause, before, probe, override, origin)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -266,23 +267,23 @@ class HealthMonitor:
         return next((s for s in self.board.sources if getattr(s, "store_override", None) is not None), None)
 
     async def admin_override(self, address: str, state: str | None, check: str | None = None, *,
-                             lapse: float | None = None) -> str:
+                             lapse: float | None = None, start: float | None = None,
+                             until: float | None = None) -> str:
         """Set (None: remove) an override from the admin API: in the shared store when there
         is one, else in the state file; applied here before returning. `lapse`: seconds until it
-        lapses by itself. Returns where it was stored. Raises OverrideError (the message says
-        what to do) and ValueError (a bad state)."""
+        lapses by itself; `start`/`until` (Unix times): a maintenance window. Returns where it was
+        stored. Raises OverrideError (the message says what to do) and ValueError (a bad state)."""
         shared = self.shared_overrides()
         if shared is not None:
-            await shared.store_override(address, state, check, lapse)  # type: ignore[attr-defined]
+            await shared.store_override(address, state, check, lapse, start=start, until=until)  # type: ignore[attr-defined]
             return shared.name  # type: ignore[attr-defined,no-any-return]
+        if lapse is not None:
+            until = time.time() + lapse
         if self.state is None:
             raise OverrideError("no admin state file configured; start gslb serve with --state FILE (or state: in "
                                 "the server config) so overrides survive a restart, or --redis URL to share them", 409)
-        if lapse is not None:
-            raise OverrideError("for: an override with an expiry needs shared overrides (gslb serve --redis URL); "
-                                "the state file holds overrides until they are removed", 400)
         try:
-            await asyncio.to_thread(self.state.set_override, address, state, check)
+            await asyncio.to_thread(self.state.set_override, address, state, check, start=start, until=until)
         except OSError as error:
             raise OverrideError(f"cannot write the admin state file {self.state.path}: "
                                 f"{error.strerror or error}") from None

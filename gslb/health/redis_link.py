@@ -367,8 +367,9 @@ class RedisOverrides(SharedOverrides):
         super().__init__(now=link.clock.now, name="shared admin override")
         self._link = link
 
-    async def store_override(self, address: str, state: str | None, check: str | None, lapse: float | None) -> None:
-        await self._link.store_override(address, state, check, lapse)
+    async def store_override(self, address: str, state: str | None, check: str | None, lapse: float | None, *,
+                             start: float | None = None, until: float | None = None) -> None:
+        await self._link.store_override(address, state, check, lapse, start=start, until=until)
 
 
 class RedisVerdicts(VantageVerdicts):
@@ -608,7 +609,10 @@ class RedisVerdicts(VantageVerdicts):
             except WatchError:
                 pass  # changed under us: the next read decides
 
-    async def store_override(self, address: str, state: str | None, check: str | None, lapse: float | None) -> None:
+    async def store_override(self, address: str, state: str | None, check: str | None, lapse: float | None, *,
+                             start: float | None = None, until: float | None = None) -> None:
+        """`lapse`: seconds from now; `start`/`until`: a maintenance window, as Unix times of this
+        host (moved onto the shared clock here)."""
         from gslb.health.monitor import OverrideError
 
         address = canonical_address(address)
@@ -620,8 +624,12 @@ class RedisVerdicts(VantageVerdicts):
             raise OverrideError(f"the shared store {self.connection.url} is unreachable, so the override was not set "
                                 "on any node; retry once it is back (the last overrides stay in force meanwhile)", 503)
         now = self.clock.now()
-        entry = None if state is None else SharedOverride(STATES[state], None if lapse is None else now + lapse,
-                                                          self.node_name, now)
+        offset = now - time.time()  # this host's Unix time -> the shared clock
+        if lapse is not None:
+            until = time.time() + lapse
+        entry = None if state is None else SharedOverride(STATES[state], None if until is None else until + offset,
+                                                          self.node_name, now,
+                                                          None if start is None else start + offset)
         try:
             pipe = client.pipeline(transaction=True)
             if entry is None:

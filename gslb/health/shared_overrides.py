@@ -9,7 +9,12 @@ logs one line, and the first to notice removes it from the store.
 
 Entries are keyed like the state file's: `198.51.100.10` for every check of an address,
 `web/198.51.100.10` for one check. Values (JSON): `{"state": "down", "until": 1767225600.0,
-"by": "node-1", "at": 1767223800.0}` (times on the shared clock; `until` null for no expiry).
+"by": "node-1", "at": 1767223800.0}` (times on the shared clock; `until` null for no expiry),
+and for a maintenance window set with `{"from": ...}` through the API, `"from": 1767222000.0`:
+before that time the entry is held as scheduled (shown in /status, not applied), and the link
+(gslb/health/redis_link.py) applies it at its time as it lapses entries at theirs - including
+the fail-static rule: while the store is unreachable, nothing opens or lapses. (A node of a
+version before windows ignores `from` and applies the entry at once.)
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ from gslb.health.status import Status
 
 log = logging.getLogger(__name__)
 
+def _iso(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
 LAPSE_SLACK = 1.0  # seconds: an override removed this close to its expiry lapsed (another node was first)
 
 
@@ -36,10 +45,13 @@ class SharedOverride:
     until: float | None  # shared-clock time it lapses; None: until removed
     by: str  # the node whose API set it
     at: float  # when it was set
+    start: float | None = None  # shared-clock time a maintenance window opens; None: at once
 
     def encode(self) -> str:
-        return json.dumps({"state": self.status.name.lower(), "until": self.until, "by": self.by, "at": self.at},
-                          separators=(",", ":"))
+        value: dict[str, Any] = {"state": self.status.name.lower(), "until": self.until, "by": self.by, "at": self.at}
+        if self.start is not None:
+            value["from"] = self.start
+        return json.dumps(value, separators=(",", ":"))
 
     @classmethod
     def decode(cls, raw: str | bytes) -> "SharedOverride | None":
@@ -51,10 +63,14 @@ class SharedOverride:
             return None
         state = data.get("state")
         status = STATES.get(state) if isinstance(state, str) else None
-        until, at, by = data.get("until"), data.get("at", 0.0), data.get("by", "")
-        if status is None or not isinstance(by, str) or not _time(at) or (until is not None and not _time(until)):
+        until, at, by, start = data.get("until"), data.get("at", 0.0), data.get("by", ""), data.get("from")
+        if status is None or not isinstance(by, str) or not _time(at) or (until is not None and not _time(until)) \
+                or (start is not None and not _time(start)):
             return None
-        return cls(status, None if until is None else float(until), by[:100], float(at))
+        if start is not None and until is not None and not until > start:
+            return None
+        return cls(status, None if until is None else float(until), by[:100], float(at),
+                   None if start is None else float(start))
 
 
 def _time(value: Any) -> bool:
@@ -71,6 +87,7 @@ class SharedOverrides:
         self._now = now  # the shared clock
         self._by_address: dict[str, SharedOverride] = {}
         self._by_check: dict[Key, SharedOverride] = {}
+        self._scheduled: dict[str, SharedOverride] = {}  # windows whose `from` is still to come, by key
         self._raw: dict[str, str] = {}
         self._changed: Changed = _unbound
         self.invalid = 0
@@ -90,9 +107,33 @@ class SharedOverrides:
         if found.until is None:
             return Verdict(found.status, f"by {self.name} {state} (set on {found.by})")
         # The board reports Unix times: move the shared clock's expiry onto this host's clock.
-        until = found.until - self._now() + time.time()
-        return Verdict(found.status, f"by {self.name} {state} (set on {found.by}, lapses "
+        until = self._local(found.until)
+        window = "maintenance window, " if found.start is not None else ""
+        return Verdict(found.status, f"by {self.name} {state} ({window}set on {found.by}, lapses "
                                      f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(until))})", expires=until)
+
+    def _local(self, shared: float) -> float:
+        return shared - self._now() + time.time()
+
+    def windows(self, check: str | None, address: str) -> list[dict[str, Any]]:
+        """The endpoint's maintenance windows for /status: scheduled or active."""
+        keys = [f"{check}/{address}"] if check is not None else []
+        keys.append(address)
+        shown = []
+        for key in keys:
+            entry = self._scheduled.get(key)
+            phase = "scheduled"
+            if entry is None:
+                pair = parse_key(key)
+                entry = self._by_check.get(pair) if pair[0] is not None else self._by_address.get(pair[1])  # type: ignore[arg-type]
+                phase = "active"
+            if entry is None or entry.start is None:
+                continue
+            value = {"state": entry.status.name.lower(), "from": _iso(self._local(entry.start))}
+            if entry.until is not None:
+                value["until"] = _iso(self._local(entry.until))
+            shown.append({**value, "phase": phase, "check": key.rpartition("/")[0] or None, "source": self.name})
+        return shown
 
     def keys(self) -> Iterable[Key]:
         return self._by_check.keys()
@@ -112,6 +153,7 @@ class SharedOverrides:
         now = self._now()
         by_address: dict[str, SharedOverride] = {}
         by_check: dict[Key, SharedOverride] = {}
+        scheduled: dict[str, SharedOverride] = {}
         lapsed = []
         for key, value in raw.items():
             entry = SharedOverride.decode(value)
@@ -125,10 +167,14 @@ class SharedOverrides:
             if entry.until is not None and entry.until <= now:
                 lapsed.append(key)
                 continue
+            if entry.start is not None and entry.start > now:
+                scheduled[key] = entry
+                continue
             if check is None:
                 by_address[address] = entry
             else:
                 by_check[(check, address)] = entry
+        self._scheduled = scheduled
         if by_address != self._by_address or by_check != self._by_check:
             # One gone from the store at about its time was removed by the node that saw it lapse first.
             before = self.entries()
@@ -141,8 +187,19 @@ class SharedOverrides:
         return lapsed
 
     def lapse(self) -> list[tuple[str, SharedOverride]]:
-        """Drop the overrides whose time came, one log line each; returns them."""
+        """Open the maintenance windows whose `from` came and drop the overrides whose `until`
+        came, one log line each; returns those dropped."""
         now = self._now()
+        opened = [key for key, entry in self._scheduled.items() if entry.start is not None and entry.start <= now]
+        for key in opened:
+            entry = self._scheduled.pop(key)
+            check, address = parse_key(key)
+            if check is None:
+                self._by_address[address] = entry
+            else:
+                self._by_check[(check, address)] = entry
+            log.info("shared admin override %s %s (set on %s): maintenance window began", key,
+                     entry.status.name.lower(), entry.by)
         gone: list[tuple[str, SharedOverride]] = []
         for key, entry in list(self._by_address.items()):
             if entry.until is not None and entry.until <= now:
@@ -155,12 +212,14 @@ class SharedOverrides:
         for key, entry in gone:
             log.info("shared admin override %s %s (set on %s) lapsed", key, entry.status.name.lower(), entry.by)
             self._raw.pop(key, None)
-        if gone:
+        if gone or opened:
             self._changed(self, None)
         return gone
 
     def next_lapse(self) -> float | None:
+        """The next edge on the shared clock: an override lapsing or a window opening."""
         times = [e.until for e in (*self._by_address.values(), *self._by_check.values()) if e.until is not None]
+        times += [e.start for e in self._scheduled.values() if e.start is not None]
         return min(times) if times else None
 
     def put(self, key: str, entry: SharedOverride | None) -> None:

@@ -20,15 +20,18 @@ its `changed` callback when they do (the board has no clock of its own).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Callable, Iterable, Mapping, NamedTuple, Protocol
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Protocol
 
 from gslb.health.admin import NO_OVERRIDES, Overrides
 from gslb.health.checks import Check
 from gslb.health.probes import ProbeResult
 from gslb.health.status import Status
+
+log = logging.getLogger(__name__)
 
 Key = tuple["str | None", str]  # (check name or None for unchecked records, address)
 RTT_SMOOTHING = 0.3  # weight of the newest RTT sample in the moving average
@@ -229,14 +232,22 @@ def _count(number: int, word: str) -> str:
 # -- admin overrides ---------------------------------------------------------------------------------
 
 class AdminOverrides:
-    """The admin state file's overrides (gslb/health/admin.py reads it; the monitor polls it)."""
+    """The admin state file's overrides (gslb/health/admin.py reads it; the monitor polls it).
+    Maintenance windows among them open and close at their times: an edge timer folds the windows
+    in force into `active` at each edge (never per query) and tells the board."""
 
     layer = Layer.OVERRIDES
 
-    def __init__(self, name: str = "admin override") -> None:
+    def __init__(self, name: str = "admin override", clock: Callable[[], float] = time.time) -> None:
+        from gslb.health.edges import EdgeTimer
+
         self.name = name
-        self.overrides: Overrides = NO_OVERRIDES
+        self.overrides: Overrides = NO_OVERRIDES  # as the file says, windows and all
+        self.active: Overrides = NO_OVERRIDES  # what is in force now
+        self._clock = clock
+        self._phases: dict[tuple[object, object], str] = {}
         self._changed: Changed = _unbound
+        self._timer = EdgeTimer(self.advance, clock, "admin maintenance windows")
 
     def bind(self, changed: Changed) -> None:
         self._changed = changed
@@ -245,14 +256,70 @@ class AdminOverrides:
         if name is not None:
             self.name = name
         self.overrides = overrides
+        now = self._clock()
+        self.active = overrides.at(now)
+        self._note_phases(now, log_changes=False)
+        self._timer.schedule(overrides.next_edge(now))
         self._changed(self, None)  # an address override touches every check of it
 
+    def advance(self) -> None:
+        """At a window's edge: what is in force now; one log line per window that opened or closed."""
+        now = self._clock()
+        self.active = self.overrides.at(now)
+        moved = self._note_phases(now, log_changes=True)
+        self._timer.schedule(self.overrides.next_edge(now))
+        if moved:
+            self._changed(self, moved)  # only the endpoints whose window opened or closed
+
+    def _note_phases(self, now: float, log_changes: bool) -> list[Key]:
+        """Remember each window's phase; the keys (check or None, address) whose phase moved."""
+        phases: dict[tuple[object, object], str] = {}
+        moved: list[Key] = []
+        for key, windows in self.overrides.windows.items():
+            for window in windows:
+                phase = phases[(key, window)] = window.phase(now)
+                was = self._phases.get((key, window))
+                if was is not None and was != phase:
+                    moved.append(key)
+                if log_changes and was is not None and was != phase:
+                    shown = f"{key[0]}/{key[1]}" if key[0] is not None else key[1]
+                    what = {"active": "began", "past": "ended, the override lapsed"}.get(phase, phase)
+                    log.info("%s %s %s: %s %s", self.name, shown, window.status.name.lower(), window.describe(), what)
+        self._phases = phases
+        return moved
+
     def verdict(self, check: str | None, address: str) -> Verdict | None:
-        status = self.overrides.lookup(check, address)
-        return None if status is None else Verdict(status, f"by {self.name} {status.name.lower()}")
+        active = self.active
+        status = active.lookup(check, address)
+        if status is None:
+            return None
+        window = active.window(check, address)
+        if window is None:
+            return Verdict(status, f"by {self.name} {status.name.lower()}")
+        return Verdict(status, f"by {self.name} {status.name.lower()} ({window.describe()})", expires=window.until)
 
     def keys(self) -> Iterable[Key]:
-        return self.overrides.by_check.keys()
+        return self.active.by_check.keys()
+
+    def windows(self, check: str | None, address: str) -> list[dict[str, Any]]:
+        """The endpoint's windows for /status: scheduled, active, or past (for PAST_KEPT after)."""
+        from gslb.health.admin import PAST_KEPT
+
+        now = self._clock()
+        shown = []
+        for (key_check, _), window in self.overrides.windows_of(check, address):
+            phase = window.phase(now)
+            if phase == "past" and window.until is not None and window.until < now - PAST_KEPT:
+                continue
+            shown.append({**window.as_value(), "phase": phase, "check": key_check, "source": self.name})
+        return shown
+
+    async def start(self, monitor: object) -> None:
+        self._timer.start()
+        self.advance()  # what opened or closed between reading the file and the loop starting
+
+    async def stop(self) -> None:
+        self._timer.stop()
 
 
 # -- a worker's copy of the main process's view --------------------------------------------------------
