@@ -141,10 +141,7 @@ class RegionRules:
                 hit = self._by_continent.get(continent)
                 if hit is not None:
                     return hit
-            if facts.latitude is not None and facts.longitude is not None:
-                point: tuple[float, float] | None = (facts.latitude, facts.longitude)
-            else:  # Country-type databases have no location: use the middle of the country
-                point = country_centroid(country) if country is not None else None
+            point = self.point_of(facts)
             if point is not None:
                 nearest = self.nearest(point)
                 if nearest is not None:
@@ -156,6 +153,16 @@ class RegionRules:
         if self.default_region is not None:
             return self.default_region, "default"
         return None, "none"
+
+    @staticmethod
+    def point_of(facts: GeoFacts | None) -> tuple[float, float] | None:
+        """Where the nearest-region rule measures from: the record's location, else (Country-type
+        databases have none) the middle of its country."""
+        if facts is None:
+            return None
+        if facts.latitude is not None and facts.longitude is not None:
+            return facts.latitude, facts.longitude
+        return country_centroid(facts.country) if facts.country is not None else None
 
     def asn_region(self, asn: int | None) -> str | None:
         """The region an ASN rule gives clients of autonomous system ``asn``, if any."""
