@@ -28,6 +28,7 @@ from gslb.dns.fastpath import FastPath
 from gslb.geo import AsnDatabase, GeoDatabase, GeoDataError, TableCache, locate_catalog
 from gslb.geo.rules import asn_text
 from gslb.health.monitor import HealthMonitor, PendingHealth
+from gslb.health.redis_link import StoreUnavailable, redis_sources
 from gslb.health.status import HealthView
 from gslb.querylog import QueryLog
 from gslb.selection import Selector
@@ -156,7 +157,11 @@ def _assemble(
     records = [r for zone in catalog.zones for node in zone.nodes.values() for r in node.dynamic.values()]
     pending = None
     if health is None and board is None:
-        health = HealthMonitor.build(settings.state)  # reads the admin state file now, before any query
+        try:
+            shared = redis_sources(settings)  # with --redis: the vantages' quorum and the shared overrides
+        except StoreUnavailable as error:
+            return None, [Problem("command line", "--redis", str(error))]
+        health = HealthMonitor.build(settings.state, sources=shared)  # reads the admin state file now, before any query
         problems = health.apply(catalog)  # nothing serves from this monitor yet: take the catalog at once
         if problems:
             return None, problems

@@ -74,6 +74,8 @@ class Explanation:
                 lines.append(f"min_healthy: {self.record['min_healthy']} per region")
             for region, addresses in self.record["pools"].items():
                 lines.append(f"pool:    {region}: {', '.join(addresses)}")
+            for address, why in self.record.get("not_serving", {}).items():
+                lines.append(f"down:    {address}: {why}")
         if self.regions:
             lines.append("health:  " + "; ".join(f"{step['region']}: {step['why']}" for step in self.regions))
         if self.scope_prefix is not None:
@@ -148,6 +150,7 @@ def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None 
                 "policy": dynamic.policy,
                 "order": list(dynamic.regions_for(placement.region)),
                 "pools": {region: [e.address for e in pool] for region, pool in dynamic.pools.items()},
+                "not_serving": not_serving(answerer, dynamic),
                 "min_healthy": dynamic.min_healthy,
             }
             rules = zone.region_map.rules
@@ -166,3 +169,27 @@ def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None 
                                    "need": step.need, "serves": step.serves, "why": step.why}
                                   for step in walked.steps]
     return result
+
+
+def not_serving(answerer: Answerer, record: Any) -> dict[str, str]:
+    """The record's endpoints that are not UP, each with why, in the words of the log and /status
+    (with shared health: the vantages that withdrew it, "DOWN by vantages a, b (2 of 3, ...)")."""
+    selector = getattr(answerer.dynamic, "selector", None)
+    health = getattr(selector, "health", None)
+    if health is None:
+        return {}
+    found: dict[str, str] = {}
+    for pool in record.pools.values():
+        for endpoint in pool:
+            status = health.status(record.check, endpoint.address)
+            if status.name == "UP" or endpoint.address in found:
+                continue
+            view = health
+            while not hasattr(view, "report") and hasattr(view, "view"):  # an overlay (what-if) over the board
+                if endpoint.address in getattr(view, "addresses", ()):
+                    break
+                view = view.view
+            report = view.report(record.check, endpoint.address) if hasattr(view, "report") else None
+            found[endpoint.address] = f"{status.name} {report.reason}" if report is not None else \
+                f"{status.name} (assumed for this explanation)"
+    return found
