@@ -23,7 +23,8 @@ from gslb.config.problems import Problem
 from gslb.dns.answer import AnswerSettings, Answerer
 from gslb.dns.dynamic_answer import DynamicAnswers
 from gslb.dns.fastpath import FastPath
-from gslb.geo import GeoDatabase, GeoDataError, TableCache, locate_catalog
+from gslb.geo import AsnDatabase, GeoDatabase, GeoDataError, TableCache, locate_catalog
+from gslb.geo.rules import asn_text
 from gslb.health.external import external_sources
 from gslb.health.monitor import HealthMonitor, PendingHealth
 from gslb.health.redis_link import StoreUnavailable, redis_sources
@@ -47,6 +48,7 @@ class Loaded:
     health: HealthMonitor | None  # probes, rise/fall board, admin overrides; started by serve(). None
     # when built over a board someone else feeds (a replica answering from a copy of the health state)
     pending: PendingHealth | None = None  # a reload's health changes: commit() right before the swap
+    asn: AsnDatabase | None = None  # the ASN file zones' ASN rules were placed with (asn_db:), if any
 
 
 Generation = Loaded  # the concept's name; `Loaded` is kept for the code that already says it
@@ -59,22 +61,65 @@ def open_geo(settings: ServerSettings) -> tuple[GeoDatabase | None, list[Problem
         return None, [Problem("", "", str(error))]
 
 
-def read(settings: ServerSettings, geo: GeoDatabase | None = None) -> tuple[Catalog | None, GeoDatabase | None, list[Problem]]:
+def open_asn(settings: ServerSettings) -> tuple[AsnDatabase | None, list[Problem]]:
+    """The ASN database of `asn_db:` / `--asn-db`, read into memory (None when not set)."""
+    if settings.asn_db is None:
+        return None, []
+    try:
+        return AsnDatabase.open(settings.asn_db), []
+    except GeoDataError as error:
+        return None, [Problem("", "", str(error))]
+
+
+def asn_rules_without_database(catalog: Catalog) -> list[Problem]:
+    """ASN rules (`serves: [AS13335]`) with no ASN database to place clients by: one problem per
+    region that has them, at its key path."""
+    problems = []
+    for zone in catalog.zones:
+        rules = zone.region_rules
+        if rules is None or not rules.asns:
+            continue
+        by_region: dict[str, list[int]] = {}
+        for number, region in rules.asns.items():
+            by_region.setdefault(region, []).append(number)
+        for region, numbers in by_region.items():
+            listed = ", ".join(asn_text(number) for number in sorted(numbers))
+            problems.append(Problem(zone.file, f"regions.{region}.serves",
+                                    f"{listed} {'needs' if len(numbers) == 1 else 'need'} an ASN database: pass --asn-db FILE (GeoLite2-ASN or "
+                                    f"DB-IP ASN Lite .mmdb) or set asn_db: in the server config"))
+    return problems
+
+
+def read(settings: ServerSettings, geo: GeoDatabase | None = None,
+         asn: AsnDatabase | None = None) -> tuple[Catalog | None, GeoDatabase | None, list[Problem]]:
     """The validated zones with their region locators built (and the GeoIP database, opened
-    unless given). Touches no live state, so a reload runs it in a worker thread; a region table
-    not in the cache is built here (~1 s for the bundled GeoIP data)."""
+    unless given; the ASN database of `asn_db:` likewise). Touches no live state, so a reload
+    runs it in a worker thread; a region table not in the cache is built here (~1 s for the
+    bundled GeoIP data)."""
+    catalog, geo, asn, problems = _read(settings, geo, asn)
+    return catalog, geo, problems
+
+
+def _read(settings: ServerSettings, geo: GeoDatabase | None,
+          asn: AsnDatabase | None) -> tuple[Catalog | None, GeoDatabase | None, AsnDatabase | None, list[Problem]]:
     if geo is None:
         geo, problems = open_geo(settings)
         if geo is None:
-            return None, None, problems
+            return None, None, None, problems
+    if asn is None:
+        asn, problems = open_asn(settings)
+        if problems:
+            return None, geo, None, problems
     catalog, problems = load_catalog(settings.zones, max_bytes=settings.max_zone_file_size)
     if catalog is None:
-        return None, geo, problems
+        return None, geo, asn, problems
+    if asn is None and (missing := asn_rules_without_database(catalog)):
+        return None, geo, asn, problems + missing
     try:
-        catalog = locate_catalog(catalog, geo, TableCache.at(settings.cache_dir))
+        catalog = locate_catalog(catalog, geo, TableCache.at(settings.cache_dir), asn)
     except GeoDataError as error:
-        return None, geo, [Problem("", "", str(error))]
-    return catalog, geo, problems
+        return None, geo, asn, [Problem("", "", str(error))]
+    return catalog, geo, asn, problems
 
 
 def assemble(
@@ -86,6 +131,7 @@ def assemble(
     health: HealthMonitor | None = None,
     board: HealthView | None = None,
     querylog: QueryLog | None = None,
+    asn: AsnDatabase | None = None,
 ) -> tuple[Loaded | None, list[Problem]]:
     """Everything the DNS side needs around a catalog. A reload passes the running `health`
     monitor (kept endpoints keep their state once the change is committed) and the running
@@ -93,7 +139,7 @@ def assemble(
     Neither: a new monitor and board, with the catalog already applied (nothing runs yet).
     Changes nothing live: with a running monitor, its change waits in `health_change`."""
     with collector_paused():
-        return _assemble(settings, catalog, geo, stats=stats, health=health, board=board, querylog=querylog)
+        return _assemble(settings, catalog, geo, stats=stats, health=health, board=board, querylog=querylog, asn=asn)
 
 
 def _assemble(
@@ -105,6 +151,7 @@ def _assemble(
     health: HealthMonitor | None,
     board: HealthView | None,
     querylog: QueryLog | None,
+    asn: AsnDatabase | None = None,
 ) -> tuple[Loaded | None, list[Problem]]:
     records = [r for zone in catalog.zones for node in zone.nodes.values() for r in node.dynamic.values()]
     pending = None
@@ -136,7 +183,7 @@ def _assemble(
     # reference cycle for the collector after each swap: issue 11 item 4).
     answerer.fast = FastPath(catalog, dynamic.resolver, answerer.settings.edns_udp_size)
     answerer.querylog = querylog
-    return Loaded(catalog, answerer, selector, geo, health, pending), []
+    return Loaded(catalog, answerer, selector, geo, health, pending, asn), []
 
 
 def load(
@@ -149,10 +196,10 @@ def load(
     querylog: QueryLog | None = None,
 ) -> tuple[Loaded | None, list[Problem]]:
     """Everything the DNS side needs, validated; None with every problem when anything is wrong."""
-    catalog, geo, problems = read(settings, geo)
+    catalog, geo, asn, problems = _read(settings, geo, None)
     if catalog is None or geo is None:
         return None, problems
-    return assemble(settings, catalog, geo, stats=stats, health=health, board=board, querylog=querylog)
+    return assemble(settings, catalog, geo, stats=stats, health=health, board=board, querylog=querylog, asn=asn)
 
 
 def self_test(loaded: Loaded) -> list[Problem]:

@@ -14,14 +14,16 @@ from gslb.config.problem_report import report
 from gslb.dns.server import Listener
 from gslb.settings import DEFAULT_API, LOG_LEVELS, choose_default_zones, load_settings
 
-SERVER_FLAGS = ("zones", "geoip", "cache_dir", "listen", "node_name", "log_level", "state", "api", "api_token_file", "query_log",
-                "query_log_sample", "workers", "redis", "vantage", "probe_source")
+SERVER_FLAGS = ("zones", "geoip", "asn_db", "cache_dir", "listen", "node_name", "log_level", "state", "api", "api_token_file",
+                "query_log", "query_log_sample", "workers", "redis", "vantage", "probe_source")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="server config file (YAML); flags win over it")
     parser.add_argument("--zones", help="directory of *.yaml zone files (default: the example zones)")
     parser.add_argument("--geoip", help="GeoIP City or Country .mmdb (default: the embedded DB-IP Lite data)")
+    parser.add_argument("--asn-db", dest="asn_db", metavar="FILE",
+                        help="ASN .mmdb (GeoLite2-ASN, DB-IP ASN Lite) for regions that serve AS numbers")
     parser.add_argument("--cache-dir", dest="cache_dir", metavar="DIR",
                         help="where GeoIP region tables are cached (default $GSLB_CACHE_DIR, else ~/.cache/gslb)")
 

@@ -47,6 +47,11 @@ class DynamicRecord:
     path: str  # the YAML key path, for configuration problems (`records.app`)
     # The policy's options, validated by its kind (gslb/policy/); empty: its defaults.
     policy_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # `min_healthy:` as written (2 or "50%"; None: not set), and what it means per region: the
+    # healthy endpoints a region's pool needs to serve (empty: 1, and drained ones serve as a
+    # last resort). Never more than the pool holds: the loader refuses that.
+    min_healthy: int | str | None = None
+    min_up: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def display_name(self) -> str:

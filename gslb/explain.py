@@ -16,7 +16,10 @@ from dnslib import QTYPE, DNSRecord, EDNS0, EDNSOption
 
 from gslb.dns import ecs
 from gslb.dns.answer import Answerer
+from gslb.geo.rules import asn_text
+from gslb.health.status import HealthView
 from gslb.names import NameError_, parse_absolute, to_text
+from gslb.selection import trace
 from gslb.zone import Catalog
 
 
@@ -38,7 +41,12 @@ class Explanation:
     rcode: str = ""
     answer: list[str] = field(default_factory=list)
     ttl: int | None = None
-    record: dict[str, Any] | None = None  # policy, pools, region order (GSLB records)
+    record: dict[str, Any] | None = None  # policy, pools, region order, min_healthy (GSLB records)
+    asn: str | None = None  # "AS13335": the client's AS, when the zone has ASN rules
+    # The nearest-region rule's comparison: [{region, km, bias, biased_km}], when it decided
+    distances: list[dict[str, Any]] | None = None
+    # The selection's walk: [{region, up, drain, size, need, serves, why}], in the order tried
+    regions: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,15 +58,26 @@ class Explanation:
         if self.geo is not None:
             facts = ", ".join(f"{k} {v}" for k, v in self.geo.items() if v is not None) or "nothing known"
             lines.append(f"geoip:   {facts}")
+        if self.asn is not None:
+            lines.append(f"asn:     {self.asn}")
         if self.rule is not None:
             lines.append(f"rule:    {self.rule}")
+            if self.distances:
+                lines.append("distance: " + "; ".join(
+                    f"{d['region']} {d['km']:.0f} km" + (f" (bias {d['bias']:+d}: {d['biased_km']:.0f} km)"
+                                                         if d["bias"] else "")
+                    for d in self.distances))
             lines.append(f"region:  {self.region}")
         if self.record is not None:
             lines.append(f"policy:  {self.record['policy']}; regions tried: {' > '.join(self.record['order'])}")
+            if self.record.get("min_healthy") is not None:
+                lines.append(f"min_healthy: {self.record['min_healthy']} per region")
             for region, addresses in self.record["pools"].items():
                 lines.append(f"pool:    {region}: {', '.join(addresses)}")
             for address, why in self.record.get("not_serving", {}).items():
                 lines.append(f"down:    {address}: {why}")
+        if self.regions:
+            lines.append("health:  " + "; ".join(f"{step['region']}: {step['why']}" for step in self.regions))
         if self.scope_prefix is not None:
             lines.append(f"scope:   /{self.scope_prefix}")
         lines.append(f"rcode:   {self.rcode}")
@@ -67,7 +86,10 @@ class Explanation:
         return "\n".join(lines)
 
 
-def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None = None, subnet: str | None = None) -> Explanation:
+def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None = None, subnet: str | None = None,
+            health: HealthView | None = None) -> Explanation:
+    """What `answerer` answers and why; with `health` (the view its selection reads), also
+    the selection's walk region by region (why a region was skipped)."""
     catalog: Catalog = answerer.catalog
     try:
         qname = parse_absolute(name if name.endswith(".") else name + ".")
@@ -144,7 +166,23 @@ def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None 
                 "order": list(dynamic.regions_for(placement.region)),
                 "pools": {region: [e.address for e in pool] for region, pool in dynamic.pools.items()},
                 "not_serving": not_serving(answerer, dynamic),
+                "min_healthy": dynamic.min_healthy,
             }
+            rules = zone.region_map.rules
+            asn_of = getattr(zone.region_map, "asn", None)
+            number = asn_of(address) if asn_of is not None else None
+            if number is not None:
+                result.asn = asn_text(number)
+            point = rules.point_of(placement.facts)
+            if point is not None and placement.rule.startswith("nearest"):
+                result.distances = [{"region": region, "km": round(km, 1), "bias": rules.bias.get(region, 0),
+                                     "biased_km": round(biased, 1)}
+                                    for region, km, biased in rules.distances(point)]
+            if health is not None:
+                walked = trace(dynamic, placement.region, health)
+                result.regions = [{"region": step.region, "up": step.up, "drain": step.drain, "size": step.size,
+                                   "need": step.need, "serves": step.serves, "why": step.why}
+                                  for step in walked.steps]
     return result
 
 

@@ -1,12 +1,12 @@
-"""Hot reload: SIGHUP, or a change to a zone file or the GeoIP file, builds a new generation and
+"""Hot reload: SIGHUP, or a change to a zone file, the GeoIP file or the ASN file, builds a new generation and
 swaps it in whole - or keeps the old one serving and says why.
 
 A reload is a transaction: read -> build -> self-test -> commit -> swap.
 
 1. Note the files' signatures (mtime, size, inode of every `*.yaml`/`*.yml` in the zones folder
-   and of the GeoIP file). Changes made from here on trigger another reload.
+   and of the GeoIP file and the ASN file, if any). Changes made from here on trigger another reload.
 2. In a worker thread (the event loop keeps answering): reopen the GeoIP database only if its
-   file changed, read and validate every zone file, build the Selector, Answerer and fast-path
+   file changed (the ASN database, small, is read again each time), read and validate every zone file, build the Selector, Answerer and fast-path
    tables around the *same* QueryStats and query log, prepare the health monitor's change (kept
    endpoints keep their state, removed ones stop, new ones start cold) without applying it, and
    answer one SOA query per zone as a self-test (gslb/build.py). Nothing live changes here.
@@ -69,14 +69,16 @@ class Files:
 
     zones: dict[str, Signature] = field(default_factory=dict)
     geoip: Signature = None
+    asn: Signature = None  # the ASN file (asn_db:), when there is one
 
     @classmethod
-    def look(cls, zones_dir: Path, geoip: Path) -> "Files":
+    def look(cls, zones_dir: Path, geoip: Path, asn: Path | None = None) -> "Files":
         try:
             paths = zone_files(zones_dir)
         except OSError:
             paths = []
-        return cls({path.name: signature(path) for path in paths}, signature(geoip))
+        return cls({path.name: signature(path) for path in paths}, signature(geoip),
+                   signature(asn) if asn is not None else None)
 
     def changes(self, newer: "Files") -> list[str]:
         """What changed, for the log: ["www.yaml modified", "old.yaml removed", "GeoIP file"]."""
@@ -86,6 +88,8 @@ class Files:
                   if self.zones[name] != newer.zones[name]]
         if self.geoip != newer.geoip:
             found.append("GeoIP file changed")
+        if self.asn != newer.asn:
+            found.append("ASN file changed")
         return found
 
 
@@ -93,14 +97,15 @@ class Reloader:
     """Owns the generation being served (`current`) and replaces it on request."""
 
     def __init__(self, server: DnsServer, loaded: Loaded, *, zones_dir: Path, geoip_file: Path,
-                 build: Build, poll_interval: float = POLL_INTERVAL) -> None:
+                 build: Build, poll_interval: float = POLL_INTERVAL, asn_file: Path | None = None) -> None:
         self.server = server
         self.current = loaded
         self.zones_dir = Path(zones_dir)
         self.geoip_file = Path(geoip_file)
+        self.asn_file = Path(asn_file) if asn_file is not None else None
         self._build = build
         self.poll_interval = poll_interval
-        self._seen = Files.look(self.zones_dir, self.geoip_file)
+        self._seen = Files.look(self.zones_dir, self.geoip_file, self.asn_file)
         self.files = self._seen  # what the served generation was read from (as far as a look can tell)
         self._geoip_loaded = self._seen.geoip  # the GeoIP file the served database was opened from
         self._wanted = asyncio.Event()
@@ -154,14 +159,14 @@ class Reloader:
         while True:
             await asyncio.sleep(self.poll_interval)
             try:
-                now = Files.look(self.zones_dir, self.geoip_file)
+                now = Files.look(self.zones_dir, self.geoip_file, self.asn_file)
                 changes = self._seen.changes(now)
                 if not changes:
                     continue
                 # Let a file being written in place (not renamed over) settle first.
                 for _ in range(SETTLE_TRIES):
                     await asyncio.sleep(SETTLE_TIME)
-                    later = Files.look(self.zones_dir, self.geoip_file)
+                    later = Files.look(self.zones_dir, self.geoip_file, self.asn_file)
                     if later == now:
                         break
                     now = later
@@ -180,7 +185,7 @@ class Reloader:
         """One reload; True when the new generation is now serving. Runs one at a time from
         `request()`'s worker; call it directly only where nothing else reloads (tests)."""
         started = time.monotonic()
-        files = Files.look(self.zones_dir, self.geoip_file)
+        files = Files.look(self.zones_dir, self.geoip_file, self.asn_file)
         changes = self._seen.changes(files)  # what a signal-driven reload finds changed
         if changes:
             reason = f"{reason}: {', '.join(changes)}"

@@ -8,11 +8,17 @@ nothing healthy, from the health view, off the query path).
 
 `fork()` gives a selector whose policies are copies of this one's, made when a record is first
 asked for: what-if and explain run real selections through it without moving the live rotation.
+
+`min_healthy` (a record's `min_up` per region): a region whose pool has fewer UP endpoints than
+that counts as down, and its clients go on down the region order (Azure MinChildEndpoints,
+Cloudflare minimum_origins, gdnsd up_thresh). When no region has enough, healthy endpoints still
+beat dead ones: the first region with any UP endpoint serves, degraded, before `when_all_down`
+applies. `trace()` gives the same walk step by step, for explain and /status.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from gslb.dynamic import DynamicRecord, Endpoint
@@ -27,6 +33,83 @@ class Selection:
     degraded: bool  # fell back to another region, or the region has endpoints down
     all_down: bool = False
     servfail: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RegionStep:
+    """One region of a selection's walk, as explain and /status show it."""
+
+    region: str
+    up: int  # UP endpoints in the region's pool
+    drain: int  # DRAIN ones
+    size: int  # endpoints in the pool
+    need: int  # UP endpoints the region needs (min_healthy; 1 without it)
+    serves: bool  # this region's pool answered
+    why: str  # "3 of 3 healthy", "1 of 3 healthy, below min_healthy 2", ...
+
+    def as_text(self) -> str:
+        return f"{self.region}: {self.why}"
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """A selection's walk without picking endpoints: every region tried, in order, and the outcome."""
+
+    steps: tuple[RegionStep, ...]
+    region: str | None  # the region whose pool answers; None: nothing serves (when_all_down)
+    all_down: bool  # when_all_down applies
+    below_min: bool  # served although no region had min_healthy UP endpoints
+
+    def as_text(self) -> str:
+        return "; ".join(step.as_text() for step in self.steps)
+
+
+def trace(record: DynamicRecord, region: str | None, health: HealthView) -> Trace:
+    """The walk `Selector.select` makes for a client of `region`, step by step, reading `health`
+    and nothing else: which regions were tried, why each was skipped, and which serves."""
+    check = record.check
+    need = record.min_up
+    steps: list[RegionStep] = []
+    chosen: str | None = None
+    first_with_any: str | None = None
+    status = health.status
+    for candidate in record.regions_for(region):
+        pool = record.pools[candidate]
+        states = [status(check, e.address) for e in pool]
+        up = states.count(Status.UP)
+        drain = states.count(Status.DRAIN)
+        required = need.get(candidate, 1) if need else 1
+        if chosen is None and (up >= required if need else (up or drain)):
+            chosen = candidate
+            why = f"{up} of {len(pool)} healthy" + (f", min_healthy {required}" if need else "")
+            if not need and not up:
+                why += f" ({drain} draining serve: nothing else in the region is up)"
+            steps.append(RegionStep(candidate, up, drain, len(pool), required, True, f"{why}: serves"))
+            continue
+        if chosen is not None:
+            break  # the walk stops at the region that serves
+        if need and up < required:
+            why = f"{up} of {len(pool)} healthy, below min_healthy {required}: skipped"
+            if up and first_with_any is None:
+                first_with_any = candidate
+        else:
+            why = f"0 of {len(pool)} healthy: skipped"
+        steps.append(RegionStep(candidate, up, drain, len(pool), required, False, why))
+    below_min = False
+    all_down = False
+    if chosen is None and first_with_any is not None:
+        chosen, below_min = first_with_any, True
+        steps = [replace(step, serves=True, why=step.why.replace(": skipped", ": serves (no region has min_healthy)"))
+                 if step.region == first_with_any else step for step in steps]
+    if chosen is None:
+        all_down = True
+        if record.when_all_down == "all":
+            forced_down = health.forced_down
+            for candidate in record.regions_for(region):
+                if any(not forced_down(check, e.address) for e in record.pools[candidate]):
+                    chosen = candidate
+                    break
+    return Trace(tuple(steps), chosen, all_down, below_min)
 
 
 class _Copies(dict[int, Policy]):
@@ -71,15 +154,30 @@ class Selector:
             pool = record.pools[candidate]
             return Selection(policy.pick(pool, count, client_key, self.health, check), candidate, candidate != region)
         status = self.health.status
-        for index, candidate in enumerate(record.regions_for(region)):
-            pool = record.pools[candidate]
-            up = [e for e in pool if status(check, e.address) is Status.UP]
-            if not up:
-                # drain: serve only when nothing else in the region is up
-                up = [e for e in pool if status(check, e.address) is Status.DRAIN]
-            if up:
-                degraded = index > 0 or candidate != region or len(up) < len(pool)
-                return Selection(policy.pick(up, count, client_key, self.health, check), candidate, degraded)
+        need = record.min_up
+        if need:  # min_healthy: a region with fewer UP endpoints counts as down
+            fallback: tuple[str, list[Endpoint]] | None = None
+            for candidate in record.regions_for(region):
+                pool = record.pools[candidate]
+                up = [e for e in pool if status(check, e.address) is Status.UP]
+                if len(up) >= need[candidate]:
+                    degraded = candidate != region or len(up) < len(pool)
+                    return Selection(policy.pick(up, count, client_key, self.health, check), candidate, degraded)
+                if up and fallback is None:
+                    fallback = candidate, up
+            if fallback is not None:  # no region has enough: healthy endpoints beat dead ones
+                candidate, up = fallback
+                return Selection(policy.pick(up, count, client_key, self.health, check), candidate, True)
+        else:
+            for index, candidate in enumerate(record.regions_for(region)):
+                pool = record.pools[candidate]
+                up = [e for e in pool if status(check, e.address) is Status.UP]
+                if not up:
+                    # drain: serve only when nothing else in the region is up
+                    up = [e for e in pool if status(check, e.address) is Status.DRAIN]
+                if up:
+                    degraded = index > 0 or candidate != region or len(up) < len(pool)
+                    return Selection(policy.pick(up, count, client_key, self.health, check), candidate, degraded)
         how = record.when_all_down
         if how == "servfail":
             return Selection((), None, True, all_down=True, servfail=True)

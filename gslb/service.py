@@ -68,7 +68,7 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
     server = DnsServer(loaded.answerer, settings.tcp, reuse_port=settings.workers > 1, rrl=settings.rrl,
                        udp_io=settings.udp_io)
     reloader = Reloader(
-        server, loaded, zones_dir=settings.zones, geoip_file=settings.geoip_file,
+        server, loaded, zones_dir=settings.zones, geoip_file=settings.geoip_file, asn_file=settings.asn_db,
         build=lambda geo: build(settings, geo, stats=stats, health=loaded.health, querylog=querylog),
     )
     runtime = Runtime(settings, server, reloader, stats, querylog)

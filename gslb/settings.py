@@ -366,6 +366,7 @@ class ServerSettings:
     listen: tuple[Listener, ...] = DEFAULT_LISTENERS
     listen_explicit: bool = False  # a listener the user asked for must bind; a default may not
     geoip: Path | None = None  # None: the embedded default
+    asn_db: Path | None = None  # ASN .mmdb for zones' ASN rules (serves: [AS13335]); None: no ASN rules
     node_name: str | None = None
     tcp: TcpLimits = TcpLimits()
     log_level: str = "info"
@@ -399,7 +400,7 @@ class ServerSettings:
         return self.geoip if self.geoip is not None else default_geoip_file()
 
 
-FILE_KEYS = {"listen", "zones", "geoip", "cache_dir", "node_name", "tcp", "log_level", "state",
+FILE_KEYS = {"listen", "zones", "geoip", "asn_db", "cache_dir", "node_name", "tcp", "log_level", "state",
              "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers", "rrl",
              "api_limits",
              "max_zone_file_size", "udp_io", "external_health", "notify"}
@@ -477,7 +478,7 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
         if not parsed and not problems:
             problems.add("listen", "must list at least one HOST:PORT")
         values["listen"] = tuple(parsed)
-    for key in ("zones", "geoip", "state", "cache_dir"):
+    for key in ("zones", "geoip", "asn_db", "state", "cache_dir"):
         if key in doc:
             if not isinstance(doc[key], str):
                 problems.add(key, "must be a path")
@@ -655,7 +656,7 @@ def load_settings(config_file: Path | None, flags: dict[str, Any]) -> tuple[Serv
                 flag_problems.add("--listen", str(error))
         values["listen"] = tuple(parsed)
         values["listen_explicit"] = True
-    for key in ("zones", "geoip", "state", "cache_dir"):
+    for key in ("zones", "geoip", "asn_db", "state", "cache_dir"):
         if flags.get(key) is not None:
             values[key] = Path(flags[key])
     for key in ("node_name", "log_level"):

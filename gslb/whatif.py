@@ -112,4 +112,7 @@ def explain_assuming(loaded: "Loaded", name: str, rtype: str = "A", *, client: s
     """`gslb.explain.explain` against the live state, or against it with `down` taken down.
     Raises ExplainError or AssumeDownError with a message naming the bad field."""
     addresses = resolve(loaded.catalog, down) if down else frozenset()
-    return explain(answerer_assuming(loaded, addresses), name, rtype, client=client, subnet=subnet)
+    health: HealthView = loaded.selector.health
+    if addresses:
+        health = AssumeDown(health, addresses)
+    return explain(answerer_assuming(loaded, addresses), name, rtype, client=client, subnet=subnet, health=health)

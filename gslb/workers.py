@@ -158,7 +158,7 @@ class Worker:
 
     def _build(self, ready: Ready) -> tuple[Loaded | None, str]:
         """In a thread: the generation `ready` names, or why not. Nothing live changes."""
-        before = Files.look(self.settings.zones, self.settings.geoip_file)
+        before = Files.look(self.settings.zones, self.settings.geoip_file, self.settings.asn_db)
         if before != ready.files:
             return None, f"the files changed since the main process read them ({', '.join(ready.files.changes(before))})"
         reuse: GeoDatabase | None = None
@@ -167,7 +167,7 @@ class Worker:
         loaded, problems = build(self.settings, reuse, stats=self.stats, board=self.board, querylog=self.querylog)
         if loaded is None:
             return None, "; ".join(str(problem) for problem in problems) or "no configuration"
-        after = Files.look(self.settings.zones, self.settings.geoip_file)
+        after = Files.look(self.settings.zones, self.settings.geoip_file, self.settings.asn_db)
         if after != ready.files:
             return None, f"the files changed while this worker read them ({', '.join(ready.files.changes(after))})"
         return loaded, ""

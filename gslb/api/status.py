@@ -22,6 +22,7 @@ from gslb.alerts import record_label
 from gslb.geo.facts import GeoFacts
 from gslb.health.status import Status
 from gslb.querylog import rcode_name
+from gslb.selection import trace
 
 if TYPE_CHECKING:
     from gslb.dynamic import DynamicRecord
@@ -102,24 +103,24 @@ def region_health(zone: "Zone", records: list["DynamicRecord"], health: "HealthV
         location = rules.locations.get(name)
         regions[name] = {"location": list(location) if location is not None else None, "health": word,
                          "counts": counts, "endpoints": [[check, address] for check, address in keys]}
+        if name in rules.bias:  # geoproximity bias (-99..99): the nearest-region rule's area grows or shrinks
+            regions[name]["bias"] = rules.bias[name]
+        asns = sorted(number for number, owner in rules.asns.items() if owner == name)
+        if asns:
+            regions[name]["asns"] = [f"AS{number}" for number in asns]
     return regions
 
 
 def serving_region(record: "DynamicRecord", region: str | None, health: "HealthView | None") -> tuple[str | None, bool]:
     """(the region whose pool answers a client of `region` now, whether every endpoint is down):
-    the selection's walk (gslb/selection.py) without picking endpoints, so nothing advances."""
+    the selection's walk (gslb/selection.py's trace, min_healthy included) without picking
+    endpoints, so nothing advances."""
     order = record.regions_for(region)
     everything_up = getattr(health, "everything_up", None)
     if health is None or (everything_up is not None and everything_up()):
         return (order[0] if order else None), False
-    for candidate in order:
-        if any(health.status(record.check, e.address) is not Status.DOWN for e in record.pools[candidate]):
-            return candidate, False
-    if record.when_all_down == "all":  # fail open: routed as usual, less what an operator forced down
-        for candidate in order:
-            if any(not health.forced_down(record.check, e.address) for e in record.pools[candidate]):
-                return candidate, True
-    return None, True
+    walked = trace(record, region, health)
+    return walked.region, walked.all_down
 
 
 def routing(zone: "Zone", records: list["DynamicRecord"], health: "HealthView | None") -> dict[str, Any]:
@@ -304,6 +305,7 @@ def status_document(runtime: "Runtime", recent: Recent | None = None) -> dict[st
                 "when_all_down": record.when_all_down if isinstance(record.when_all_down, str)
                 else [e.address for e in record.when_all_down],
                 "pools": {region: [e.address for e in pool] for region, pool in record.pools.items()},
+                "min_healthy": record.min_healthy,
             })
     document = {
         "gslb": __version__,

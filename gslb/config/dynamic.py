@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 import struct
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
@@ -18,7 +20,10 @@ from gslb.names import Name, to_text
 from gslb.health.checks import Check
 from gslb.policy import NEEDS, POLICIES, parse_policy
 
-KEYS = {"type", "ttl", "ttl_degraded", "policy", "answers", "pools", "check", "fallback", "when_all_down"}
+KEYS = {"type", "ttl", "ttl_degraded", "policy", "answers", "pools", "check", "fallback", "when_all_down",
+        "min_healthy"}
+PERCENT = re.compile(r"^\s*([0-9]{1,3}(?:\.[0-9]+)?)\s*%\s*$")
+MIN_HEALTHY_HINT = "a number of endpoints like 2, or a share of each pool like 50%"
 DEFAULT_POLICY = "all"
 MIN_DEGRADED_TTL = 5
 
@@ -63,6 +68,8 @@ def parse_dynamic(
     order = _order(entry.get("fallback", "nearest"), pools, rules, join_path(path, "fallback"), problems)
     when = _when_all_down(entry.get("when_all_down", "all"), rtype, owner, ttl or 0, ttl_degraded or 0,
                           join_path(path, "when_all_down"), problems)
+    min_healthy = entry.get("min_healthy")
+    min_up = _min_up(min_healthy, pools, join_path(path, "min_healthy"), problems) if "min_healthy" in entry else {}
     if len(problems) > before or pools is None or order is None or when is None or parsed_policy is None:
         return None
     policy, policy_options = parsed_policy
@@ -79,7 +86,45 @@ def parse_dynamic(
         when_all_down=when,
         path=path,
         policy_options=policy_options,
+        min_healthy=min_healthy if min_up else None,
+        min_up=MappingProxyType(min_up or {}),
     )
+
+
+def _min_up(raw: Any, pools: Mapping[str, tuple[Endpoint, ...]] | None, path: str,
+            problems: Problems) -> dict[str, int] | None:
+    """`min_healthy: N` or `"P%"` -> per region, the healthy endpoints its pool needs to serve.
+
+    A percentage is of each pool's size, rounded up (50% of 3 is 2). N larger than a pool would
+    keep that region down with every endpoint up: refused, so that "everything up" still means
+    every region serves (and selection's fast path needs no count)."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        problems.add(path, f"must be {MIN_HEALTHY_HINT}, got {shown(raw)}")
+        return None
+    if isinstance(raw, str):
+        match = PERCENT.match(raw)
+        if match is None:
+            problems.add(path, f"must be {MIN_HEALTHY_HINT}, got {shown(raw)}")
+            return None
+        share = float(match.group(1))
+        if not 0 < share <= 100:
+            problems.add(path, f"a share of the pool must be more than 0% and at most 100%, got {raw}")
+            return None
+        if pools is None:
+            return None
+        return {region: max(1, math.ceil(len(pool) * share / 100 - 1e-9)) for region, pool in pools.items()}
+    if raw < 1:
+        problems.add(path, f"must be at least 1 ({MIN_HEALTHY_HINT}), got {raw}")
+        return None
+    if pools is None:
+        return None
+    small = {region: len(pool) for region, pool in pools.items() if len(pool) < raw}
+    if small:
+        listed = ", ".join(f"{region} has {size}" for region, size in small.items())
+        problems.add(path, f"{raw} is more healthy endpoints than some pools hold ({listed}): those regions "
+                           f"could never serve; lower it, add endpoints, or use a share like 50%")
+        return None
+    return {region: raw for region in pools}
 
 
 def _needs(policy: str, check: str | None, checks: Mapping[str, Check], path: str, problems: Problems) -> None:

@@ -1,4 +1,9 @@
-"""The zone's `regions:`, `subnets:` and `default_region:` -> RegionRules."""
+"""The zone's `regions:`, `subnets:` and `default_region:` -> RegionRules.
+
+A region's `serves:` lists geo codes (EU, NA-US, NA-US-CA) and autonomous systems (AS13335: the
+clients an ASN database places in that AS), and its optional `bias:` (-99..99) grows or shrinks the
+area the nearest-region rule gives it (Route 53 geoproximity; gslb/geo/rules.py).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,16 @@ from typing import Any
 
 from gslb.config.problems import Problems, join_path
 from gslb.geo.codes import validate_geo_code
-from gslb.geo.rules import RegionRules
+from gslb.geo.rules import RegionRules, asn_text
 
 REGION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+REGION_KEYS = ("location", "serves", "bias")
+ASN = re.compile(r"^AS([0-9]{1,10})$")
+# What an ASN written some other way looks like ("AS-13335", "as13335", "ASN 13335"), so that it
+# gets an ASN hint rather than a geo-code one.
+ASN_LIKE = re.compile(r"^\s*AS[\s_-]?N?[\s_-]?[0-9]+\s*$", re.IGNORECASE)
+MAX_ASN = 4294967295  # 32-bit AS numbers (RFC 6793)
+ASN_HINT = "write an autonomous system as AS and its number, like AS13335"
 
 
 def parse_regions(doc: dict, problems: Problems) -> RegionRules | None:
@@ -28,6 +40,8 @@ def parse_regions(doc: dict, problems: Problems) -> RegionRules | None:
     names: list[str] = []
     locations: dict[str, tuple[float, float]] = {}
     serves: dict[str, str] = {}
+    asns: dict[int, str] = {}
+    bias: dict[str, int] = {}
     for name, spec in raw.items():
         path = join_path("regions", name)
         if not isinstance(name, str) or not REGION_NAME.match(name):
@@ -38,17 +52,31 @@ def parse_regions(doc: dict, problems: Problems) -> RegionRules | None:
             problems.add(path, "must be a mapping like {location: [50.11, 8.68], serves: [EU]}")
             continue
         for key in spec:
-            if key not in ("location", "serves"):
-                problems.add(join_path(path, key), "unknown key; expected location or serves")
+            if key not in REGION_KEYS:
+                problems.add(join_path(path, key), f"unknown key; expected one of {', '.join(REGION_KEYS)}")
         location = _location(spec.get("location"), join_path(path, "location"), problems)
         if location is not None:
             locations[name] = location
+        if "bias" in spec:
+            value = _bias(spec["bias"], join_path(path, "bias"), problems)
+            if value:
+                bias[name] = value
         codes = spec.get("serves", [])
         if not isinstance(codes, list):
-            problems.add(join_path(path, "serves"), "must be a list of geo codes like [EU, NA-US, NA-US-CA]")
+            problems.add(join_path(path, "serves"), "must be a list of geo codes and ASNs like [EU, NA-US, NA-US-CA, AS13335]")
             continue
         for index, code in enumerate(codes):
             code_path = join_path(join_path(path, "serves"), index)
+            if _is_asn_attempt(code):
+                asn = _asn(code, code_path, problems)
+                if asn is None:
+                    continue
+                if asn in asns and asns[asn] != name:
+                    problems.add(code_path, f"{asn_text(asn)} is already served by region {asns[asn]}; "
+                                            "an autonomous system belongs to one region")
+                else:
+                    asns[asn] = name
+                continue
             reason = validate_geo_code(code) if isinstance(code, str) else "a geo code is a string like EU or NA-US-CA"
             if reason is not None:
                 problems.add(code_path, reason)
@@ -88,7 +116,36 @@ def parse_regions(doc: dict, problems: Problems) -> RegionRules | None:
         serves=serves,
         subnets=tuple(subnets),
         default_region=default,
+        asns=asns,
+        bias=bias,
     )
+
+
+def _is_asn_attempt(code: Any) -> bool:
+    """An entry of serves: meant as an autonomous system (valid or not), not a geo code."""
+    if isinstance(code, int) and not isinstance(code, bool):
+        return True
+    return isinstance(code, str) and bool(ASN_LIKE.match(code))
+
+
+def _asn(code: Any, path: str, problems: Problems) -> int | None:
+    match = ASN.match(code) if isinstance(code, str) else None
+    if match is None:
+        problems.add(path, f"{code!r} is not an ASN the way zones write them; {ASN_HINT}")
+        return None
+    number = int(match.group(1))
+    if not 1 <= number <= MAX_ASN:
+        problems.add(path, f"{code}: an AS number is 1 to {MAX_ASN}; {ASN_HINT}")
+        return None
+    return number
+
+
+def _bias(value: Any, path: str, problems: Problems) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not -99 <= value <= 99:
+        problems.add(path, f"must be a whole number from -99 to 99 (positive: the region's area grows, "
+                           f"negative: it shrinks), got {value!r}")
+        return None
+    return value
 
 
 def _location(value: Any, path: str, problems: Problems) -> tuple[float, float] | None:

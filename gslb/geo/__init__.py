@@ -1,7 +1,7 @@
 """GeoIP and the zone's region rules: client address -> region and the widest correct ECS scope.
 
 By concept, each a module:
-    mmdb.py         GeoDatabase: a .mmdb file read into memory; all search-tree walking
+    mmdb.py         GeoDatabase, AsnDatabase: .mmdb files read into memory; all search-tree walking
     datasection.py  the four record fields we read, decoded from the mmdb data section
     rules.py        RegionRules: a zone's regions (validated by gslb/config/regions.py)
     regiontable.py  RegionTable: the rules over every address, as merged ranges
@@ -16,12 +16,13 @@ By concept, each a module:
 from gslb.geo.codes import country_centroid, validate_geo_code
 from gslb.geo.facts import GeoFacts
 from gslb.geo.locator import Locator, Placement, build_locator, locate_catalog
-from gslb.geo.mmdb import GeoDatabase, GeoDataError
+from gslb.geo.mmdb import AsnDatabase, GeoDatabase, GeoDataError
 from gslb.geo.regiontable import RegionTable
 from gslb.geo.rules import RegionRules, great_circle_km
 from gslb.geo.tablecache import TableCache
 
 __all__ = [
+    "AsnDatabase",
     "GeoDataError",
     "GeoDatabase",
     "GeoFacts",

@@ -20,9 +20,9 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from gslb.geo.facts import GeoFacts
-from gslb.geo.mmdb import GeoDatabase
+from gslb.geo.mmdb import AsnDatabase, GeoDatabase
 from gslb.geo.regiontable import RegionTable, subnet_tables
-from gslb.geo.rules import RegionRules
+from gslb.geo.rules import RegionRules, asn_text
 from gslb.geo.subnets import SubnetTable
 from gslb.geo.tablecache import TableCache
 from gslb.zone import Catalog
@@ -57,8 +57,8 @@ class Placement:
 
     @property
     def rule(self) -> str:
-        """"subnet 198.18.0.0/15" | "subdivision NA-US-CA" | "country NA-US" | "continent EU" |
-        "nearest us-west (1234 km)" | "default" | "none"."""
+        """"subnet 198.18.0.0/15" | "asn AS13335" | "subdivision NA-US-CA" | "country NA-US" |
+        "continent EU" | "nearest us-west (1234 km)" | "default" | "none"."""
         source = self._source
         if source is not None:
             self._explain(source)
@@ -125,21 +125,24 @@ def _deferred(region: str | None, scope_prefix: int, source: _Explainer,
 class Locator:
     """Locates client addresses for one zone's rules, from their complete region table.
 
+    ``asn_database``: the ASN file the table's ASN rules came from (None: no ASN rules apply).
+
     ``cache_size``: placements ``locate`` keeps, by address (the caller passes ECS addresses
     already cut to their source prefix, so equal clients share entries). Single-threaded (the
     DNS event loop's): the placement cache takes no lock.
     """
 
-    __slots__ = ("_cache", "_cache_size", "_explainer", "_names", "database", "rules", "table")
+    __slots__ = ("_cache", "_cache_size", "_explainer", "_names", "asn_database", "database", "rules", "table")
 
     def __init__(self, table: RegionTable, rules: RegionRules, database: GeoDatabase | None, *,
-                 cache_size: int = PLACEMENT_CACHE_SIZE) -> None:
-        """Use ``build_locator``; ``table`` must be the table of (database, rules)."""
+                 cache_size: int = PLACEMENT_CACHE_SIZE, asn_database: AsnDatabase | None = None) -> None:
+        """Use ``build_locator``; ``table`` must be the table of (database, rules, asn_database)."""
         self.rules = rules
         self.database = database
+        self.asn_database = asn_database if rules.asns else None
         self.table = table
         self._names = table.regions  # table region index -> region
-        self._explainer = _Explainer(database, rules, subnet_tables(rules))
+        self._explainer = _Explainer(database, rules, subnet_tables(rules), self.asn_database)
         self._cache: OrderedDict[IPv4Address | IPv6Address, Placement] = OrderedDict()
         self._cache_size = cache_size
 
@@ -164,6 +167,11 @@ class Locator:
         """(rule, facts) of ``address``: why it gets its region. A walk down the tree, ~10 us."""
         return self._explainer.describe(address)
 
+    def asn(self, address: IPv4Address | IPv6Address) -> int | None:
+        """The autonomous system the ASN database puts ``address`` in (None: no ASN rules, or
+        the database does not know the address); for explain."""
+        return self.asn_database.lookup(address)[0] if self.asn_database is not None else None
+
     def __repr__(self) -> str:
         return f"<Locator {len(self.rules.regions)} regions over {self.database!r}: {self.table!r}>"
 
@@ -171,41 +179,51 @@ class Locator:
 class _Explainer:
     """Rule and facts of an address, the slow way: what a placement says when asked why."""
 
-    __slots__ = ("_database", "_rules", "_tables")
+    __slots__ = ("_asn", "_database", "_rules", "_tables")
 
     def __init__(self, database: GeoDatabase | None, rules: RegionRules,
-                 tables: dict[int, SubnetTable]) -> None:
-        self._database, self._rules, self._tables = database, rules, tables
+                 tables: dict[int, SubnetTable], asn: AsnDatabase | None = None) -> None:
+        self._database, self._rules, self._tables, self._asn = database, rules, tables, asn
 
     def describe(self, address: IPv4Address | IPv6Address) -> tuple[str, GeoFacts | None]:
+        # The table's precedence: subnet rule, then ASN rule, then GeoIP and the rules.
         facts = self._database.lookup(address)[0] if self._database is not None else None
         table = self._tables[address.version]
         rule = table.covering(int(address), address.max_prefixlen) if table else None
-        return (rule.rule if rule is not None else self._rules.match(facts)[1]), facts
+        if rule is not None:
+            return rule.rule, facts
+        if self._asn is not None:
+            number = self._asn.lookup(address)[0]
+            if self._rules.asn_region(number) is not None:
+                return f"asn {asn_text(number)}", facts  # type: ignore[arg-type]
+        return self._rules.match(facts)[1], facts
 
 
 def build_locator(rules: RegionRules, database: GeoDatabase | None, cache: TableCache | None = None,
-                  *, cache_size: int = PLACEMENT_CACHE_SIZE) -> Locator:
-    """The locator of one zone's ``rules`` over ``database`` (None: rules only), its table
-    complete: from ``cache`` (memory, then disk) or built now (~1 s for the bundled data; call
-    it off the event loop). ``cache`` None: built in memory, not kept.
+                  *, cache_size: int = PLACEMENT_CACHE_SIZE, asn: AsnDatabase | None = None) -> Locator:
+    """The locator of one zone's ``rules`` over ``database`` (None: rules only) and, for the
+    rules' ASN rules, ``asn``; its table complete: from ``cache`` (memory, then disk) or built
+    now (~1 s for the bundled data; call it off the event loop). ``cache`` None: built in
+    memory, not kept. ASN rules without an ``asn`` database apply to no one (``gslb check``
+    refuses that configuration: gslb/build.py).
 
-    Raises GeoDataError (one line) when the GeoIP file cannot be walked.
+    Raises GeoDataError (one line) when the GeoIP or ASN file cannot be walked.
     """
     if cache is None:
         cache = TableCache(None)
-    return Locator(cache.table(database, rules), rules, database, cache_size=cache_size)
+    return Locator(cache.table(database, rules, asn), rules, database, cache_size=cache_size, asn_database=asn)
 
 
-def locate_catalog(catalog: Catalog, database: GeoDatabase | None, cache: TableCache | None) -> Catalog:
+def locate_catalog(catalog: Catalog, database: GeoDatabase | None, cache: TableCache | None,
+                   asn: AsnDatabase | None = None) -> Catalog:
     """``catalog`` with a locator on every zone that has regions (``zone.region_map``).
 
     The build step between validation and serving: a reload calls it in its worker thread with
-    the validated catalog and the opened GeoIP database. Zones of the same rules share one table.
-    Raises GeoDataError (one line) when the GeoIP file cannot be walked.
+    the validated catalog and the opened GeoIP (and ASN) database. Zones of the same rules share
+    one table. Raises GeoDataError (one line) when the GeoIP or ASN file cannot be walked.
     """
     zones = tuple(
-        replace(zone, region_map=build_locator(zone.region_rules, database, cache))
+        replace(zone, region_map=build_locator(zone.region_rules, database, cache, asn=asn))
         if zone.region_rules is not None else zone
         for zone in catalog.zones)
     return Catalog(zones)

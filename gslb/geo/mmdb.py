@@ -1,4 +1,7 @@
-"""A GeoIP database (MaxMind DB format, .mmdb), read into memory: its search tree and record facts.
+"""A MaxMind DB file (.mmdb), read into memory: its search tree and the record fields we read.
+
+Two kinds: GeoDatabase (City or Country: the GeoFacts of a record) and AsnDatabase (GeoLite2-ASN,
+DB-IP ASN Lite: a record's autonomous_system_number), over one tree reader, MmdbFile.
 
 Why the file is read whole, once, and never mapped: a GeoIP file is replaced in place by the tools
 that update it (`cp new.mmdb current.mmdb` truncates and rewrites the same inode). A memory map
@@ -13,7 +16,7 @@ network of the tree in address order with the record it holds, and the decode of
 of each record (datasection.FactsReader, ~50x faster than a full decode). maxminddb parses and
 checks the metadata, from the same bytes.
 
-All tree navigation is in this module: ``lookup`` walks down to one address's record, ``runs``
+All tree navigation is in this module: ``record``/``lookup`` walk down to one address's record, ``runs``
 walks the whole tree in address order. Nothing else reads nodes.
 
 Tree layout: ``node_count`` nodes of two records each, records of ``record_size`` bits (24, 28
@@ -48,6 +51,7 @@ _NOT_LOCATION_TYPES = ("ASN", "ISP", "Domain", "Connection-Type", "Anonymous", "
 FACTS_CACHE_SIZE = 65536  # decoded records kept, ~200 bytes each
 MAX_FILE_SIZE = 2 << 30  # bytes, read into memory; the largest commercial files are well under 1 GB
 _HINT = "pass --geoip FILE with a City or Country .mmdb (GeoLite2-City, DB-IP City Lite, ...)"
+ASN_HINT = "pass --asn-db FILE with an ASN .mmdb (GeoLite2-ASN, DB-IP ASN Lite)"
 _U32 = "I" if array("I").itemsize == 4 else "L"  # a 4-byte unsigned typecode
 
 # How each record size packs a node's two records: (bytes per node, then for the left and the
@@ -86,26 +90,30 @@ class TreeRuns:
     aliases: list[tuple[int, int]]
 
 
-class GeoDatabase:
-    """An open .mmdb file, held in memory: record facts by address, and the tree as runs.
+class MmdbFile:
+    """An open .mmdb file, held in memory: its search tree, walked by address or whole.
 
-    Open with ``GeoDatabase.open(path)``. Nothing reads the file after that.
+    The tree and the checks every MaxMind DB file gets; GeoDatabase and AsnDatabase add what
+    their records hold. Open with ``open(path)``. Nothing reads the file after that.
     """
 
     __slots__ = (
-        "_cached_facts",
         "_data",
         "_digest",
         "_ipv4_start",
+        "_tree_end",
         "build_epoch",
         "children",
         "database_type",
-        "has_location",
         "ip_version",
         "node_count",
         "path",
         "record_size",
     )
+
+    # How errors name the file, and what to do about one: set by each kind.
+    WHAT = "MaxMind DB file"
+    HINT = "pass a MaxMind DB (.mmdb) file"
 
     path: str
     database_type: str
@@ -113,14 +121,13 @@ class GeoDatabase:
     node_count: int  # record values >= this are "no data" (==) or data pointers (>)
     record_size: int
     build_epoch: int
-    has_location: bool  # City-type: records have latitude/longitude; Country-type: not
     children: Callable[[int], tuple[int, int]]  # node -> (left record, right record): bit 0, 1
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> GeoDatabase:
+    def open(cls, path: str | os.PathLike[str]) -> Self:
         """Read and check ``path``; raises GeoDataError with a one-line reason."""
         path = os.fspath(path)
-        where = f"GeoIP file {path}"
+        where, hint = f"{cls.WHAT} {path}", cls.HINT
         try:
             # Non-blocking: a FIFO at the path must not hang the reader until someone writes.
             with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
@@ -128,15 +135,15 @@ class GeoDatabase:
                 if stat.S_ISDIR(status.st_mode):
                     raise IsADirectoryError
                 if not stat.S_ISREG(status.st_mode):
-                    raise GeoDataError(f"{where}: not a regular file; {_HINT}")
+                    raise GeoDataError(f"{where}: not a regular file; {hint}")
                 if status.st_size > MAX_FILE_SIZE:
                     raise GeoDataError(f"{where}: {status.st_size} bytes, more than a GeoIP file has "
-                                       f"({MAX_FILE_SIZE} at most); {_HINT}")
+                                       f"({MAX_FILE_SIZE} at most); {hint}")
                 data = file.read(MAX_FILE_SIZE + 1)
         except FileNotFoundError:
-            raise GeoDataError(f"{where}: not found; {_HINT}") from None
+            raise GeoDataError(f"{where}: not found; {hint}") from None
         except IsADirectoryError:
-            raise GeoDataError(f"{where}: is a directory; {_HINT}") from None
+            raise GeoDataError(f"{where}: is a directory; {hint}") from None
         except PermissionError:
             raise GeoDataError(f"{where}: permission denied; make it readable by the gslb user") from None
         except OSError as error:
@@ -144,15 +151,15 @@ class GeoDatabase:
         return cls(path, data)
 
     def __init__(self, path: str, data: bytes) -> None:
-        """Use ``GeoDatabase.open``; this checks ``data``, the file's bytes."""
-        where = f"GeoIP file {path}"
+        """Use ``open``; this checks ``data``, the file's bytes."""
+        where, hint = f"{self.WHAT} {path}", self.HINT
         if not data:
-            raise GeoDataError(f"{where}: not a MaxMind DB (the file is empty); {_HINT}")
+            raise GeoDataError(f"{where}: not a MaxMind DB (the file is empty); {hint}")
         if len(data) > MAX_FILE_SIZE:
-            raise GeoDataError(f"{where}: more than {MAX_FILE_SIZE} bytes; {_HINT}")
+            raise GeoDataError(f"{where}: more than {MAX_FILE_SIZE} bytes; {hint}")
         metadata_start = data.rfind(_METADATA_MARKER)
         if metadata_start < 0:
-            raise GeoDataError(f"{where}: not a MaxMind DB (no metadata marker); {_HINT}")
+            raise GeoDataError(f"{where}: not a MaxMind DB (no metadata marker); {hint}")
         try:
             source = cast("IO[bytes]", _Source(data, path))  # what MODE_FD reads: read() and name
             with maxminddb.open_database(source, maxminddb.MODE_FD) as reader:
@@ -162,18 +169,18 @@ class GeoDatabase:
             # maxminddb repeats the path ("Error opening database file (/x). The search tree...")
             prefix = f"Error opening database file ({path})."
             reason = reason.removeprefix(prefix).strip().rstrip(".") or "unreadable metadata"
-            raise GeoDataError(f"{where}: not a MaxMind DB ({reason}); {_HINT}") from None
+            raise GeoDataError(f"{where}: not a MaxMind DB ({reason}); {hint}") from None
         if metadata.record_size not in (24, 28, 32) or metadata.ip_version not in (4, 6):
             raise GeoDataError(f"{where}: not a MaxMind DB (record size {metadata.record_size}, "
-                               f"IP version {metadata.ip_version}); {_HINT}")
+                               f"IP version {metadata.ip_version}); {hint}")
         database_type = str(metadata.database_type)
-        if any(word in database_type for word in _NOT_LOCATION_TYPES):
-            raise GeoDataError(f"{where}: is a {database_type} database, which has no locations; "
-                               f"{_HINT}")
+        wrong = self._wrong_type(database_type)
+        if wrong is not None:
+            raise GeoDataError(f"{where}: {wrong}; {hint}")
         tree_size = metadata.node_count * metadata.record_size // 4  # two records per node
         if tree_size + 16 > metadata_start:
             raise GeoDataError(f"{where}: not a MaxMind DB (its search tree of {metadata.node_count}"
-                               f" nodes runs past the end of the file: truncated?); {_HINT}")
+                               f" nodes runs past the end of the file: truncated?); {hint}")
 
         self.path = path
         self.database_type = database_type
@@ -181,20 +188,25 @@ class GeoDatabase:
         self.node_count = metadata.node_count
         self.record_size = metadata.record_size
         self.build_epoch = metadata.build_epoch
-        # Which fields a record has is decided per record; the type name only tells the user
-        # (and `explain`) what kind of file this is. City-like names: "...City...", Enterprise.
-        self.has_location = "City" in database_type or "Enterprise" in database_type
         self._data = data
         self._digest: str | None = None
-        # Recently seen records: a busy client population reuses a few thousand records, and the
-        # decode (a few us) is most of a cache-missing lookup's cost.
-        self._cached_facts = functools.lru_cache(maxsize=FACTS_CACHE_SIZE)(
-            FactsReader(data, tree_size + 16, metadata_start).facts)
+        self._tree_end = metadata_start
         self.children = _node_reader(data, metadata.record_size)
+        self._start_records(FactsReader(data, tree_size + 16, metadata_start))
         if self.ip_version == 4:
             self._ipv4_start = 0
         else:  # IPv4 addresses are ::a.b.c.d: follow 96 zero bits (or stop at a record above)
             self._ipv4_start = self._descend(0, 0, 128, 96)[0]
+
+    def _wrong_type(self, database_type: str) -> str | None:
+        """Why a file of ``database_type`` is not one this kind reads (None: it is)."""
+        return None
+
+    def _start_records(self, reader: FactsReader) -> None:
+        """Keep what the kind needs to decode records with ``reader``."""
+
+    def _corrupt(self, error: DataFormatError) -> GeoDataError:
+        return GeoDataError(f"{self.WHAT} {self.path}: corrupt ({error}); download it again")
 
     # -- one address ---------------------------------------------------------------------------
     def start(self, version: int) -> int:
@@ -204,20 +216,10 @@ class GeoDatabase:
         # An IPv4-only tree knows no IPv6 address: the whole space is "no data".
         return 0 if self.ip_version == 6 else self.node_count
 
-    def facts(self, record: int) -> GeoFacts | None:
-        """The facts of a record value (>= node_count); None for "no data"."""
-        if record == self.node_count:
-            return None
-        try:
-            return self._cached_facts(record - self.node_count - 16)
-        except DataFormatError as error:
-            raise GeoDataError(f"GeoIP file {self.path}: corrupt ({error}); download it again") from None
-
-    def lookup(self, address: IPv4Address | IPv6Address) -> tuple[GeoFacts | None, int]:
-        """(facts, prefix length of the network holding ``address``), like maxminddb's lookup."""
+    def record(self, address: IPv4Address | IPv6Address) -> tuple[int, int]:
+        """(record value, prefix length of the network holding ``address``)."""
         bits = 32 if address.version == 4 else 128
-        record, depth = self._descend(self.start(address.version), int(address), bits, bits)
-        return self.facts(record), depth
+        return self._descend(self.start(address.version), int(address), bits, bits)
 
     def _descend(self, value: int, number: int, bits: int, limit: int) -> tuple[int, int]:
         """(tree value, depth) where the path of ``number`` leaves the nodes, or at depth ``limit``."""
@@ -227,7 +229,7 @@ class GeoDatabase:
             value = children(value)[(number >> (bits - 1 - depth)) & 1]
             depth += 1
         if value < node_count and limit == bits:  # only a corrupt tree (a cycle) goes deeper
-            raise GeoDataError(f"GeoIP file {self.path}: corrupt (search tree deeper than {bits} "
+            raise GeoDataError(f"{self.WHAT} {self.path}: corrupt (search tree deeper than {bits} "
                                f"bits); download it again")
         return value, depth
 
@@ -260,7 +262,86 @@ class GeoDatabase:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<GeoDatabase {self.path} {self.database_type} IPv{self.ip_version} {self.node_count} nodes>"
+        return (f"<{type(self).__name__} {self.path} {self.database_type} IPv{self.ip_version} "
+                f"{self.node_count} nodes>")
+
+
+class GeoDatabase(MmdbFile):
+    """A GeoIP City or Country file: the GeoFacts of an address, and the tree as runs.
+
+    Open with ``GeoDatabase.open(path)``. Nothing reads the file after that.
+    """
+
+    __slots__ = ("_cached_facts", "has_location")
+
+    WHAT = "GeoIP file"
+    HINT = _HINT
+
+    has_location: bool  # City-type: records have latitude/longitude; Country-type: not
+
+    def _wrong_type(self, database_type: str) -> str | None:
+        if any(word in database_type for word in _NOT_LOCATION_TYPES):
+            return f"is a {database_type} database, which has no locations"
+        return None
+
+    def _start_records(self, reader: FactsReader) -> None:
+        # Which fields a record has is decided per record; the type name only tells the user
+        # (and `explain`) what kind of file this is. City-like names: "...City...", Enterprise.
+        self.has_location = "City" in self.database_type or "Enterprise" in self.database_type
+        # Recently seen records: a busy client population reuses a few thousand records, and the
+        # decode (a few us) is most of a cache-missing lookup's cost.
+        self._cached_facts = functools.lru_cache(maxsize=FACTS_CACHE_SIZE)(reader.facts)
+
+    def facts(self, record: int) -> GeoFacts | None:
+        """The facts of a record value (>= node_count); None for "no data"."""
+        if record == self.node_count:
+            return None
+        try:
+            return self._cached_facts(record - self.node_count - 16)
+        except DataFormatError as error:
+            raise self._corrupt(error) from None
+
+    def lookup(self, address: IPv4Address | IPv6Address) -> tuple[GeoFacts | None, int]:
+        """(facts, prefix length of the network holding ``address``), like maxminddb's lookup."""
+        record, depth = self.record(address)
+        return self.facts(record), depth
+
+
+class AsnDatabase(MmdbFile):
+    """An ASN file (GeoLite2-ASN, DB-IP ASN Lite, GeoIP2-ISP): the autonomous system of an
+    address (the records' ``autonomous_system_number``), and the tree as runs.
+
+    Open with ``AsnDatabase.open(path)``. Nothing reads the file after that.
+    """
+
+    __slots__ = ("_cached_asn",)
+
+    WHAT = "ASN file"
+    HINT = ASN_HINT
+
+    def _wrong_type(self, database_type: str) -> str | None:
+        upper = database_type.upper()
+        if "ASN" in upper or "ISP" in upper:
+            return None
+        return f"is a {database_type} database, not an ASN one (its records name no autonomous system)"
+
+    def _start_records(self, reader: FactsReader) -> None:
+        self._cached_asn = functools.lru_cache(maxsize=FACTS_CACHE_SIZE)(reader.asn)
+
+    def asn(self, record: int) -> int | None:
+        """The autonomous system number of a record value (>= node_count); None for "no data"
+        or a record without one."""
+        if record == self.node_count:
+            return None
+        try:
+            return self._cached_asn(record - self.node_count - 16)
+        except DataFormatError as error:
+            raise self._corrupt(error) from None
+
+    def lookup(self, address: IPv4Address | IPv6Address) -> tuple[int | None, int]:
+        """(ASN, prefix length of the network holding ``address``)."""
+        record, depth = self.record(address)
+        return self.asn(record), depth
 
 
 class _Source:
@@ -303,13 +384,14 @@ class _Walk:
     ~0.8 s; an 8.4M-node file 0.2 s and 2.2 s.
     """
 
-    def __init__(self, database: GeoDatabase, classify: Callable[[int], int]) -> None:
+    def __init__(self, database: MmdbFile, classify: Callable[[int], int]) -> None:
         self.node_count = database.node_count
         self.left, self.right = _children_arrays(database._data, database.node_count,
                                                  database.record_size)
         self.known: dict[int, int] = {}  # record value -> code
         self.classify = classify
         self.path = database.path
+        self.what = database.WHAT
         self.aliases: list[tuple[int, int]] = []
 
     def _code(self, record: int) -> int:
@@ -384,15 +466,15 @@ class _Walk:
                 push((two << 8) | depth)
                 push((one << 8) | depth)
         if cursor != 1 << bits:
-            raise GeoDataError(f"GeoIP file {self.path}: corrupt (search tree covers "
+            raise GeoDataError(f"{self.what} {self.path}: corrupt (search tree covers "
                                f"{cursor} of 2**{bits} addresses); download it again")
         return starts, codes
 
     def _error(self, bits: int, depth: int) -> GeoDataError:
         if depth > bits:
-            return GeoDataError(f"GeoIP file {self.path}: corrupt (search tree deeper than {bits} "
+            return GeoDataError(f"{self.what} {self.path}: corrupt (search tree deeper than {bits} "
                                 f"bits); download it again")
-        return GeoDataError(f"GeoIP file {self.path}: cannot be used (its search tree reaches some "
+        return GeoDataError(f"{self.what} {self.path}: cannot be used (its search tree reaches some "
                             f"nodes more than once); use a file written by MaxMind's or DB-IP's tools")
 
 

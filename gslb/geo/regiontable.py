@@ -1,8 +1,11 @@
 """The region table: a zone's regions over every address, as sorted ranges of one region each.
 
 Built by one walk of the whole GeoIP tree in address order (GeoDatabase.runs): each distinct data
-record is matched against the zone's rules once, subnet rules are painted over the result (the
-most specific wins) and adjacent ranges of one region are merged. A lookup is a bisect for the
+record is matched against the zone's rules once; when the zone has ASN rules, one walk of the ASN
+database's tree gives the ranges of the autonomous systems they name, painted over the GeoIP
+result (an ASN rule beats geography); subnet rules are painted over that (the most specific wins)
+and adjacent ranges of one region are merged. So the table stays one merged range table, and a
+scope is the widest prefix with one answer over both databases. A lookup is a bisect for the
 range that holds the address, and the scope is the widest prefix of the address lying inside that
 range: a prefix is one region exactly when it lies inside one maximal same-region range, so this
 is the widest correct ECS scope (RFC 7871 SCOPE PREFIX-LENGTH): gdnsd's "merge networks into the
@@ -38,7 +41,7 @@ from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
-from gslb.geo.mmdb import GeoDatabase
+from gslb.geo.mmdb import AsnDatabase, GeoDatabase, Runs, TreeRuns
 from gslb.geo.rules import RegionRules
 from gslb.geo.subnets import SubnetTable
 
@@ -169,8 +172,10 @@ class RegionTable:
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
-    def compile(cls, database: GeoDatabase | None, rules: RegionRules) -> RegionTable:
-        """Walk all of ``database`` (None: no GeoIP, rules only) and build the table.
+    def compile(cls, database: GeoDatabase | None, rules: RegionRules,
+                asn: AsnDatabase | None = None) -> RegionTable:
+        """Walk all of ``database`` (None: no GeoIP, rules only) and build the table; with ASN
+        rules and an ``asn`` database, walk that too and put its rules over GeoIP's answers.
 
         Raises GeoDataError on a corrupt search tree or data section, and on a file whose tree
         is not a tree (shared subtrees other than the IPv4 aliases) which the walk cannot handle.
@@ -189,6 +194,13 @@ class RegionTable:
         else:
             runs = database.runs(code_of)
             raw4, raw6, aliases = runs.ipv4, runs.ipv6, runs.aliases
+        if asn is not None and rules.asns:
+            asn_rules = rules.asns
+
+            def asn_code(record: int) -> int:
+                return code_of_region[asn_rules.get(asn.asn(record))]  # type: ignore[arg-type]
+
+            raw4, raw6, aliases = _with_asn_rules(raw4, raw6, aliases, asn.runs(asn_code))
         tables = subnet_tables(rules)
         ruled4 = _overlay(*raw4, tables[4], 32, code_of_region)
 
@@ -367,6 +379,95 @@ def _overlay(starts: list[int], codes: list[int], table: SubnetTable, bits: int,
         _add(out_starts, out_codes, point, codes[first])
         out_starts.extend(starts[first + 1:after])  # tree runs differ from their neighbours
         out_codes.extend(codes[first + 1:after])
+    return out_starts, out_codes
+
+
+def _with_asn_rules(raw4: Runs, raw6: Runs, aliases: list[tuple[int, int]],
+                    asn: TreeRuns) -> tuple[Runs, Runs, list[tuple[int, int]]]:
+    """GeoIP's runs with the ASN rules' runs (code 0: no rule) painted over them.
+
+    IPv4: painted. IPv6: where both files hang their IPv4 subtree at the same place (MaxMind's
+    and DB-IP's writers both alias ::ffff:0:0/96 and 2002::/16) the alias stays, and reads the
+    painted IPv4 runs. Anywhere else an alias of either file is spelled out as the IPv4 runs it
+    stands for, so that no alias ever reads answers its own file would not give there.
+    """
+    painted4 = _paint(*raw4, *asn.ipv4, 1 << 32)
+    asn_in_ipv4 = any(asn.ipv4[1])
+    geo_aliases = set(aliases)
+    asn_aliases = set(asn.aliases)
+    # The ASN rules over IPv6, their aliases resolved: transparent where GeoIP aliases the same
+    # subtree (its alias reads painted4), else the ASN file's IPv4 runs in place.
+    paint_starts: list[int] = []
+    paint_codes: list[int] = []
+    for start, code in zip(*asn.ipv6):
+        if code >= 0:
+            _add(paint_starts, paint_codes, start, code)
+            continue
+        base, depth = asn.aliases[-code - 1]
+        if (base, depth) in geo_aliases:
+            _add(paint_starts, paint_codes, start, 0)
+        else:
+            shift = 96 - depth
+            for inner_start, inner_code in zip(*asn.ipv4):
+                _add(paint_starts, paint_codes, base + (inner_start << shift), inner_code)
+    # GeoIP's IPv6 runs: an alias stays only where it would read the right IPv4 answers.
+    kept: list[tuple[int, int]] = []
+    starts: list[int] = []
+    codes: list[int] = []
+    for start, code in zip(*raw6):
+        if code >= 0:
+            _add(starts, codes, start, code)
+            continue
+        base, depth = aliases[-code - 1]
+        end = base + (1 << (128 - depth))
+        if ((base, depth) in asn_aliases or not asn_in_ipv4) and _transparent(paint_starts, paint_codes, base, end):
+            kept.append((base, depth))
+            _add(starts, codes, start, -len(kept))
+        else:
+            shift = 96 - depth
+            for inner_start, inner_code in zip(*raw4):
+                _add(starts, codes, base + (inner_start << shift), inner_code)
+    return painted4, _paint(starts, codes, paint_starts, paint_codes, 1 << 128), kept
+
+
+def _transparent(starts: list[int], codes: list[int], low: int, high: int) -> bool:
+    """No run of (starts, codes) between ``low`` and ``high`` has a code other than 0."""
+    first = bisect_right(starts, low) - 1
+    after = bisect_left(starts, high)
+    return not any(codes[first:after])
+
+
+def _paint(starts: list[int], codes: list[int], paint_starts: list[int], paint_codes: list[int],
+           top: int) -> tuple[list[int], list[int]]:
+    """``starts``/``codes`` with every run of a non-zero paint code put over them, merged.
+
+    The painted runs never cut into an alias run (code < 0): ``_with_asn_rules`` spells out an
+    alias wherever paint lands on it.
+    """
+    if not any(paint_codes):
+        return starts, codes
+    out_starts: list[int] = []
+    out_codes: list[int] = []
+
+    def copy(low: int, high: int) -> None:  # the base runs over [low, high)
+        if low >= high:
+            return
+        first = bisect_right(starts, low) - 1
+        after = bisect_left(starts, high)
+        _add(out_starts, out_codes, low, codes[first])
+        out_starts.extend(starts[first + 1:after])  # base runs differ from their neighbours
+        out_codes.extend(codes[first + 1:after])
+
+    cursor = 0
+    count = len(paint_starts)
+    for index, code in enumerate(paint_codes):
+        if code == 0:
+            continue
+        start = paint_starts[index]
+        copy(cursor, start)
+        _add(out_starts, out_codes, start, code)
+        cursor = paint_starts[index + 1] if index + 1 < count else top
+    copy(cursor, top)
     return out_starts, out_codes
 
 

@@ -1,8 +1,14 @@
 """A zone's region rules, and matching GeoIP facts against them.
 
-Matching order (the first that applies wins): subnet rule, subdivision, country, continent, the
-nearest region by great-circle distance, ``default_region``. Subnet rules need the client's address
-and its prefix, so the region table applies them; ``RegionRules.match`` does everything after them.
+Matching order (the first that applies wins): subnet rule, ASN rule, subdivision, country,
+continent, the nearest region by great-circle distance (scaled by each region's bias), and
+``default_region``. Subnet and ASN rules need the client's address, so the region table applies
+them (the ASN from the ASN database); ``RegionRules.match`` does everything after them.
+
+Bias (Route 53 geoproximity, "How Amazon Route 53 uses bias to route traffic"): a region's
+distance to a client is scaled before the nearest one is chosen, by ``1 - bias/100`` for a positive
+bias (the region looks nearer: its area grows) and divided by ``1 + bias/100`` for a negative one
+(it looks farther: its area shrinks). Bias +50 halves the distance, -50 doubles it.
 """
 
 from __future__ import annotations
@@ -30,13 +36,30 @@ def great_circle_km(a: tuple[float, float], b: tuple[float, float]) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
 
 
+def biased_km(km: float, bias: int) -> float:
+    """Route 53's biased distance: ``km * (1 - bias/100)`` for bias > 0, ``km / (1 + bias/100)``
+    for bias < 0 (bias in -99..99)."""
+    if bias > 0:
+        return km * (1 - bias / 100)
+    if bias < 0:
+        return km / (1 + bias / 100)
+    return km
+
+
+def asn_text(asn: int) -> str:
+    """``AS13335``: how zones, rules and explanations write an autonomous system number."""
+    return f"AS{asn}"
+
+
 @dataclass(frozen=True, slots=True)
 class RegionRules:
     """Which region serves which clients; built once per zone by the config loader.
 
     ``serves`` maps an octoDNS geo code ("EU", "NA-US", "NA-US-CA") to a region; codes should have
-    been checked with ``validate_geo_code`` by the loader. Mappings are copied into read-only
-    proxies, so a RegionRules never changes after it is built.
+    been checked with ``validate_geo_code`` by the loader. ``asns`` maps an autonomous system
+    number to a region (applied by the region table, from the ASN database); ``bias`` holds each
+    biased region's bias, -99..99. Mappings are copied into read-only proxies, so a RegionRules
+    never changes after it is built.
     """
 
     regions: tuple[str, ...]  # YAML order; ties in distance go to the earlier region
@@ -44,6 +67,8 @@ class RegionRules:
     serves: Mapping[str, str]  # geo code -> region
     subnets: tuple[tuple[IPv4Network | IPv6Network, str], ...] = ()
     default_region: str | None = None
+    asns: Mapping[int, str] = field(default_factory=dict)  # ASN -> region
+    bias: Mapping[str, int] = field(default_factory=dict)  # region -> bias; absent: 0
     # Indexes derived from `serves`, keyed by what a GeoIP record holds. A country matches by its
     # ISO code alone: the continent in "NA-US" is redundant, and a database that files a country
     # under another continent than our code table must still match the user's rule.
@@ -59,6 +84,11 @@ class RegionRules:
             {region: (float(lat), float(lon)) for region, (lat, lon) in self.locations.items()}))
         set_(self, "serves", MappingProxyType(dict(self.serves)))
         set_(self, "subnets", tuple((ip_network(net), region) for net, region in self.subnets))
+        set_(self, "asns", MappingProxyType({int(asn): region for asn, region in self.asns.items()}))
+        set_(self, "bias", MappingProxyType({region: int(b) for region, b in self.bias.items() if b}))
+        for region, bias in self.bias.items():
+            if not -99 <= bias <= 99:
+                raise ValueError(f"bias of {region}: {bias} is not in -99..99")
         networks = [net for net, _ in self.subnets]
         if len(set(networks)) != len(networks):
             duplicate = next(net for net in networks if networks.count(net) > 1)
@@ -67,6 +97,8 @@ class RegionRules:
         references = [("locations", region) for region in self.locations]
         references += [(f"serves {code}", region) for code, region in self.serves.items()]
         references += [(f"subnets {net}", region) for net, region in self.subnets]
+        references += [(f"serves {asn_text(asn)}", region) for asn, region in self.asns.items()]
+        references += [("bias", region) for region in self.bias]
         if self.default_region is not None:
             references.append(("default_region", self.default_region))
         for where, region in references:
@@ -89,7 +121,8 @@ class RegionRules:
         """(region, rule) for a client GeoIP describes by ``facts``; subnet rules not included.
 
         The rule is a short description for logs and /explain: "subdivision NA-US-CA",
-        "country NA-US", "continent EU", "nearest us-west (1234 km)", "default" or "none".
+        "country NA-US", "continent EU", "nearest us-west (1234 km)" (with a bias: "nearest
+        us-west (1234 km, biased 617 km)"), "default" or "none".
         """
         if facts is not None:
             country = facts.country
@@ -108,27 +141,56 @@ class RegionRules:
                 hit = self._by_continent.get(continent)
                 if hit is not None:
                     return hit
-            if facts.latitude is not None and facts.longitude is not None:
-                point: tuple[float, float] | None = (facts.latitude, facts.longitude)
-            else:  # Country-type databases have no location: use the middle of the country
-                point = country_centroid(country) if country is not None else None
+            point = self.point_of(facts)
             if point is not None:
                 nearest = self.nearest(point)
                 if nearest is not None:
                     region, km = nearest
+                    bias = self.bias.get(region, 0)
+                    if bias:
+                        return region, f"nearest {region} ({km:.0f} km, biased {biased_km(km, bias):.0f} km)"
                     return region, f"nearest {region} ({km:.0f} km)"
         if self.default_region is not None:
             return self.default_region, "default"
         return None, "none"
 
+    @staticmethod
+    def point_of(facts: GeoFacts | None) -> tuple[float, float] | None:
+        """Where the nearest-region rule measures from: the record's location, else (Country-type
+        databases have none) the middle of its country."""
+        if facts is None:
+            return None
+        if facts.latitude is not None and facts.longitude is not None:
+            return facts.latitude, facts.longitude
+        return country_centroid(facts.country) if facts.country is not None else None
+
+    def asn_region(self, asn: int | None) -> str | None:
+        """The region an ASN rule gives clients of autonomous system ``asn``, if any."""
+        return self.asns.get(asn) if asn is not None else None  # type: ignore[arg-type]
+
     def nearest(self, point: tuple[float, float]) -> tuple[str, float] | None:
-        """(region, km) of the located region closest to ``point``; None if no region has a location."""
+        """(region, km) of the located region nearest ``point`` by biased distance (km is the
+        real distance); None if no region has a location."""
         best: tuple[str, float] | None = None
+        best_biased = 0.0
+        bias = self.bias
         for region in self.regions:  # YAML order, so the first of equally near regions wins
             location = self.locations.get(region)
             if location is None:
                 continue
             km = great_circle_km(point, location)
-            if best is None or km < best[1]:
-                best = (region, km)
+            biased = biased_km(km, bias[region]) if region in bias else km
+            if best is None or biased < best_biased:
+                best, best_biased = (region, km), biased
         return best
+
+    def distances(self, point: tuple[float, float]) -> list[tuple[str, float, float]]:
+        """(region, km, biased km) of every located region from ``point``, in YAML order: what
+        the nearest-region rule compared (for explain)."""
+        found = []
+        for region in self.regions:
+            location = self.locations.get(region)
+            if location is not None:
+                km = great_circle_km(point, location)
+                found.append((region, km, biased_km(km, self.bias.get(region, 0))))
+        return found

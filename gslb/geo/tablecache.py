@@ -12,7 +12,8 @@ table is built once per (GeoIP data, zone rules) and kept:
   included, sees a whole file or none.
 
 The key is a SHA-256 over the GeoIP file's bytes, the zone's rules (regions, locations, serves,
-subnets, default region), the table format and the source of the code the answer depends on. A
+subnets, default region, ASN rules, bias), the ASN file's bytes when the rules name autonomous
+systems, the table format and the source of the code the answer depends on. A
 cache file is checked (magic, format, checksum, key) before use. A cache that cannot be read or
 written never stops a table: the table is built in memory, and an unusable directory (a read-only
 or missing home, as a container user has) is said once, in one warning line.
@@ -32,7 +33,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from gslb.geo.mmdb import GeoDatabase
+from gslb.geo.mmdb import AsnDatabase, GeoDatabase
 from gslb.geo.regiontable import FORMAT_VERSION, RegionTable, TableFormatError
 from gslb.geo.rules import RegionRules
 
@@ -86,14 +87,18 @@ class TableCache:
                 _warn_once("", "no cache directory (no home directory and no $GSLB_CACHE_DIR)")
         return cls(directory)
 
-    def table(self, database: GeoDatabase | None, rules: RegionRules) -> RegionTable:
-        """The table for (database, rules): from memory, from disk, else built (and stored).
+    def table(self, database: GeoDatabase | None, rules: RegionRules,
+              asn: AsnDatabase | None = None) -> RegionTable:
+        """The table for (database, rules, asn): from memory, from disk, else built (and stored).
+        ``asn`` only counts when the rules name autonomous systems.
 
-        Raises GeoDataError when the GeoIP file cannot be walked (corrupt, or not a tree).
+        Raises GeoDataError when the GeoIP or ASN file cannot be walked (corrupt, or not a tree).
         """
+        if not rules.asns:
+            asn = None
         if database is None:  # rules only: nothing to walk, nothing worth caching
-            return RegionTable.compile(None, rules)
-        key = table_key(database, rules)
+            return RegionTable.compile(None, rules, asn)
+        key = table_key(database, rules, asn)
         with _lock_of(key):
             table = _tables.get(key)
             if table is not None:
@@ -102,7 +107,7 @@ class TableCache:
             table = load(path, key) if path is not None else None
             if table is None:
                 started = time.monotonic()
-                table = RegionTable.compile(database, rules)
+                table = RegionTable.compile(database, rules, asn)
                 log.info("GeoIP regions for %s: built in %.1f s (%d ranges, %.1f MB)", database.path,
                          time.monotonic() - started, table.ranges, table.nbytes / 1e6)
                 if self.directory is not None:
@@ -140,23 +145,26 @@ class TableCache:
 
 
 def rules_spec(rules: RegionRules) -> dict[str, Any]:
-    """The rules as plain JSON data, for the key."""
+    """The rules as plain JSON data, for the key: everything the table's answers depend on."""
     return {
         "regions": list(rules.regions),
         "locations": {region: [lat, lon] for region, (lat, lon) in sorted(rules.locations.items())},
         "serves": dict(sorted(rules.serves.items())),
         "subnets": sorted([str(network), region] for network, region in rules.subnets),
         "default_region": rules.default_region,
+        "asns": {str(asn): region for asn, region in sorted(rules.asns.items())},
+        "bias": dict(sorted(rules.bias.items())),
     }
 
 
-def table_key(database: GeoDatabase, rules: RegionRules) -> str:
-    """The cache key of (the GeoIP file's bytes, the rules, this code)."""
+def table_key(database: GeoDatabase, rules: RegionRules, asn: AsnDatabase | None = None) -> str:
+    """The cache key of (the GeoIP file's bytes, the rules, the ASN file's bytes, this code)."""
     material = {
         "format": FORMAT_VERSION,
         "code": _code_digest(),
         "mmdb": database.digest(),
         "rules": rules_spec(rules),
+        "asn": asn.digest() if asn is not None and rules.asns else None,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
