@@ -11,8 +11,8 @@ when it goes live is the health monitor's set of probes: `assemble` only *prepar
 
 from __future__ import annotations
 
-import ipaddress
 import gc
+import ipaddress
 import logging
 from dataclasses import dataclass
 
@@ -20,7 +20,7 @@ from dnslib import DNSRecord
 
 from gslb.config.catalog import collector_paused, load_catalog
 from gslb.config.problems import Problem
-from gslb.dns.answer import AnswerSettings, Answerer
+from gslb.dns.answer import Answerer, AnswerSettings
 from gslb.dns.dynamic_answer import DynamicAnswers
 from gslb.dns.fastpath import FastPath
 from gslb.geo import GeoDatabase, GeoDataError, TableCache, locate_catalog

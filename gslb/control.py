@@ -12,9 +12,10 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from gslb.config.files import read_regular_file
 from gslb.dns.server import Listener

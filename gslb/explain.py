@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dnslib import QTYPE, DNSRecord, EDNS0, EDNSOption
+from dnslib import EDNS0, QTYPE, DNSRecord, EDNSOption
 
 from gslb.dns import ecs
 from gslb.dns.answer import Answerer

@@ -12,7 +12,8 @@ rcodes by name ("AAAA", "NXDOMAIN"), endpoint states "UP", "DRAIN", "DOWN".
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -48,7 +49,7 @@ def _buckets(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, fl
 class GslbCollector:
     """A prometheus-client custom collector over one running server."""
 
-    def __init__(self, runtime: "Runtime") -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     def collect(self) -> Iterator[Metric]:
@@ -99,7 +100,7 @@ class GslbCollector:
             "Time to build a response, from a sample of queries (one in 16 on the UDP fast path, every other one).",
             buckets=_buckets(LATENCY_BUCKETS, stats.latency_counts), sum_value=stats.latency_sum)
 
-    def _rrl(self, runtime: "Runtime") -> Iterator[Metric]:
+    def _rrl(self, runtime: Runtime) -> Iterator[Metric]:
         rrl = runtime.server.rrl
         if rrl is None:
             return
@@ -112,7 +113,7 @@ class GslbCollector:
         yield limited
 
     # -- health ------------------------------------------------------------------------------------
-    def _health(self, runtime: "Runtime") -> Iterator[Metric]:
+    def _health(self, runtime: Runtime) -> Iterator[Metric]:
         monitor = runtime.loaded.health
         if monitor is None:
             return
@@ -156,7 +157,7 @@ class GslbCollector:
         yield changes
 
     # -- health shared through Redis: each vantage's verdict, the link ---------------------------------
-    def _vantages(self, runtime: "Runtime") -> Iterator[Metric]:
+    def _vantages(self, runtime: Runtime) -> Iterator[Metric]:
         monitor = runtime.loaded.health
         if monitor is None:
             return
@@ -204,7 +205,7 @@ class GslbCollector:
         yield reconnects
 
     # -- configuration -------------------------------------------------------------------------------
-    def _config(self, runtime: "Runtime") -> Iterator[Metric]:
+    def _config(self, runtime: Runtime) -> Iterator[Metric]:
         reloader = runtime.reloader
         reloads = CounterMetricFamily("gslb_config_reloads", "Reloads of the zones and GeoIP data, by result.",
                                       labels=["result"])
@@ -221,7 +222,7 @@ class GslbCollector:
         yield serials
 
     # -- alerts ------------------------------------------------------------------------------------
-    def _alerts(self, runtime: "Runtime") -> Iterator[Metric]:
+    def _alerts(self, runtime: Runtime) -> Iterator[Metric]:
         alerts = runtime.alerts
         if alerts is None:
             return
@@ -241,7 +242,7 @@ class GslbCollector:
                                 value=1 if alerts.servfail_alerting else 0)
 
     # -- query log ---------------------------------------------------------------------------------
-    def _query_log(self, runtime: "Runtime") -> Iterator[Metric]:
+    def _query_log(self, runtime: Runtime) -> Iterator[Metric]:
         querylog = runtime.querylog
         if querylog is None:
             return
@@ -253,7 +254,7 @@ class GslbCollector:
 
 
     # -- the HTTP API --------------------------------------------------------------------------------
-    def _api(self, runtime: "Runtime") -> Iterator[Metric]:
+    def _api(self, runtime: Runtime) -> Iterator[Metric]:
         api = runtime.api
         if api is None:
             return
@@ -271,7 +272,7 @@ class GslbCollector:
         yield closed
 
 
-def registry_for(runtime: "Runtime") -> CollectorRegistry:
+def registry_for(runtime: Runtime) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(GslbCollector(runtime))
     ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...

@@ -31,9 +31,10 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from gslb.build import Loaded
 from gslb.config.catalog import zone_files
@@ -71,14 +72,14 @@ class Files:
     geoip: Signature = None
 
     @classmethod
-    def look(cls, zones_dir: Path, geoip: Path) -> "Files":
+    def look(cls, zones_dir: Path, geoip: Path) -> Files:
         try:
             paths = zone_files(zones_dir)
         except OSError:
             paths = []
         return cls({path.name: signature(path) for path in paths}, signature(geoip))
 
-    def changes(self, newer: "Files") -> list[str]:
+    def changes(self, newer: Files) -> list[str]:
         """What changed, for the log: ["www.yaml modified", "old.yaml removed", "GeoIP file"]."""
         found = [f"{name} added" for name in sorted(set(newer.zones) - set(self.zones))]
         found += [f"{name} removed" for name in sorted(set(self.zones) - set(newer.zones))]

@@ -136,7 +136,7 @@ class ApiLimits:
                              f"got {self.auth_backoff_max:g}s")
 
     @classmethod
-    def parse(cls, raw: object, problems: Problems, path: str = "api_limits") -> "ApiLimits":
+    def parse(cls, raw: object, problems: Problems, path: str = "api_limits") -> ApiLimits:
         """The `api_limits:` mapping; every problem with its key path; defaults for what is missing."""
         known = [item.name for item in fields(cls)]
         if not isinstance(raw, dict):

@@ -12,8 +12,8 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import aiohttp
 import pytest
@@ -84,7 +84,7 @@ def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, float
             chunk = sock.recv(65536)
         except ConnectionResetError:
             break
-        except socket.timeout:
+        except TimeoutError:
             raise AssertionError(f"the server kept the connection open for {timeout}s; got {data!r}") from None
         if not chunk:
             break
@@ -194,7 +194,7 @@ def test_a_trickled_head_does_not_reset_the_deadline(api):
                 if sock.recv(65536) == b"":
                     closed = True
                     break
-            except socket.timeout:
+            except TimeoutError:
                 pass
             except ConnectionResetError:
                 closed = True

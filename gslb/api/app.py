@@ -27,7 +27,8 @@ import asyncio
 import ipaddress
 import json
 import logging
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from dnslib import DNSRecord
@@ -78,7 +79,7 @@ def _http_error(request: web.Request, error: web.HTTPException, limits: ApiLimit
 
 
 class Api:
-    def __init__(self, runtime: "Runtime", tokens: TokenSource, limits: ApiLimits | None = None) -> None:
+    def __init__(self, runtime: Runtime, tokens: TokenSource, limits: ApiLimits | None = None) -> None:
         self.runtime = runtime
         self.limits = limits if limits is not None else runtime.settings.api_limits
         self.gate = Gate(tokens, self.limits)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from gslb.config.files import DEFAULT_MAX_BYTES
 from gslb.config.problems import Problem, Problems

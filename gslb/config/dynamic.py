@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from dnslib import AAAA, RR, A, DNSLabel
 
@@ -14,8 +15,8 @@ from gslb.config.rdata import _integer, seconds
 from gslb.dynamic import DynamicRecord, Endpoint
 from gslb.geo import RegionRules
 from gslb.geo.rules import great_circle_km
-from gslb.names import Name, to_text
 from gslb.health.checks import Check
+from gslb.names import Name, to_text
 from gslb.policy import NEEDS, POLICIES, parse_policy
 
 KEYS = {"type", "ttl", "ttl_degraded", "policy", "answers", "pools", "check", "fallback", "when_all_down"}

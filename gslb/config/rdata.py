@@ -11,7 +11,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dnslib import AAAA, CAA, CNAME, MX, NS, PTR, RD, SRV, TXT, A, DNSLabel
 

@@ -124,7 +124,7 @@ class Answerer:
         self.stats = stats if stats is not None else QueryStats()
         self._nsid = settings.node_name.encode() if settings.node_name else None
         self.fast: FastAnswers | None = None  # set by the serving layer; None = general path only
-        self.querylog: "QueryLog | None" = None  # set by the serving layer; None = no query log
+        self.querylog: QueryLog | None = None  # set by the serving layer; None = no query log
 
     # -- entry points ------------------------------------------------------------------------
     def respond_udp(self, packet: bytes, source: str) -> bytes | None:

@@ -17,8 +17,9 @@ import logging
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from gslb.dns import udpio
 from gslb.dns.client import client_address
@@ -75,7 +76,7 @@ RRL_CLOCK_SECONDS = 0.2
 
 
 class UdpListener(asyncio.DatagramProtocol):
-    def __init__(self, server: "DnsServer") -> None:
+    def __init__(self, server: DnsServer) -> None:
         self.server = server
         self.transport: asyncio.DatagramTransport | None = None
         self.sendto: Callable[[bytes, tuple], None] | None = None
@@ -98,7 +99,7 @@ class RateLimitedUdpListener(UdpListener):
     """UdpListener with response rate limiting: a class of its own, so that with RRL off the
     UDP path does not even test for it."""
 
-    def __init__(self, server: "DnsServer", limit: Callable[[bytes, str], bytes | None]) -> None:
+    def __init__(self, server: DnsServer, limit: Callable[[bytes, str], bytes | None]) -> None:
         super().__init__(server)
         self.limit = limit
 
@@ -115,7 +116,7 @@ class TcpConnection(asyncio.Protocol):
     per loop turn); `mark` is when it last had a query answered (or connected), and the idle
     deadline counts from it, so bytes that do not complete a query never extend the deadline."""
 
-    def __init__(self, server: "DnsServer") -> None:
+    def __init__(self, server: DnsServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.client: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
@@ -321,7 +322,7 @@ class Listener:
     port: int
 
     @classmethod
-    def parse(cls, text: str) -> "Listener":
+    def parse(cls, text: str) -> Listener:
         """'127.0.0.1:1053', '[::1]:1053', '0.0.0.0:53'."""
         host, sep, port_text = text.rpartition(":")
         if not sep or not port_text.isdigit():

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class ProbeAgent:
-    def __init__(self, settings: "ServerSettings", vantage: str) -> None:
+    def __init__(self, settings: ServerSettings, vantage: str) -> None:
         assert settings.redis is not None
         self.settings = settings
         self.vantage = vantage
@@ -41,7 +41,7 @@ class ProbeAgent:
         self.monitor.set_probing(True, only=lambda check: check.probed_from(vantage))
         self.publisher = VerdictPublisher(settings.redis, vantage, self.monitor, keys=Keys(settings.redis_prefix))
 
-    def take(self, catalog: "Catalog") -> list[str]:
+    def take(self, catalog: Catalog) -> list[str]:
         """Probe this catalog's checks (kept pairs keep their state); problems as text."""
         return [str(problem) for problem in self.monitor.apply(catalog)]
 
@@ -52,7 +52,7 @@ class ProbeAgent:
         return (f"probing {len(probed)} endpoint(s) of {len(checks)} check(s) as vantage {self.vantage}{source}; "
                 f"publishing to {redact(self.settings.redis or '')}")
 
-    async def run(self, geo: "GeoDatabase", ready: asyncio.Event | None = None) -> int:
+    async def run(self, geo: GeoDatabase, ready: asyncio.Event | None = None) -> int:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -78,7 +78,7 @@ class ProbeAgent:
             await self.monitor.stop()
         return 0
 
-    async def _reload(self, geo: "GeoDatabase") -> None:
+    async def _reload(self, geo: GeoDatabase) -> None:
         from gslb.build import read
 
         catalog, _geo, problems = await asyncio.to_thread(read, self.settings, geo)

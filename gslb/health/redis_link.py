@@ -42,8 +42,9 @@ import math
 import random
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from gslb.config.redisurl import check_url, redact  # noqa: F401 - check_url: re-exported for old callers
 from gslb.health.admin import STATES, canonical_address
@@ -220,7 +221,7 @@ def ttl_of(check: Check) -> float:
 class VerdictPublisher:
     """Publishes the verdicts of this process's probes (its LocalProbes) as one vantage."""
 
-    def __init__(self, url: str, vantage: str, monitor: "HealthMonitor", *, keys: Keys = Keys()) -> None:
+    def __init__(self, url: str, vantage: str, monitor: HealthMonitor, *, keys: Keys = Keys()) -> None:
         self.url = url
         self.vantage = vantage
         self.keys = keys
@@ -363,7 +364,7 @@ class VerdictPublisher:
 class RedisOverrides(SharedOverrides):
     """SharedOverrides whose API writes go to the store through the node's link."""
 
-    def __init__(self, link: "RedisVerdicts") -> None:
+    def __init__(self, link: RedisVerdicts) -> None:
         super().__init__(now=link.clock.now, name="shared admin override")
         self._link = link
 
@@ -384,7 +385,7 @@ class RedisVerdicts(VantageVerdicts):
         self.node_name = node_name or socket.gethostname()
         self.connection = Connection(url, "verdicts and overrides")
         self.overrides = RedisOverrides(self)
-        self.monitor: "HealthMonitor | None" = None
+        self.monitor: HealthMonitor | None = None
         self.publisher: VerdictPublisher | None = None
         self._client: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -394,7 +395,7 @@ class RedisVerdicts(VantageVerdicts):
         self.messages = 0
 
     # -- lifecycle (the monitor starts and stops it) -------------------------------------------------
-    async def start(self, monitor: "HealthMonitor") -> None:
+    async def start(self, monitor: HealthMonitor) -> None:
         self.monitor = monitor
         self._probe_own()
         if self.own is not None and self.publisher is None:
@@ -645,7 +646,7 @@ class RedisVerdicts(VantageVerdicts):
                 "publisher": None if self.publisher is None else self.publisher.connection.as_dict()}
 
 
-def redis_sources(settings: "ServerSettings") -> tuple[HealthSource, ...]:
+def redis_sources(settings: ServerSettings) -> tuple[HealthSource, ...]:
     """The health sources of `gslb serve --redis URL`: the vantages' quorum (asked before this
     node's probes) and the shared overrides (asked before the state file's). Raises
     StoreUnavailable when the redis package is missing."""
@@ -658,7 +659,7 @@ def redis_sources(settings: "ServerSettings") -> tuple[HealthSource, ...]:
     return verdicts, verdicts.overrides
 
 
-async def read_shared(monitor: "HealthMonitor") -> None:
+async def read_shared(monitor: HealthMonitor) -> None:
     """One read of the store into a monitor's shared sources, without following it (gslb explain)."""
     for source in monitor.board.sources:
         if isinstance(source, RedisVerdicts):

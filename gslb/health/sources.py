@@ -21,9 +21,10 @@ its `changed` callback when they do (the board has no clock of its own).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Callable, Iterable, Mapping, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from gslb.health.admin import NO_OVERRIDES, Overrides
 from gslb.health.checks import Check

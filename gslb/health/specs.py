@@ -58,7 +58,7 @@ class HttpSpec:
         return f"{scheme} :{self.port}{self.path}"
 
     @classmethod
-    def parse(cls, raw: Any, path: str, problems: Problems, tls_default: bool = False) -> "HttpSpec | None":
+    def parse(cls, raw: Any, path: str, problems: Problems, tls_default: bool = False) -> HttpSpec | None:
         raw = {} if raw is None else raw
         if not isinstance(raw, dict):
             problems.add(path, f"must be a mapping like {{path: /healthz, port: 443, tls: true}}, got {raw!r}")
@@ -93,7 +93,7 @@ class HttpSpec:
         return cls(**values)
 
     @classmethod
-    def parse_https(cls, raw: Any, path: str, problems: Problems) -> "HttpSpec | None":
+    def parse_https(cls, raw: Any, path: str, problems: Problems) -> HttpSpec | None:
         return cls.parse(raw, path, problems, tls_default=True)
 
 
@@ -111,7 +111,7 @@ class TcpSpec:
         return f"tcp :{self.port}"
 
     @classmethod
-    def parse(cls, raw: Any, path: str, problems: Problems) -> "TcpSpec | None":
+    def parse(cls, raw: Any, path: str, problems: Problems) -> TcpSpec | None:
         if not isinstance(raw, dict) or "port" not in raw:
             problems.add(path, f"must be a mapping with the port to connect to, like {{port: 5432}}, got {raw!r}")
             return None

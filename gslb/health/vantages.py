@@ -28,8 +28,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from gslb.health.checks import Check, quorum_down
 from gslb.health.sources import Changed, Key, Layer, Verdict, _unbound
@@ -63,7 +64,7 @@ class VantageVerdict:
                 _round(self.at), self.ttl]
 
     @classmethod
-    def decode(cls, raw: Any) -> "VantageVerdict | None":
+    def decode(cls, raw: Any) -> VantageVerdict | None:
         """None for anything malformed: it comes from outside and must not break the node."""
         if not isinstance(raw, list) or len(raw) != 7:
             return None
