@@ -23,10 +23,10 @@ from gslb.dns.rrl import ACTIONS as RRL_ACTIONS
 from gslb.dns.rrl import KINDS as RRL_KINDS
 from gslb.health_stats import RTT_BUCKETS, CountingBoard
 from gslb.querylog import qtype_name, rcode_name
+from gslb.stats import LATENCY_BUCKETS, QueryStats
 
 # A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SRV, NAPTR, DS, RRSIG, DNSKEY, SVCB, HTTPS, ANY, CAA, AXFR, IXFR
 LABELLED_QTYPES = frozenset({1, 2, 5, 6, 12, 15, 16, 28, 33, 35, 43, 46, 48, 64, 65, 255, 257, 252, 251})
-from gslb.stats import LATENCY_BUCKETS, QueryStats
 
 if TYPE_CHECKING:
     from gslb.runtime import Runtime

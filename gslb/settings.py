@@ -289,7 +289,7 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
         return {}
     values: dict[str, Any] = {}
     base = path.resolve().parent
-    for key, value in doc.items():
+    for key in doc:
         if key not in FILE_KEYS:
             problems.add(str(key), f"unknown setting; expected one of {', '.join(sorted(FILE_KEYS))}")
     if "listen" in doc:

@@ -339,7 +339,7 @@ async def test_a_right_token_after_a_few_failures_works_and_clears_them(sites, t
     server, url = start(tmp_path, sites, auth_failures=3, auth_backoff="30s", auth_backoff_max="30s")
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-            for round_ in range(3):
+            for _round in range(3):
                 for _ in range(2):
                     async with http.post(f"{url}/admin/endpoints/{ADDRESS}", json={"state": "up"},
                                          headers={"Authorization": "Basic x"}) as response:

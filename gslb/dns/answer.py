@@ -210,7 +210,7 @@ class Answerer:
             log.debug("FORMERR to %s: QDCOUNT %d", client, len(record.questions))
             return self._error(record, FORMERR, tcp, with_question=False)
         question = record.questions[0]
-        request = Request(record, question, tuple(l.lower() for l in question.qname.label), client, tcp)
+        request = Request(record, question, tuple(label.lower() for label in question.qname.label), client, tcp)
         problem = self._read_edns(record, request, packet)
         if problem is not None:
             return problem

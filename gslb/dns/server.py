@@ -12,6 +12,7 @@ lifetime, queued output), the work per event-loop turn (so a TCP flood cannot st
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import socket
@@ -464,9 +465,9 @@ class DnsServer:
             self._udp_readers.append(udpio.BatchedUdpReader(loop, udp_sock, self, limit=limit))
         else:
             if rrl is not None:
-                protocol: Callable[[], UdpListener] = lambda: RateLimitedUdpListener(self, rrl.limit)
+                protocol: Callable[[], UdpListener] = functools.partial(RateLimitedUdpListener, self, rrl.limit)
             else:
-                protocol = lambda: UdpListener(self)
+                protocol = functools.partial(UdpListener, self)
             transport, _ = await loop.create_datagram_endpoint(protocol, sock=udp_sock)
             self._udp.append(transport)
         tcp_server = await loop.create_server(lambda: TcpConnection(self), sock=tcp_sock)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from gslb.config.problems import Problems, join_path
 
@@ -123,7 +123,7 @@ class TcpSpec:
         return cls(port) if len(problems) == before else None
 
 
-ProbeSpec = Union[HttpSpec, TcpSpec]
+ProbeSpec = HttpSpec | TcpSpec
 
 
 def _boolean(raw: dict[str, Any], key: str, default: bool, path: str, problems: Problems) -> bool:
