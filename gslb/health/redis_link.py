@@ -380,7 +380,7 @@ class RedisVerdicts(VantageVerdicts):
         self.clock = SharedClock()
         super().__init__(known, own=own, now=self.clock.now, name=f"vantages (redis {redact(url)})")
         self.url = url
-        self.keys = keys
+        self.store_keys = keys
         self.stale_after = stale_after
         self.node_name = node_name or socket.gethostname()
         self.connection = Connection(url, "verdicts and overrides")
@@ -399,7 +399,7 @@ class RedisVerdicts(VantageVerdicts):
         self.monitor = monitor
         self._probe_own()
         if self.own is not None and self.publisher is None:
-            self.publisher = VerdictPublisher(self.url, self.own, monitor, keys=self.keys)
+            self.publisher = VerdictPublisher(self.url, self.own, monitor, keys=self.store_keys)
             self.publisher.start()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="gslb-redis-verdicts")
@@ -436,8 +436,8 @@ class RedisVerdicts(VantageVerdicts):
                 client = connect(self.url)
                 await self.clock.sync(client)
                 pubsub = client.pubsub()
-                await pubsub.psubscribe(self.keys.verdict_pattern)
-                await pubsub.subscribe(self.keys.overrides)
+                await pubsub.psubscribe(self.store_keys.verdict_pattern)
+                await pubsub.subscribe(self.store_keys.overrides)
                 thawed = self.frozen
                 self.frozen = False
                 if thawed:
@@ -511,10 +511,10 @@ class RedisVerdicts(VantageVerdicts):
 
     async def _handle(self, client: Any, message: dict[str, Any]) -> None:
         channel = message.get("channel")
-        if channel == self.keys.overrides:
+        if channel == self.store_keys.overrides:
             await self._read_overrides(client)
             return
-        vantage = self.keys.vantage_of(channel) if isinstance(channel, str) else None
+        vantage = self.store_keys.vantage_of(channel) if isinstance(channel, str) else None
         if vantage is None:
             return
         self.messages += 1
@@ -533,8 +533,8 @@ class RedisVerdicts(VantageVerdicts):
     async def _resync(self, client: Any) -> int:
         """Every vantage's hash: verdicts the messages may have missed, RTTs and loads."""
         count = 0
-        async for name in client.scan_iter(match=self.keys.verdict_pattern, count=SCAN_COUNT):
-            vantage = self.keys.vantage_of(name)
+        async for name in client.scan_iter(match=self.store_keys.verdict_pattern, count=SCAN_COUNT):
+            vantage = self.store_keys.vantage_of(name)
             if vantage is None:
                 continue
             if not self.accepts(vantage):
@@ -590,7 +590,7 @@ class RedisVerdicts(VantageVerdicts):
 
     # -- overrides ------------------------------------------------------------------------------
     async def _read_overrides(self, client: Any) -> None:
-        raw = await client.hgetall(self.keys.overrides)
+        raw = await client.hgetall(self.store_keys.overrides)
         for key in self.overrides.replace(raw):
             await self._remove_lapsed(client, key, raw[key])
 
@@ -600,11 +600,11 @@ class RedisVerdicts(VantageVerdicts):
 
         async with client.pipeline(transaction=True) as pipe:
             try:
-                await pipe.watch(self.keys.overrides)
-                if await pipe.hget(self.keys.overrides, key) == value:
+                await pipe.watch(self.store_keys.overrides)
+                if await pipe.hget(self.store_keys.overrides, key) == value:
                     pipe.multi()
-                    pipe.hdel(self.keys.overrides, key)
-                    pipe.publish(self.keys.overrides, key)
+                    pipe.hdel(self.store_keys.overrides, key)
+                    pipe.publish(self.store_keys.overrides, key)
                     await pipe.execute()
             except WatchError:
                 pass  # changed under us: the next read decides
@@ -626,10 +626,10 @@ class RedisVerdicts(VantageVerdicts):
         try:
             pipe = client.pipeline(transaction=True)
             if entry is None:
-                pipe.hdel(self.keys.overrides, key)
+                pipe.hdel(self.store_keys.overrides, key)
             else:
-                pipe.hset(self.keys.overrides, key, entry.encode())
-            pipe.publish(self.keys.overrides, key)
+                pipe.hset(self.store_keys.overrides, key, entry.encode())
+            pipe.publish(self.store_keys.overrides, key)
             await pipe.execute()
         except store_errors() as error:
             raise OverrideError(f"the shared store {self.connection.url} refused the override ({describe(error)}); "
