@@ -108,8 +108,9 @@ class Client:
 def _error_text(error: urllib.error.HTTPError) -> str:
     try:
         body = json.loads(error.read())
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            return body["error"]
+        message = body.get("error") if isinstance(body, dict) else None
+        if isinstance(message, str):
+            return message
     except (ValueError, OSError):
         pass
     return str(error.reason)

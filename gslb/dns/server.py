@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from gslb.dns import udpio
 from gslb.dns.client import client_address
@@ -80,13 +80,13 @@ class UdpListener(asyncio.DatagramProtocol):
     def __init__(self, server: DnsServer) -> None:
         self.server = server
         self.transport: asyncio.DatagramTransport | None = None
-        self.sendto: Callable[[bytes, tuple], None] | None = None
+        self.sendto: Callable[[bytes, tuple[Any, ...]], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.sendto = transport.sendto  # type: ignore[attr-defined]
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         response = self.server.answerer.respond_udp(data, addr[0])
         if response is not None and self.sendto is not None:
             self.sendto(response, addr)
@@ -104,7 +104,7 @@ class RateLimitedUdpListener(UdpListener):
         super().__init__(server)
         self.limit = limit
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         response = self.server.answerer.respond_udp(data, addr[0])
         if response is not None and self.sendto is not None:
             response = self.limit(response, addr[0])
@@ -462,7 +462,9 @@ class DnsServer:
         if self.udp_io == udpio.BATCHED:
             # The same RRL hook as RateLimitedUdpListener's, called by the extension on each reply.
             limit = rrl.limit if rrl is not None else None
-            self._udp_readers.append(udpio.BatchedUdpReader(loop, udp_sock, self, limit=limit))
+            # DnsServer.answerer is a server.Responder, a subtype of udpio.Responder; mypy refuses it only
+            # because HasAnswerer declares a settable attribute (invariant) where it only reads it.
+            self._udp_readers.append(udpio.BatchedUdpReader(loop, udp_sock, self, limit=limit))  # type: ignore[arg-type]
         else:
             if rrl is not None:
                 protocol: Callable[[], UdpListener] = functools.partial(RateLimitedUdpListener, self, rrl.limit)

@@ -18,9 +18,10 @@ import logging
 import signal
 from typing import TYPE_CHECKING
 
+from gslb.config.redisurl import redact
 from gslb.health.board import HealthBoard
 from gslb.health.monitor import HealthMonitor
-from gslb.health.redis_link import Keys, VerdictPublisher, redact
+from gslb.health.redis_link import Keys, VerdictPublisher
 from gslb.health.sources import LocalProbes
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class ProbeAgent:
 
         catalog, _geo, problems = await asyncio.to_thread(read, self.settings, geo)
         if catalog is not None:
-            problems = [*problems, *self.monitor.apply(catalog)]  # type: ignore[list-item]
+            problems = [*problems, *self.monitor.apply(catalog)]
         if problems:
             for problem in problems:
                 log.error("reload: %s", problem)
