@@ -136,7 +136,8 @@ def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None 
             result.rule = placement.rule
             result.region = placement.region
             if placement.facts is not None:
-                result.geo = {k: getattr(placement.facts, k) for k in ("continent", "country", "subdivision", "latitude", "longitude")}
+                result.geo = {k: getattr(placement.facts, k)
+                              for k in ("continent", "country", "subdivision", "latitude", "longitude")}
             else:
                 result.geo = {}
             result.record = {

@@ -200,7 +200,8 @@ def _order(raw: Any, pools, rules: RegionRules, path: str, problems: Problems):
         here = rules.locations.get(origin)
         if here is None:
             return list(with_pools)
-        return sorted(with_pools, key=lambda r: great_circle_km(here, rules.locations[r]) if r in rules.locations else float("inf"))
+        return sorted(with_pools,
+                      key=lambda r: great_circle_km(here, rules.locations[r]) if r in rules.locations else float("inf"))
 
     order: dict[str | None, tuple[str, ...]] = {None: tuple(with_pools)}
     for region in rules.regions:

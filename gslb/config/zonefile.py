@@ -172,7 +172,8 @@ class ZoneBuilder:
             return
         for key in entry:
             if key not in STATIC_RECORD_KEYS:
-                self.problems.add(join_path(path, key), f"unknown key for {article(type_name)} record; expected one of type, value, values, ttl (or pools for a GSLB record)")
+                self.problems.add(join_path(path, key), f"unknown key for {article(type_name)} record; "
+                                  "expected one of type, value, values, ttl (or pools for a GSLB record)")
         ttl = _ttl(entry["ttl"], join_path(path, "ttl"), self.problems) if "ttl" in entry else self.ttl
         if "value" in entry and "values" in entry:
             self.problems.add(path, "has both value and values; use one")

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 
 class Responder(Protocol):
-    def respond(self, packet: bytes, client: ipaddress.IPv4Address | ipaddress.IPv6Address, tcp: bool = False) -> bytes | None: ...
+    def respond(self, packet: bytes, client: ipaddress.IPv4Address | ipaddress.IPv6Address,
+                tcp: bool = False) -> bytes | None: ...
 
     def respond_udp(self, packet: bytes, source: str) -> bytes | None: ...
 
