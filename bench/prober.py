@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
 import subprocess
 import sys
@@ -116,8 +115,8 @@ def main() -> int:
             used = sum(cpu_seconds(pid) for pid in process_tree(gslb.pid)) - before
             elapsed = time.monotonic() - started
             rss = sum(rss_mb(pid) for pid in process_tree(gslb.pid))
-            print(f"| endpoints | interval s | probes/s (expected) | gslb CPU, % of one core | gslb RSS MB |")
-            print(f"| ---: | ---: | ---: | ---: | ---: |")
+            print("| endpoints | interval s | probes/s (expected) | gslb CPU, % of one core | gslb RSS MB |")
+            print("| ---: | ---: | ---: | ---: | ---: |")
             print(f"| {args.endpoints:,} | {args.interval:g} | {args.endpoints / args.interval:,.0f} | "
                   f"{100 * used / elapsed:.1f} | {rss:.0f} |")
         finally:

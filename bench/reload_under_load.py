@@ -60,7 +60,7 @@ def soa_serial(port: int, zone: str, timeout: float = 1.0) -> int | None:
         sock.sendto(dns.message.make_query(zone, "SOA").to_wire(), ("127.0.0.1", port))
         try:
             reply = dns.message.from_wire(sock.recvfrom(4096)[0])
-        except socket.timeout:
+        except TimeoutError:
             return None
     return reply.answer[0][0].serial if reply.answer else None
 
@@ -83,7 +83,7 @@ class Prober(threading.Thread):
                 try:
                     sock.recvfrom(4096)
                     self.samples.append((started, time.monotonic() - started))
-                except socket.timeout:
+                except TimeoutError:
                     self.samples.append((started, None))
             self.stopping.wait(0.01)
 

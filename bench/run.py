@@ -29,6 +29,7 @@ from pathlib import Path
 
 try:
     import dns.message  # noqa: F401 - dnspython, from gslb's test extra
+
     import gslb  # noqa: F401
 except ImportError as missing:
     raise SystemExit(f"bench: {missing.name} is missing; from the repository: pip install -e '.[test]'") from None

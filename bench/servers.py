@@ -118,7 +118,7 @@ class Server:
     env: dict[str, str] | None = None  # added to the bench's environment
     process: subprocess.Popen | None = field(default=None, repr=False)
 
-    def start(self, timeout: float = 60.0) -> "Server":
+    def start(self, timeout: float = 60.0) -> Server:
         self.stdout = self.workdir / f"{self.name}.stdout"
         self.stderr = self.workdir / f"{self.name}.stderr"
         with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:

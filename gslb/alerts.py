@@ -28,9 +28,10 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from gslb.health.status import Status
 from gslb.names import to_text
@@ -38,8 +39,8 @@ from gslb.settings import AlertThresholds
 from gslb.stats import QueryStats
 
 if TYPE_CHECKING:
-    from gslb.dynamic import DynamicRecord
     from gslb.build import Loaded
+    from gslb.dynamic import DynamicRecord
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ SNAPSHOT_EVERY = 5.0  # seconds between two snapshots of the totals
 MIN_RESPONSES = 20  # responses in the window before the SERVFAIL rate may alert
 
 
-def record_label(record: "DynamicRecord") -> str:
+def record_label(record: DynamicRecord) -> str:
     return f"{to_text(record.name)} {'AAAA' if record.rtype == 28 else 'A'}"
 
 
@@ -58,7 +59,7 @@ def iso8601(when: float | None) -> str | None:
     """Unix time -> "2026-01-31T12:00:00Z", as every time in /status is written."""
     if when is None:
         return None
-    return datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -77,7 +78,7 @@ class RecordHealth:
 
 
 class Alerts:
-    def __init__(self, thresholds: AlertThresholds, current: Callable[[], "Loaded"], stats: QueryStats, *,
+    def __init__(self, thresholds: AlertThresholds, current: Callable[[], Loaded], stats: QueryStats, *,
                  interval: float = INTERVAL, window: float = WINDOW, snapshot_every: float = SNAPSHOT_EVERY,
                  min_responses: int = MIN_RESPONSES, clock: Callable[[], float] = time.monotonic,
                  health_interval: float = HEALTH_INTERVAL) -> None:
@@ -164,7 +165,7 @@ class Alerts:
             except Exception:  # noqa: BLE001 - a listener must never stop alerting
                 log.exception("alert listener %r failed", listener)
 
-    def _all_down_transition(self, record: "DynamicRecord", now: RecordHealth, before: RecordHealth | None) -> None:
+    def _all_down_transition(self, record: DynamicRecord, now: RecordHealth, before: RecordHealth | None) -> None:
         was = before is not None and before.all_down
         if now.all_down and not was:
             how = record.when_all_down if isinstance(record.when_all_down, str) else "list"

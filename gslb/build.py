@@ -11,8 +11,8 @@ when it goes live is the health monitor's set of probes: `assemble` only *prepar
 
 from __future__ import annotations
 
-import ipaddress
 import gc
+import ipaddress
 import logging
 from dataclasses import dataclass
 
@@ -20,7 +20,7 @@ from dnslib import DNSRecord
 
 from gslb.config.catalog import collector_paused, load_catalog
 from gslb.config.problems import Problem
-from gslb.dns.answer import AnswerSettings, Answerer
+from gslb.dns.answer import Answerer, AnswerSettings
 from gslb.dns.dynamic_answer import DynamicAnswers
 from gslb.dns.fastpath import FastPath
 from gslb.geo import AsnDatabase, GeoDatabase, GeoDataError, TableCache, locate_catalog
@@ -85,8 +85,8 @@ def asn_rules_without_database(catalog: Catalog) -> list[Problem]:
         for region, numbers in by_region.items():
             listed = ", ".join(asn_text(number) for number in sorted(numbers))
             problems.append(Problem(zone.file, f"regions.{region}.serves",
-                                    f"{listed} {'needs' if len(numbers) == 1 else 'need'} an ASN database: pass --asn-db FILE (GeoLite2-ASN or "
-                                    f"DB-IP ASN Lite .mmdb) or set asn_db: in the server config"))
+                                    f"{listed} {'needs' if len(numbers) == 1 else 'need'} an ASN database: pass --asn-db FILE "
+                                    "(GeoLite2-ASN or DB-IP ASN Lite .mmdb) or set asn_db: in the server config"))
     return problems
 
 

@@ -194,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _probe(settings) -> int:  # type: ignore[no-untyped-def]
     from gslb import build
-    from gslb.runtime import run_event_loop
     from gslb.health.agent import ProbeAgent
     from gslb.health.redis_link import StoreUnavailable, _redis
+    from gslb.runtime import run_event_loop
 
     try:
         _redis()

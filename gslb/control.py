@@ -12,9 +12,10 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from gslb.config.files import read_regular_file
 from gslb.dns.server import Listener
@@ -107,8 +108,9 @@ class Client:
 def _error_text(error: urllib.error.HTTPError) -> str:
     try:
         body = json.loads(error.read())
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            return body["error"]
+        message = body.get("error") if isinstance(body, dict) else None
+        if isinstance(message, str):
+            return message
     except (ValueError, OSError):
         pass
     return str(error.reason)

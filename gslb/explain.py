@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dnslib import QTYPE, DNSRecord, EDNS0, EDNSOption
+from dnslib import EDNS0, QTYPE, DNSRecord, EDNSOption
 
 from gslb.dns import ecs
 from gslb.dns.answer import Answerer
@@ -158,7 +158,8 @@ def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None 
             result.rule = placement.rule
             result.region = placement.region
             if placement.facts is not None:
-                result.geo = {k: getattr(placement.facts, k) for k in ("continent", "country", "subdivision", "latitude", "longitude")}
+                result.geo = {k: getattr(placement.facts, k)
+                              for k in ("continent", "country", "subdivision", "latitude", "longitude")}
             else:
                 result.geo = {}
             result.record = {

@@ -12,7 +12,8 @@ rcodes by name ("AAAA", "NXDOMAIN"), endpoint states "UP", "DRAIN", "DOWN".
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -22,10 +23,10 @@ from gslb.dns.rrl import ACTIONS as RRL_ACTIONS
 from gslb.dns.rrl import KINDS as RRL_KINDS
 from gslb.health_stats import RTT_BUCKETS, CountingBoard
 from gslb.querylog import qtype_name, rcode_name
+from gslb.stats import LATENCY_BUCKETS, QueryStats
 
 # A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SRV, NAPTR, DS, RRSIG, DNSKEY, SVCB, HTTPS, ANY, CAA, AXFR, IXFR
 LABELLED_QTYPES = frozenset({1, 2, 5, 6, 12, 15, 16, 28, 33, 35, 43, 46, 48, 64, 65, 255, 257, 252, 251})
-from gslb.stats import LATENCY_BUCKETS, QueryStats
 
 if TYPE_CHECKING:
     from gslb.runtime import Runtime
@@ -48,7 +49,7 @@ def _buckets(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, fl
 class GslbCollector:
     """A prometheus-client custom collector over one running server."""
 
-    def __init__(self, runtime: "Runtime") -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     def collect(self) -> Iterator[Metric]:
@@ -100,7 +101,7 @@ class GslbCollector:
             "Time to build a response, from a sample of queries (one in 16 on the UDP fast path, every other one).",
             buckets=_buckets(LATENCY_BUCKETS, stats.latency_counts), sum_value=stats.latency_sum)
 
-    def _rrl(self, runtime: "Runtime") -> Iterator[Metric]:
+    def _rrl(self, runtime: Runtime) -> Iterator[Metric]:
         rrl = runtime.server.rrl
         if rrl is None:
             return
@@ -113,7 +114,7 @@ class GslbCollector:
         yield limited
 
     # -- health ------------------------------------------------------------------------------------
-    def _health(self, runtime: "Runtime") -> Iterator[Metric]:
+    def _health(self, runtime: Runtime) -> Iterator[Metric]:
         monitor = runtime.loaded.health
         if monitor is None:
             return
@@ -157,7 +158,7 @@ class GslbCollector:
         yield changes
 
     # -- health shared through Redis: each vantage's verdict, the link ---------------------------------
-    def _vantages(self, runtime: "Runtime") -> Iterator[Metric]:
+    def _vantages(self, runtime: Runtime) -> Iterator[Metric]:
         monitor = runtime.loaded.health
         if monitor is None:
             return
@@ -205,7 +206,7 @@ class GslbCollector:
         yield reconnects
 
     # -- configuration -------------------------------------------------------------------------------
-    def _config(self, runtime: "Runtime") -> Iterator[Metric]:
+    def _config(self, runtime: Runtime) -> Iterator[Metric]:
         reloader = runtime.reloader
         reloads = CounterMetricFamily("gslb_config_reloads", "Reloads of the zones and GeoIP data, by result.",
                                       labels=["result"])
@@ -222,7 +223,7 @@ class GslbCollector:
         yield serials
 
     # -- alerts ------------------------------------------------------------------------------------
-    def _alerts(self, runtime: "Runtime") -> Iterator[Metric]:
+    def _alerts(self, runtime: Runtime) -> Iterator[Metric]:
         alerts = runtime.alerts
         if alerts is None:
             return
@@ -242,7 +243,7 @@ class GslbCollector:
                                 value=1 if alerts.servfail_alerting else 0)
 
     # -- query log ---------------------------------------------------------------------------------
-    def _query_log(self, runtime: "Runtime") -> Iterator[Metric]:
+    def _query_log(self, runtime: Runtime) -> Iterator[Metric]:
         querylog = runtime.querylog
         if querylog is None:
             return
@@ -254,7 +255,7 @@ class GslbCollector:
 
 
     # -- the HTTP API --------------------------------------------------------------------------------
-    def _api(self, runtime: "Runtime") -> Iterator[Metric]:
+    def _api(self, runtime: Runtime) -> Iterator[Metric]:
         api = runtime.api
         if api is None:
             return
@@ -273,7 +274,7 @@ class GslbCollector:
 
 
     # -- notifications -------------------------------------------------------------------------------
-    def _notify(self, runtime: "Runtime") -> Iterator[Metric]:
+    def _notify(self, runtime: Runtime) -> Iterator[Metric]:
         notifier = runtime.notifier
         if notifier is None:
             return
@@ -290,7 +291,7 @@ class GslbCollector:
         yield queued
 
 
-def registry_for(runtime: "Runtime") -> CollectorRegistry:
+def registry_for(runtime: Runtime) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(GslbCollector(runtime))
     ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...

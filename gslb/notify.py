@@ -41,7 +41,8 @@ import logging
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -199,9 +200,9 @@ class Notifier:
             delivery.put(event, delivery_id, body)
 
     # -- the producers ------------------------------------------------------------------------------
-    def endpoint_watcher(self, board: "HealthBoard") -> Callable[["Key", "Status", "Status"], None]:
+    def endpoint_watcher(self, board: HealthBoard) -> Callable[[Key, Status, Status], None]:
         """A watcher for `board.watchers`: one event per change of what DNS serves."""
-        def changed(key: "Key", before: "Status", after: "Status") -> None:
+        def changed(key: Key, before: Status, after: Status) -> None:
             report = board.report(*key)
             self.publish(f"endpoint.{after.name.lower()}", {"endpoint": {
                 "check": key[0], "address": key[1], "users": list(report.users) if report is not None else [],

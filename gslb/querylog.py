@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -104,7 +104,7 @@ class QueryLog:
         self._countdown = self.sample
         return True
 
-    def add(self, catalog: "Catalog", client: Any, packet: bytes, reply: bytes, latency: float, transport: str) -> None:
+    def add(self, catalog: Catalog, client: Any, packet: bytes, reply: bytes, latency: float, transport: str) -> None:
         """Queue one answered query; `client` is an address object or the socket's source text."""
         pending = self._pending
         size = len(pending)
@@ -301,7 +301,7 @@ class QueryLog:
                 record["region"] = self._region(catalog, zone, response)
         return record
 
-    def _region(self, catalog: "Catalog", zone: Any, response: DNSRecord) -> str | None:
+    def _region(self, catalog: Catalog, zone: Any, response: DNSRecord) -> str | None:
         """The region of the pool the answer's addresses came from."""
         if self._catalog is not catalog:
             self._catalog = catalog
@@ -330,7 +330,7 @@ class QueryLog:
 
 
 def _iso(when: float) -> str:
-    return datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _client_text(client: Any) -> str:

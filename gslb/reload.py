@@ -6,9 +6,10 @@ A reload is a transaction: read -> build -> self-test -> commit -> swap.
 1. Note the files' signatures (mtime, size, inode of every `*.yaml`/`*.yml` in the zones folder
    and of the GeoIP file and the ASN file, if any). Changes made from here on trigger another reload.
 2. In a worker thread (the event loop keeps answering): reopen the GeoIP database only if its
-   file changed (the ASN database, small, is read again each time), read and validate every zone file, build the Selector, Answerer and fast-path
-   tables around the *same* QueryStats and query log, prepare the health monitor's change (kept
-   endpoints keep their state, removed ones stop, new ones start cold) without applying it, and
+   file changed (the ASN database, small, is read again each time), read and validate every
+   zone file, build the Selector, Answerer and fast-path tables around the *same* QueryStats
+   and query log, prepare the health monitor's change (kept endpoints keep their state, removed
+   ones stop, new ones start cold) without applying it, and
    answer one SOA query per zone as a self-test (gslb/build.py). Nothing live changes here.
 3. On the event loop, without awaiting anything: commit the health change, then swap
    `DnsServer.answerer` in one assignment. No query is answered in between, and every query is
@@ -31,9 +32,10 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from gslb.build import Loaded
 from gslb.config.catalog import zone_files
@@ -72,7 +74,7 @@ class Files:
     asn: Signature = None  # the ASN file (asn_db:), when there is one
 
     @classmethod
-    def look(cls, zones_dir: Path, geoip: Path, asn: Path | None = None) -> "Files":
+    def look(cls, zones_dir: Path, geoip: Path, asn: Path | None = None) -> Files:
         try:
             paths = zone_files(zones_dir)
         except OSError:
@@ -80,7 +82,7 @@ class Files:
         return cls({path.name: signature(path) for path in paths}, signature(geoip),
                    signature(asn) if asn is not None else None)
 
-    def changes(self, newer: "Files") -> list[str]:
+    def changes(self, newer: Files) -> list[str]:
         """What changed, for the log: ["www.yaml modified", "old.yaml removed", "GeoIP file"]."""
         found = [f"{name} added" for name in sorted(set(newer.zones) - set(self.zones))]
         found += [f"{name} removed" for name in sorted(set(self.zones) - set(newer.zones))]

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Coroutine, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gslb.build import Loaded
 from gslb.dns.server import DnsServer, Listener

@@ -18,8 +18,8 @@ applies. `trace()` gives the same walk step by step, for explain and /status.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 from gslb.dynamic import DynamicRecord, Endpoint
 from gslb.health.status import ALWAYS_UP, HealthView, Status
@@ -140,7 +140,7 @@ class Selector:
     def policy(self, record: DynamicRecord) -> Policy:
         return self._policies[id(record)]
 
-    def fork(self, health: HealthView | None = None) -> "Selector":
+    def fork(self, health: HealthView | None = None) -> Selector:
         """A selector over the same records, reading `health` (default: the same view), whose
         policies start as copies of this one's current state; using it changes nothing here."""
         return Selector(self._records, self.health if health is None else health, _Copies(self._policies))

@@ -136,7 +136,7 @@ class ApiLimits:
                              f"got {self.auth_backoff_max:g}s")
 
     @classmethod
-    def parse(cls, raw: object, problems: Problems, path: str = "api_limits") -> "ApiLimits":
+    def parse(cls, raw: object, problems: Problems, path: str = "api_limits") -> ApiLimits:
         """The `api_limits:` mapping; every problem with its key path; defaults for what is missing."""
         known = [item.name for item in fields(cls)]
         if not isinstance(raw, dict):
@@ -206,7 +206,7 @@ class ExternalHealthSettings:
             raise ValueError(f"poll_interval must be > 0, got {self.poll_interval!r}")
 
     @classmethod
-    def parse(cls, raw: object, problems: Problems, base: Path, path: str = "external_health") -> "ExternalHealthSettings | None":
+    def parse(cls, raw: object, problems: Problems, base: Path, path: str = "external_health") -> ExternalHealthSettings | None:
         from gslb.health.checks import parse_duration
 
         if raw is None or raw is False:
@@ -280,7 +280,7 @@ def parse_webhook_url(value: object) -> str:
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"must be an http:// or https:// URL with a host, like http://127.0.0.1:9000/gslb, got {value!r}")
     try:
-        url.port
+        _ = url.port  # urllib checks the port only when it is read
     except ValueError:
         raise ValueError(f"bad port in {value!r}") from None
     return str(url)
@@ -392,8 +392,8 @@ class ServerSettings:
     stale_after: float = 30.0  # seconds the store may be unreachable before this node probes for itself
     probe_source: str | None = None  # the local address probes leave from (gslb probe --source)
     udp_io: str = "auto"  # batched | per-datagram | auto (gslb/dns/udpio.py); auto: $GSLB_UDP_IO, else batched if built
-    external_health: "ExternalHealthSettings | None" = None  # a watched verdict file (gslb/health/external.py)
-    notify: "tuple[Webhook, ...]" = ()  # webhooks told of endpoint changes and alerts (gslb/notify.py)
+    external_health: ExternalHealthSettings | None = None  # a watched verdict file (gslb/health/external.py)
+    notify: tuple[Webhook, ...] = ()  # webhooks told of endpoint changes and alerts (gslb/notify.py)
 
     @property
     def geoip_file(self) -> Path:
@@ -464,7 +464,7 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
         return {}
     values: dict[str, Any] = {}
     base = path.resolve().parent
-    for key, value in doc.items():
+    for key in doc:
         if key not in FILE_KEYS:
             problems.add(str(key), f"unknown setting; expected one of {', '.join(sorted(FILE_KEYS))}")
     if "listen" in doc:

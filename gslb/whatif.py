@@ -12,7 +12,8 @@ every endpoint of a record is down, `when_all_down` applies as it would for real
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from gslb.dns.answer import Answerer
 from gslb.dns.dynamic_answer import DynamicAnswers
@@ -21,8 +22,8 @@ from gslb.health.status import HealthView, Status
 from gslb.stats import QueryStats
 
 if TYPE_CHECKING:
-    from gslb.dynamic import DynamicRecord
     from gslb.build import Loaded
+    from gslb.dynamic import DynamicRecord
     from gslb.zone import Catalog
 
 
@@ -59,11 +60,11 @@ class AssumeDown:
         return self.view.version
 
 
-def dynamic_records(catalog: "Catalog") -> list["DynamicRecord"]:
+def dynamic_records(catalog: Catalog) -> list[DynamicRecord]:
     return [r for zone in catalog.zones for node in zone.nodes.values() for r in node.dynamic.values()]
 
 
-def resolve(catalog: "Catalog", names: Iterable[str]) -> frozenset[str]:
+def resolve(catalog: Catalog, names: Iterable[str]) -> frozenset[str]:
     """Regions and endpoint addresses -> the endpoint addresses to treat as down."""
     records = dynamic_records(catalog)
     by_region: dict[str, set[str]] = {}
@@ -95,7 +96,7 @@ def resolve(catalog: "Catalog", names: Iterable[str]) -> frozenset[str]:
     return frozenset(down)
 
 
-def answerer_assuming(loaded: "Loaded", down: frozenset[str]) -> Answerer:
+def answerer_assuming(loaded: Loaded, down: frozenset[str]) -> Answerer:
     """An Answerer over the live catalog that counts into a throwaway QueryStats and logs no
     queries, over a fork of the live Selector (copies of its policies): with `down`, seeing those
     endpoints DOWN."""
@@ -107,7 +108,7 @@ def answerer_assuming(loaded: "Loaded", down: frozenset[str]) -> Answerer:
     return Answerer(loaded.catalog, live.settings, dynamic, stats=QueryStats())
 
 
-def explain_assuming(loaded: "Loaded", name: str, rtype: str = "A", *, client: str | None = None,
+def explain_assuming(loaded: Loaded, name: str, rtype: str = "A", *, client: str | None = None,
                      subnet: str | None = None, down: Sequence[str] = ()) -> Explanation:
     """`gslb.explain.explain` against the live state, or against it with `down` taken down.
     Raises ExplainError or AssumeDownError with a message naming the bad field."""

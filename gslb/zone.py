@@ -6,11 +6,12 @@ empty non-terminals, NXDOMAIN); what goes in each section of the reply is `dns/a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from types import MappingProxyType
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING, Mapping, Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Protocol
 
 from dnslib import RR
 
@@ -33,7 +34,7 @@ class Placed(Protocol):
     @property
     def rule(self) -> str: ...
     @property
-    def facts(self) -> "GeoFacts | None": ...
+    def facts(self) -> GeoFacts | None: ...
 
 
 class RegionLocator(Protocol):
@@ -41,7 +42,7 @@ class RegionLocator(Protocol):
     the zone's `region_rules` by the build step (gslb.geo.locate_catalog) before it serves."""
 
     @property
-    def rules(self) -> "RegionRules": ...
+    def rules(self) -> RegionRules: ...
     def locate(self, address: IPv4Address | IPv6Address) -> Placed: ...
     def place(self, address: IPv4Address | IPv6Address) -> tuple[str | None, int]: ...
 
@@ -58,7 +59,7 @@ class RRset:
 class Node:
     name: Name
     rrsets: Mapping[int, RRset]
-    dynamic: Mapping[int, "DynamicRecord"] = field(default_factory=lambda: MappingProxyType({}))
+    dynamic: Mapping[int, DynamicRecord] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def cname(self) -> RRset | None:
@@ -93,8 +94,8 @@ class Zone:
     referrals: Mapping[Name, Referral]  # delegation point -> referral
     apex_glue: tuple[RRset, ...]  # A/AAAA of in-zone name servers, for NS answers
     region_map: RegionLocator | None = None  # set by the build step (gslb.geo.locate_catalog), not by config
-    checks: Mapping[str, "Check"] = field(default_factory=lambda: MappingProxyType({}))  # health checks by name
-    region_rules: "RegionRules | None" = None  # regions:, subnets:, default_region:, validated
+    checks: Mapping[str, Check] = field(default_factory=lambda: MappingProxyType({}))  # health checks by name
+    region_rules: RegionRules | None = None  # regions:, subnets:, default_region:, validated
 
     @property
     def label(self) -> str:

@@ -17,9 +17,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import TypeVar
 
 import dns.flags
 import dns.message
@@ -115,7 +116,7 @@ class TcpStream:
         self.sock.connect((host, port))
         self._buffer = b""
 
-    def __enter__(self) -> "TcpStream":
+    def __enter__(self) -> TcpStream:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -139,7 +140,7 @@ class TcpStream:
             self.sock.settimeout(remaining)
             try:
                 chunk = self.sock.recv(65536)
-            except (socket.timeout, ConnectionResetError):
+            except (TimeoutError, ConnectionResetError):
                 return False
             if not chunk:
                 return False
@@ -168,7 +169,7 @@ class TcpStream:
             self.sock.settimeout(remaining)
             try:
                 chunk = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 return False
             except (ConnectionResetError, BrokenPipeError):
                 return True
@@ -216,7 +217,7 @@ class DnsClient:
             sock.sendto(packet, (self.host, self.port))
             try:
                 data, _ = sock.recvfrom(65535)
-            except socket.timeout:
+            except TimeoutError:
                 return None
             return data
 
@@ -279,7 +280,7 @@ class GslbProcess:
         geoip: Path | None = TEST_GEOIP,
         probe_name: str = "wire.example.",
         extra: Iterable[str] = (),
-    ) -> "GslbProcess":
+    ) -> GslbProcess:
         listen = list(listen)
         args = ["serve", "--zones", str(zones)]
         for address in listen:
@@ -381,7 +382,7 @@ class GslbProcess:
     def describe(self) -> str:
         stderr = self.stderr_text()
         tail = "\n".join(stderr.splitlines()[-30:])
-        return f"stdout:\n" + "\n".join(self.stdout_lines) + f"\nstderr (last lines):\n{tail}"
+        return "stdout:\n" + "\n".join(self.stdout_lines) + f"\nstderr (last lines):\n{tail}"
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Signal the server, wait for it with a deadline, kill it if it does not go."""

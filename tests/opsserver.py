@@ -12,8 +12,9 @@ import os
 import re
 import selectors
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import dns.edns

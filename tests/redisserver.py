@@ -29,7 +29,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         assert REDIS_SERVER is not None, "redis-server is not installed"
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -77,16 +77,16 @@ class Agent:
     log: Path
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "Agent":
+    def start(self) -> Agent:
         return self.launch().started()
 
-    def launch(self) -> "Agent":
+    def launch(self) -> Agent:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as stderr:
             self.process = subprocess.Popen(gslb_command(*self.args), stdout=subprocess.PIPE, stderr=stderr, cwd=REPO)
         return self
 
-    def started(self) -> "Agent":
+    def started(self) -> Agent:
         assert self.process is not None and self.process.stdout is not None
         line = self.process.stdout.readline().decode()  # bounded: the agent prints it or exits
         assert line.startswith("gslb: probing"), f"agent {self.vantage} did not start: {line!r}\n{self.log.read_text()}"

@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import aiohttp
 import pytest
 
 from dnsserver import GslbProcess
-from opsserver import sites_on, EU, US, Sites, ask, ask_async, ecs_scope, eventually, get_json, post_json, start_with_api, zone_text
+from opsserver import (
+    EU,
+    US,
+    Sites,
+    ask,
+    ask_async,
+    ecs_scope,
+    eventually,
+    get_json,
+    post_json,
+    sites_on,
+    start_with_api,
+    zone_text,
+)
 
 TOKEN = "s3cret-token"
 WWW = {"eu": ["127.0.0.111"], "us-east": ["127.0.0.121"]}

@@ -12,8 +12,8 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import aiohttp
 import pytest
@@ -84,7 +84,7 @@ def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, float
             chunk = sock.recv(65536)
         except ConnectionResetError:
             break
-        except socket.timeout:
+        except TimeoutError:
             raise AssertionError(f"the server kept the connection open for {timeout}s; got {data!r}") from None
         if not chunk:
             break
@@ -194,7 +194,7 @@ def test_a_trickled_head_does_not_reset_the_deadline(api):
                 if sock.recv(65536) == b"":
                     closed = True
                     break
-            except socket.timeout:
+            except TimeoutError:
                 pass
             except ConnectionResetError:
                 closed = True
@@ -339,7 +339,7 @@ async def test_a_right_token_after_a_few_failures_works_and_clears_them(sites, t
     server, url = start(tmp_path, sites, auth_failures=3, auth_backoff="30s", auth_backoff_max="30s")
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-            for round_ in range(3):
+            for _round in range(3):
                 for _ in range(2):
                     async with http.post(f"{url}/admin/endpoints/{ADDRESS}", json={"state": "up"},
                                          headers={"Authorization": "Basic x"}) as response:

@@ -4,7 +4,6 @@ the file, `display_name` (`app.gslb.example.com. A`) for runtime logs, metrics a
 from __future__ import annotations
 
 from dnsserver import EXAMPLE_ZONES
-
 from gslb.config.zonefile import load_zone_file
 
 

@@ -9,7 +9,7 @@ rotation, names the answer the next DNS query gets.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import aiohttp
 import pytest

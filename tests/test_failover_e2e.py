@@ -10,8 +10,8 @@ interval * fall + timeout = 0.5s (plus scheduling), and needs `rise` good probes
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import dns.edns
 import dns.message

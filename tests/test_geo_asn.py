@@ -17,6 +17,10 @@ from pathlib import Path
 
 import maxminddb
 import pytest
+
+from gslb.geo import AsnDatabase, GeoDatabase, GeoDataError, Placement, RegionRules, TableCache, build_locator
+from gslb.geo.regiontable import RegionTable
+from gslb.geo.tablecache import table_key
 from test_geo_locator import (
     CITY_TEST_DB,
     DATA,
@@ -31,10 +35,6 @@ from test_geo_locator import (
 )
 from test_geo_mmdb import facts_of, write
 from test_geo_regiontable import mixed_addresses
-
-from gslb.geo import AsnDatabase, GeoDatabase, GeoDataError, Placement, RegionRules, TableCache, build_locator
-from gslb.geo.regiontable import RegionTable
-from gslb.geo.tablecache import table_key
 
 ASN_TEST_DB = DATA / "GeoLite2-ASN-Test.mmdb"
 TEST_ASNS = {1221: "asia", 7018: "us-west", 6730: "eu", 3320: "us-east", 15169: "eu"}

@@ -17,7 +17,6 @@ import maxminddb
 import pytest
 from mmdb_writer import MMDBWriter
 from netaddr import IPNetwork, IPSet
-from test_geo_mmdb import facts_of  # the same oracle: maxminddb's full decode
 
 from gslb.geo import (
     GeoDatabase,
@@ -27,6 +26,7 @@ from gslb.geo import (
     RegionRules,
     build_locator,
 )
+from test_geo_mmdb import facts_of  # the same oracle: maxminddb's full decode
 
 DATA = Path(__file__).parent / "data" / "geo"
 CITY_TEST_DB = DATA / "GeoIP2-City-Test.mmdb"

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import maxminddb
 import pytest
+
+from gslb.geo import GeoDatabase, GeoDataError, Placement, RegionRules, build_locator
+from gslb.geo.regiontable import RegionTable, TableFormatError
 from test_geo_locator import (
     CITY_TEST_DB,
     COUNTRY_TEST_DB,
@@ -28,9 +31,6 @@ from test_geo_locator import (
     zone_rules,
 )
 from test_geo_mmdb import city_record, write
-
-from gslb.geo import GeoDatabase, GeoDataError, Placement, RegionRules, build_locator
-from gslb.geo.regiontable import RegionTable, TableFormatError
 
 SIX_TO_FOUR = 0x2002 << 112
 

@@ -12,8 +12,6 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
 import pytest
-from test_geo_locator import IPV4_MAPPED, NETWORKS, write_mmdb, zone_rules
-from test_geo_mmdb import city_record, write
 
 from gslb.geo import (
     GeoDatabase,
@@ -24,6 +22,8 @@ from gslb.geo import (
     tablecache,
 )
 from gslb.geo.regiontable import RegionTable
+from test_geo_locator import IPV4_MAPPED, NETWORKS, write_mmdb, zone_rules
+from test_geo_mmdb import city_record, write
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,7 @@ import dns.message
 import dns.query
 import maxminddb
 import pytest
+
 from dnsserver import TEST_GEOIP, TESTS, GslbProcess, wait_for
 from opsserver import start_with_api
 

@@ -8,8 +8,8 @@ import logging
 import random
 import time
 import warnings
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 import pytest
 from aiohttp import web

@@ -5,8 +5,8 @@ a worker's snapshot is a source like any other."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from types import MappingProxyType
-from typing import Iterable
 
 from gslb.health.admin import Overrides
 from gslb.health.board import HealthBoard, ReplicaBoard

@@ -8,7 +8,8 @@ every time - alerts included - is ISO 8601. A real `gslb serve`, real sites, HTT
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 import pytest

@@ -3,14 +3,14 @@ exactly the queries this test sent, and showing health, probes and reloads."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dnsserver import GslbProcess
-from opsserver import sites_on, EU, Sites, ask, eventually, start_with_api, zone_text
+from opsserver import EU, Sites, ask, eventually, sites_on, start_with_api, zone_text
 
 Samples = dict[tuple[str, frozenset], float]
 

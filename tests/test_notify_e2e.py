@@ -10,7 +10,8 @@ import asyncio
 import hashlib
 import hmac
 import json
-from typing import Any, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import pytest

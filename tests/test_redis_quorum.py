@@ -208,3 +208,15 @@ def test_vantages_and_quorum_parse() -> None:
     assert parsed.vantages == ("eu", "asia") and parsed.quorum == 2
     assert parsed.probed_from("eu") and not parsed.probed_from("us")
     assert "from eu, asia, quorum 2" in parsed.describe()
+
+
+def test_the_redis_fed_verdicts_list_their_keys_like_any_health_source() -> None:
+    # The board asks every source for keys() when it has no catalog to merge over; the store's key
+    # names once shadowed that method on RedisVerdicts (a TypeError there).
+    from gslb.health.redis_link import RedisVerdicts
+
+    verdicts = RedisVerdicts("redis://127.0.0.1:1", known=("a", "b", "c"))
+    assert list(verdicts.keys()) == []
+    board = HealthBoard(sources=(verdicts, LocalProbes()))
+    board._changed(verdicts, None)  # the catalog-less merge over every source's keys()
+    assert board.status("web", A1) is Status.UP  # nothing said: the default

@@ -12,8 +12,8 @@ import shutil
 import signal
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import aiohttp
 import dns.message
@@ -22,7 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dnsserver import TEST_GEOIP, GslbProcess, TcpStream
-from opsserver import sites_on, Sites, ask, ask_async, eventually, get_json, start_with_api, write_atomically, zone_text
+from opsserver import Sites, ask, ask_async, eventually, get_json, sites_on, start_with_api, write_atomically, zone_text
 
 GOOD = ("192.0.2.1", "192.0.2.2")
 
@@ -73,7 +73,7 @@ class Clients:
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._udp, daemon=True), threading.Thread(target=self._tcp, daemon=True)]
 
-    def __enter__(self) -> "Clients":
+    def __enter__(self) -> Clients:
         for thread in self._threads:
             thread.start()
         return self
@@ -103,7 +103,7 @@ class Clients:
                 sock.sendto(query.to_wire(), (self.server.host, self.server.port))
                 try:
                     wire, _ = sock.recvfrom(65535)
-                except socket.timeout:
+                except TimeoutError:
                     wire = None
                 self._note(wire, query, "udp")
 

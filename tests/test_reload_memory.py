@@ -17,11 +17,11 @@ import weakref
 from pathlib import Path
 
 from dnslib import DNSRecord
-from dnsserver import TEST_GEOIP, wait_for
-from opsserver import start_with_api, zone_text
 
+from dnsserver import TEST_GEOIP, wait_for
 from gslb import build
 from gslb.settings import ServerSettings
+from opsserver import start_with_api, zone_text
 
 
 def big_zone(records: int, origin: str = "big.test.") -> str:

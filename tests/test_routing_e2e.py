@@ -23,13 +23,13 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-from test_geo_asn import ASN_TEST_DB, AsnOracle, write_asn
 
 from dnsserver import TEST_GEOIP, GslbProcess, gslb_command, wait_for
 from gslb.config.problems import Problems
 from gslb.config.regions import parse_regions
 from gslb.config.yamlload import load_yaml
 from opsserver import read_api_url, write_atomically
+from test_geo_asn import ASN_TEST_DB, AsnOracle, write_asn
 
 ZONES = Path(__file__).resolve().parent / "data" / "zones_routing"
 ZONE_FILE = "routing.example.yaml"

@@ -9,7 +9,6 @@ for bias < 0.
 from __future__ import annotations
 
 import pytest
-from test_selection import RULES, View, addresses
 
 from gslb.config.dynamic import parse_dynamic
 from gslb.config.problems import Problems
@@ -18,6 +17,7 @@ from gslb.geo.rules import biased_km
 from gslb.health.status import Status
 from gslb.policy import POLICIES
 from gslb.selection import Selector, trace
+from test_selection import RULES, View, addresses
 
 EU = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
 US = ["198.51.100.1", "198.51.100.2"]

@@ -12,6 +12,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
+
 from dnsserver import WIRE_ZONES
 
 RATE = 5

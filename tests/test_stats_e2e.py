@@ -8,7 +8,7 @@ QDCOUNT or an unparseable packet, NOTIMP) were once counted as "udp" whatever th
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 import dns.message
 import dns.rcode

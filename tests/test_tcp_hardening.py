@@ -11,6 +11,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
+
 from dnsserver import WIRE_ZONES, wait_for
 
 

@@ -23,12 +23,12 @@ import dns.exception
 import dns.message
 import dns.rcode
 import pytest
+
 from conftest import IPV6
 from dnsserver import WIRE_ZONES, gslb_command, wait_for
-from opsserver import start_with_api
-
 from gslb.dns import udpio
 from gslb.settings import load_settings
+from opsserver import start_with_api
 
 needs_extension = pytest.mark.skipif(not udpio.available(), reason="gslb.dns._udpbatch is not built "
                                      "(pip install . or python tools/build_udpbatch.py)")

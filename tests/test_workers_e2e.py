@@ -101,7 +101,7 @@ def ask_fresh_socket(server: GslbProcess, name: str, timeout: float = 1.0) -> tu
         sock.sendto(query.to_wire(), (server.host, server.port))
         try:
             reply = dns.message.from_wire(sock.recvfrom(4096)[0])
-        except socket.timeout:
+        except TimeoutError:
             return time.monotonic() - started, None
         return time.monotonic() - started, sorted(r.to_text() for rrset in reply.answer for r in rrset)
 
@@ -121,7 +121,7 @@ class Prober:
             self.samples.append(ask_fresh_socket(self.server, "flip.workers.test."))
             self._stop.wait(0.01)
 
-    def __enter__(self) -> "Prober":
+    def __enter__(self) -> Prober:
         self._thread.start()
         return self
 
@@ -164,11 +164,10 @@ def test_a_worker_refuses_a_generation_read_from_other_files(tmp_path: Path) -> 
     """A worker builds exactly what the main process validated: if the files' signatures differ
     from those the main process read, it keeps what it serves (the main process publishes the
     newer change as the next generation)."""
+    from dnsserver import TEST_GEOIP
     from gslb.reload import Files
     from gslb.settings import ServerSettings
     from gslb.workers import Ready, Worker
-
-    from dnsserver import TEST_GEOIP
 
     zones = tmp_path / "zones"
     zones.mkdir()

@@ -32,7 +32,8 @@ import ipaddress
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from dnslib import DNSRecord
@@ -88,7 +89,7 @@ def _http_error(request: web.Request, error: web.HTTPException, limits: ApiLimit
 
 
 class Api:
-    def __init__(self, runtime: "Runtime", tokens: TokenSource, limits: ApiLimits | None = None) -> None:
+    def __init__(self, runtime: Runtime, tokens: TokenSource, limits: ApiLimits | None = None) -> None:
         self.runtime = runtime
         self.limits = limits if limits is not None else runtime.settings.api_limits
         self.gate = Gate(tokens, self.limits)
@@ -304,7 +305,7 @@ class Api:
             body["until"] = iso(until) if until is not None else None
         return web.json_response(body)
 
-    def _endpoint_pairs(self, address: str, check: object) -> tuple["HealthMonitor", set[tuple[str | None, str]]]:
+    def _endpoint_pairs(self, address: str, check: object) -> tuple[HealthMonitor, set[tuple[str | None, str]]]:
         """The monitor and the (check, address) pairs an admin call about `address` touches;
         ApiError when the address (with that check) is no endpoint of a record served."""
         loaded = self.runtime.loaded
@@ -390,7 +391,7 @@ def _address(text: str) -> str:
         raise ApiError(400, f"address: {text!r} is not an IP address") from None
 
 
-def _external_api(monitor: "HealthMonitor") -> ExternalApi:
+def _external_api(monitor: HealthMonitor) -> ExternalApi:
     source = next((s for s in monitor.board.sources if isinstance(s, ExternalApi)), None)
     if source is None:
         raise ApiError(409, "this server takes no external health verdicts")

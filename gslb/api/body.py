@@ -63,7 +63,7 @@ async def read_body(request: web.Request, limits: ApiLimits) -> bytes:
         raise ApiError(413, f"body: {length} bytes is larger than {limits.max_body} bytes")
     try:
         return await asyncio.wait_for(request.read(), limits.body_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise ApiError(408, f"body: not received within {limits.body_timeout:g}s") from None
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, f"body: larger than {limits.max_body} bytes") from None

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -41,11 +42,11 @@ class ConnectionGuard:
 
     def __init__(self, limits: ApiLimits) -> None:
         self.limits = limits
-        self.open: dict["ApiConnection", None] = {}  # insertion order: the oldest first
+        self.open: dict[ApiConnection, None] = {}  # insertion order: the oldest first
         self.closed: dict[str, int] = dict.fromkeys(CLOSE_REASONS, 0)
         self.log = RateLimitedLog(log, "API connection messages")
 
-    def admit(self, connection: "ApiConnection") -> bool:
+    def admit(self, connection: ApiConnection) -> bool:
         """Make room for `connection`; False when there is none (every open one is busy)."""
         if len(self.open) >= self.limits.max_connections:
             victim = next((c for c in self.open if not c.busy), None)
@@ -59,7 +60,7 @@ class ConnectionGuard:
         self.open[connection] = None
         return True
 
-    def leave(self, connection: "ApiConnection") -> None:
+    def leave(self, connection: ApiConnection) -> None:
         self.open.pop(connection, None)
 
 

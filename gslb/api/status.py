@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gslb import __version__
@@ -49,7 +49,7 @@ CONTINENTS: dict[str, tuple[str, tuple[float, float]]] = {
 def iso(when: float | None) -> str | None:
     if when is None:
         return None
-    return datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
@@ -70,11 +70,11 @@ def endpoint_dict(report: Any) -> dict[str, Any]:
 
 # -- regions and routing ----------------------------------------------------------------------------
 
-def zone_records(zone: "Zone") -> list["DynamicRecord"]:
+def zone_records(zone: Zone) -> list[DynamicRecord]:
     return [record for node in zone.nodes.values() for record in node.dynamic.values()]
 
 
-def region_health(zone: "Zone", records: list["DynamicRecord"], health: "HealthView | None") -> dict[str, Any]:
+def region_health(zone: Zone, records: list[DynamicRecord], health: HealthView | None) -> dict[str, Any]:
     """Per region of the zone: its location, its endpoints (check, address) and how many are UP,
     DRAIN, DOWN, and a word for the map: up (all UP), degraded, down (none serving), none (no pool)."""
     rules = zone.region_map.rules if zone.region_map is not None else None
@@ -111,7 +111,7 @@ def region_health(zone: "Zone", records: list["DynamicRecord"], health: "HealthV
     return regions
 
 
-def serving_region(record: "DynamicRecord", region: str | None, health: "HealthView | None") -> tuple[str | None, bool]:
+def serving_region(record: DynamicRecord, region: str | None, health: HealthView | None) -> tuple[str | None, bool]:
     """(the region whose pool answers a client of `region` now, whether every endpoint is down):
     the selection's walk (gslb/selection.py's trace, min_healthy included) without picking
     endpoints, so nothing advances."""
@@ -123,7 +123,7 @@ def serving_region(record: "DynamicRecord", region: str | None, health: "HealthV
     return walked.region, walked.all_down
 
 
-def routing(zone: "Zone", records: list["DynamicRecord"], health: "HealthView | None") -> dict[str, Any]:
+def routing(zone: Zone, records: list[DynamicRecord], health: HealthView | None) -> dict[str, Any]:
     """Per continent: the region its clients are placed in (by the zone's rules) and, per GSLB
     record, the region whose pool answers them now."""
     rules = zone.region_map.rules if zone.region_map is not None else None
@@ -146,7 +146,7 @@ def routing(zone: "Zone", records: list["DynamicRecord"], health: "HealthView | 
 class Recent:
     """Health changes, reloads and query rates, sampled; see the module's docstring."""
 
-    def __init__(self, runtime: "Runtime", clock: Any = time.time) -> None:
+    def __init__(self, runtime: Runtime, clock: Any = time.time) -> None:
         self.runtime = runtime
         self._clock = clock
         self.changes: deque[dict[str, Any]] = deque(maxlen=KEEP)
@@ -278,7 +278,7 @@ def _external(monitor: Any) -> dict[str, Any] | None:
     return found or None
 
 
-def status_document(runtime: "Runtime", recent: Recent | None = None) -> dict[str, Any]:
+def status_document(runtime: Runtime, recent: Recent | None = None) -> dict[str, Any]:
     """What /status shows: the served configuration, its regions (with their health) and records,
     every endpoint with its state and why, where each continent's clients go, reloads, alerts,
     and (with `recent`) the last health changes, reloads and queries per second."""

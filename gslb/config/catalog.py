@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from gslb.config.files import DEFAULT_MAX_BYTES
 from gslb.config.problems import Problem, Problems
 from gslb.config.zonefile import load_zone_file
-from gslb.names import to_text
+from gslb.names import Name, to_text
 from gslb.zone import Catalog, Zone
 
 
@@ -52,7 +52,7 @@ def _load_catalog(directory: Path, max_bytes: int) -> tuple[Catalog | None, list
     if not files:
         return None, [Problem(str(directory), "", "no *.yaml zone files here; add one or pass --zones DIR")]
     zones: list[Zone] = []
-    origins: dict[tuple, str] = {}
+    origins: dict[Name, str] = {}
     for path in files:
         zone, file_problems = load_zone_file(path, max_bytes)
         problems.extend(file_problems)

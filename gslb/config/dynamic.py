@@ -6,8 +6,9 @@ import ipaddress
 import math
 import re
 import struct
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from dnslib import AAAA, RR, A, DNSLabel
 
@@ -16,8 +17,8 @@ from gslb.config.rdata import _integer, seconds
 from gslb.dynamic import DynamicRecord, Endpoint
 from gslb.geo import RegionRules
 from gslb.geo.rules import great_circle_km
-from gslb.names import Name, to_text
 from gslb.health.checks import Check
+from gslb.names import Name, to_text
 from gslb.policy import NEEDS, POLICIES, parse_policy
 
 KEYS = {"type", "ttl", "ttl_degraded", "policy", "answers", "pools", "check", "fallback", "when_all_down",
@@ -244,7 +245,8 @@ def _order(raw: Any, pools, rules: RegionRules, path: str, problems: Problems):
         here = rules.locations.get(origin)
         if here is None:
             return list(with_pools)
-        return sorted(with_pools, key=lambda r: great_circle_km(here, rules.locations[r]) if r in rules.locations else float("inf"))
+        return sorted(with_pools,
+                      key=lambda r: great_circle_km(here, rules.locations[r]) if r in rules.locations else float("inf"))
 
     order: dict[str | None, tuple[str, ...]] = {None: tuple(with_pools)}
     for region in rules.regions:

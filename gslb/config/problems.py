@@ -7,8 +7,9 @@ once (octoDNS returns all its validation reasons, not the first).
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 # A value quoted back to the user is cut to this many characters: a problem is one readable line,
 # however big the value (a YAML alias bomb under `ttl:` once made a 34.7 MB one-line error).
@@ -74,7 +75,7 @@ class Problems:
     def add(self, path: str, message: str) -> None:
         self._items.append(Problem(self.file, path, message))
 
-    def extend(self, other: "Problems | list[Problem]") -> None:
+    def extend(self, other: Problems | list[Problem]) -> None:
         self._items.extend(other)
 
     def __iter__(self) -> Iterator[Problem]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dnslib import AAAA, CAA, CNAME, MX, NS, PTR, RD, SRV, TXT, A, DNSLabel
 
@@ -38,7 +39,8 @@ def _integer(value: Any, what: str, low: int, high: int) -> int:
             raise ValueError(f"{what} must be an integer from {low} to {high}, got {shown(value)}") from None
     if not low <= value <= high:
         raise ValueError(f"{what} must be an integer from {low} to {high}, got {shown(value)}")
-    return value
+    number: int = value  # an int by now (checked or parsed above)
+    return number
 
 
 # Durations as BIND and gdnsd write TTLs: 30s, 5m, 1h, 1d, 1w, or several like 1h30m.

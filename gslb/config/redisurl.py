@@ -26,7 +26,8 @@ def check_url(url: str) -> str | None:
     """A problem with a --redis URL, or None."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
-        return f"must be a redis://, rediss:// (TLS) or unix:// URL, like redis://gslb:PASSWORD@10.0.0.5:6379/0, got {redact(url)!r}"
+        return ("must be a redis://, rediss:// (TLS) or unix:// URL, like redis://gslb:PASSWORD@10.0.0.5:6379/0, "
+                f"got {redact(url)!r}")
     if parts.scheme != "unix" and not parts.hostname:
         return f"names no host: {redact(url)!r}"
     return None

@@ -147,7 +147,7 @@ class _StrictLoader(_Base):  # type: ignore[valid-type, misc]
                 event.start_mark)
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     loader.flatten_mapping(node)
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
@@ -169,6 +169,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 def _construct_int(loader: _StrictLoader, node: yaml.ScalarNode) -> int:
     """No setting needs more than 64 bits; a longer number is a mistake, and one beyond 4300
     digits would make Python raise ValueError wherever it is printed in a message."""
+    value: int | None
     try:
         value = loader.construct_yaml_int(node)
     except ValueError:

@@ -6,16 +6,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from dnslib import QTYPE, RR, SOA, DNSLabel, RD
+from dnslib import QTYPE, RD, RR, SOA, DNSLabel
 
 from gslb.config.dynamic import parse_dynamic
 from gslb.config.files import DEFAULT_MAX_BYTES
 from gslb.config.problems import Problems, join_path, shown
+from gslb.config.rdata import PARSERS, _integer, article, seconds
 from gslb.config.regions import parse_regions
 from gslb.config.yamlload import load_yaml
 from gslb.geo.rules import RegionRules
 from gslb.health.checks import Check, parse_checks
-from gslb.config.rdata import PARSERS, _integer, article, seconds
 from gslb.names import Name, NameError_, is_subdomain, parse_absolute, parse_owner, to_text
 from gslb.zone import Node, Referral, RRset, Zone
 
@@ -172,7 +172,8 @@ class ZoneBuilder:
             return
         for key in entry:
             if key not in STATIC_RECORD_KEYS:
-                self.problems.add(join_path(path, key), f"unknown key for {article(type_name)} record; expected one of type, value, values, ttl (or pools for a GSLB record)")
+                self.problems.add(join_path(path, key), f"unknown key for {article(type_name)} record; "
+                                  "expected one of type, value, values, ttl (or pools for a GSLB record)")
         ttl = _ttl(entry["ttl"], join_path(path, "ttl"), self.problems) if "ttl" in entry else self.ttl
         if "value" in entry and "values" in entry:
             self.problems.add(path, "has both value and values; use one")

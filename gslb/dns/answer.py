@@ -124,7 +124,7 @@ class Answerer:
         self.stats = stats if stats is not None else QueryStats()
         self._nsid = settings.node_name.encode() if settings.node_name else None
         self.fast: FastAnswers | None = None  # set by the serving layer; None = general path only
-        self.querylog: "QueryLog | None" = None  # set by the serving layer; None = no query log
+        self.querylog: QueryLog | None = None  # set by the serving layer; None = no query log
 
     # -- entry points ------------------------------------------------------------------------
     def respond_udp(self, packet: bytes, source: str) -> bytes | None:
@@ -210,7 +210,7 @@ class Answerer:
             log.debug("FORMERR to %s: QDCOUNT %d", client, len(record.questions))
             return self._error(record, FORMERR, tcp, with_question=False)
         question = record.questions[0]
-        request = Request(record, question, tuple(l.lower() for l in question.qname.label), client, tcp)
+        request = Request(record, question, tuple(label.lower() for label in question.qname.label), client, tcp)
         problem = self._read_edns(record, request, packet)
         if problem is not None:
             return problem

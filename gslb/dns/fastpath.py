@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from dnslib import RR, DNSLabel
 from dnslib.label import DNSBuffer

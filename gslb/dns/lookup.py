@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dnslib import RR, DNSLabel, RD
+from dnslib import RD, RR, DNSLabel
 
 from gslb.dns.ecs import ClientSubnet
 from gslb.names import Name

@@ -20,8 +20,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 ANSWER, NODATA, NXDOMAIN, REFERRAL, ERROR = range(5)
 KINDS = ("answer", "nodata", "nxdomain", "referral", "error")  # metric label values, by kind

@@ -58,7 +58,7 @@ def decode_name(self: DNSBuffer, last: int = -1) -> DNSLabel:
 
 
 def install() -> None:
-    DNSBuffer.decode_name = decode_name  # type: ignore[method-assign]
+    DNSBuffer.decode_name = decode_name
 
 
 def _skip_name(data: bytes, offset: int) -> int:

@@ -28,11 +28,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -74,7 +75,7 @@ def parse_time(value: object) -> float:
 
 
 def iso(when: float) -> str:
-    return datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,7 @@ class Overrides:
             return self.active.get((check, address))
         return self.active.get((None, address))
 
-    def at(self, now: float) -> "Overrides":
+    def at(self, now: float) -> Overrides:
         """The overrides in force at `now`: the permanent ones and the windows open then (of two
         open for one key, the one that started last)."""
         if not self.windows:

@@ -18,9 +18,10 @@ import logging
 import signal
 from typing import TYPE_CHECKING
 
+from gslb.config.redisurl import redact
 from gslb.health.board import HealthBoard
 from gslb.health.monitor import HealthMonitor
-from gslb.health.redis_link import Keys, VerdictPublisher, redact
+from gslb.health.redis_link import Keys, VerdictPublisher
 from gslb.health.sources import LocalProbes
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class ProbeAgent:
-    def __init__(self, settings: "ServerSettings", vantage: str) -> None:
+    def __init__(self, settings: ServerSettings, vantage: str) -> None:
         assert settings.redis is not None
         self.settings = settings
         self.vantage = vantage
@@ -41,7 +42,7 @@ class ProbeAgent:
         self.monitor.set_probing(True, only=lambda check: check.probed_from(vantage))
         self.publisher = VerdictPublisher(settings.redis, vantage, self.monitor, keys=Keys(settings.redis_prefix))
 
-    def take(self, catalog: "Catalog") -> list[str]:
+    def take(self, catalog: Catalog) -> list[str]:
         """Probe this catalog's checks (kept pairs keep their state); problems as text."""
         return [str(problem) for problem in self.monitor.apply(catalog)]
 
@@ -52,7 +53,7 @@ class ProbeAgent:
         return (f"probing {len(probed)} endpoint(s) of {len(checks)} check(s) as vantage {self.vantage}{source}; "
                 f"publishing to {redact(self.settings.redis or '')}")
 
-    async def run(self, geo: "GeoDatabase", ready: asyncio.Event | None = None) -> int:
+    async def run(self, geo: GeoDatabase, ready: asyncio.Event | None = None) -> int:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -78,12 +79,12 @@ class ProbeAgent:
             await self.monitor.stop()
         return 0
 
-    async def _reload(self, geo: "GeoDatabase") -> None:
+    async def _reload(self, geo: GeoDatabase) -> None:
         from gslb.build import read
 
         catalog, _geo, problems = await asyncio.to_thread(read, self.settings, geo)
         if catalog is not None:
-            problems = [*problems, *self.monitor.apply(catalog)]  # type: ignore[list-item]
+            problems = [*problems, *self.monitor.apply(catalog)]
         if problems:
             for problem in problems:
                 log.error("reload: %s", problem)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from gslb.health.admin import Overrides
 from gslb.health.checks import Check
@@ -239,7 +240,7 @@ class HealthBoard:
             successes=endpoint.successes if endpoint is not None else 0,
             failures=endpoint.failures if endpoint is not None else 0,
             crashes=endpoint.crashes if endpoint is not None else 0,
-            override_until=None if until is None else datetime.fromtimestamp(until, timezone.utc).isoformat(
+            override_until=None if until is None else datetime.fromtimestamp(until, UTC).isoformat(
                 timespec="seconds").replace("+00:00", "Z"),
             vantages=detail.get("vantages"),
             quorum=detail.get("quorum"),

@@ -160,7 +160,8 @@ def parse_check(name: str, entry: Any, path: str, problems: Problems) -> Check |
     timing = _timing(entry, path, problems)
     cold_start = entry.get("cold_start", "up")
     if cold_start not in COLD_STARTS:
-        problems.add(join_path(path, "cold_start"), f"must be up (serve until proven down) or down (withdraw until proven up), got {cold_start!r}")
+        problems.add(join_path(path, "cold_start"),
+                     f"must be up (serve until proven down) or down (withdraw until proven up), got {cold_start!r}")
     vantages = _vantages(entry.get("vantages"), join_path(path, "vantages"), problems) if "vantages" in entry else ()
     quorum = _quorum(entry.get("quorum", MAJORITY), vantages, join_path(path, "quorum"), problems)
     if len(problems) > before or spec is None or timing is None:

@@ -33,9 +33,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 
 from gslb.config.files import read_regular_file
 from gslb.config.problems import Problem, clip

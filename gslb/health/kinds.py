@@ -8,9 +8,10 @@ Adding a kind: a spec class (parse, provides, describe), a probe class, and one 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from gslb.config.problems import Problems
 from gslb.health.probes import HttpProbe, Probe, TcpProbe

@@ -28,9 +28,9 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import aiohttp
 
@@ -93,7 +93,7 @@ class PendingHealth:
     """What a catalog would change in a monitor: computed by `HealthMonitor.prepare`, applied by
     `commit()`. Until then nothing live has changed."""
 
-    monitor: "HealthMonitor"
+    monitor: HealthMonitor
     checks: dict[str, Check]
     users: dict[Key, tuple[str, ...]]
     problems: list[Problem] = field(default_factory=list)
@@ -147,7 +147,7 @@ class HealthMonitor:
             self.reload_state()  # before the first query, so overrides hold from the start
 
     @classmethod
-    def build(cls, state_file: Path | None = None, sources: Sequence[HealthSource] = (), **options: object) -> "HealthMonitor":
+    def build(cls, state_file: Path | None = None, sources: Sequence[HealthSource] = (), **options: object) -> HealthMonitor:
         """The health of one `gslb serve`: a counting board merging `sources` (asked first in
         their layer: a preferred source falls back to the local ones by having no verdict), this
         process's probes and the admin state file's overrides."""

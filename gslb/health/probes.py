@@ -15,8 +15,9 @@ import socket
 import ssl
 import struct
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import aiohttp
 from yarl import URL

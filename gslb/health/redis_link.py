@@ -42,8 +42,9 @@ import math
 import random
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from gslb.config.redisurl import check_url, redact  # noqa: F401 - check_url: re-exported for old callers
 from gslb.health.admin import STATES, canonical_address
@@ -220,7 +221,7 @@ def ttl_of(check: Check) -> float:
 class VerdictPublisher:
     """Publishes the verdicts of this process's probes (its LocalProbes) as one vantage."""
 
-    def __init__(self, url: str, vantage: str, monitor: "HealthMonitor", *, keys: Keys = Keys()) -> None:
+    def __init__(self, url: str, vantage: str, monitor: HealthMonitor, *, keys: Keys = Keys()) -> None:
         self.url = url
         self.vantage = vantage
         self.keys = keys
@@ -363,7 +364,7 @@ class VerdictPublisher:
 class RedisOverrides(SharedOverrides):
     """SharedOverrides whose API writes go to the store through the node's link."""
 
-    def __init__(self, link: "RedisVerdicts") -> None:
+    def __init__(self, link: RedisVerdicts) -> None:
         super().__init__(now=link.clock.now, name="shared admin override")
         self._link = link
 
@@ -380,12 +381,12 @@ class RedisVerdicts(VantageVerdicts):
         self.clock = SharedClock()
         super().__init__(known, own=own, now=self.clock.now, name=f"vantages (redis {redact(url)})")
         self.url = url
-        self.keys = keys
+        self.store_keys = keys
         self.stale_after = stale_after
         self.node_name = node_name or socket.gethostname()
         self.connection = Connection(url, "verdicts and overrides")
         self.overrides = RedisOverrides(self)
-        self.monitor: "HealthMonitor | None" = None
+        self.monitor: HealthMonitor | None = None
         self.publisher: VerdictPublisher | None = None
         self._client: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -395,11 +396,11 @@ class RedisVerdicts(VantageVerdicts):
         self.messages = 0
 
     # -- lifecycle (the monitor starts and stops it) -------------------------------------------------
-    async def start(self, monitor: "HealthMonitor") -> None:
+    async def start(self, monitor: HealthMonitor) -> None:
         self.monitor = monitor
         self._probe_own()
         if self.own is not None and self.publisher is None:
-            self.publisher = VerdictPublisher(self.url, self.own, monitor, keys=self.keys)
+            self.publisher = VerdictPublisher(self.url, self.own, monitor, keys=self.store_keys)
             self.publisher.start()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="gslb-redis-verdicts")
@@ -436,8 +437,8 @@ class RedisVerdicts(VantageVerdicts):
                 client = connect(self.url)
                 await self.clock.sync(client)
                 pubsub = client.pubsub()
-                await pubsub.psubscribe(self.keys.verdict_pattern)
-                await pubsub.subscribe(self.keys.overrides)
+                await pubsub.psubscribe(self.store_keys.verdict_pattern)
+                await pubsub.subscribe(self.store_keys.overrides)
                 thawed = self.frozen
                 self.frozen = False
                 if thawed:
@@ -511,10 +512,10 @@ class RedisVerdicts(VantageVerdicts):
 
     async def _handle(self, client: Any, message: dict[str, Any]) -> None:
         channel = message.get("channel")
-        if channel == self.keys.overrides:
+        if channel == self.store_keys.overrides:
             await self._read_overrides(client)
             return
-        vantage = self.keys.vantage_of(channel) if isinstance(channel, str) else None
+        vantage = self.store_keys.vantage_of(channel) if isinstance(channel, str) else None
         if vantage is None:
             return
         self.messages += 1
@@ -533,8 +534,8 @@ class RedisVerdicts(VantageVerdicts):
     async def _resync(self, client: Any) -> int:
         """Every vantage's hash: verdicts the messages may have missed, RTTs and loads."""
         count = 0
-        async for name in client.scan_iter(match=self.keys.verdict_pattern, count=SCAN_COUNT):
-            vantage = self.keys.vantage_of(name)
+        async for name in client.scan_iter(match=self.store_keys.verdict_pattern, count=SCAN_COUNT):
+            vantage = self.store_keys.vantage_of(name)
             if vantage is None:
                 continue
             if not self.accepts(vantage):
@@ -590,7 +591,7 @@ class RedisVerdicts(VantageVerdicts):
 
     # -- overrides ------------------------------------------------------------------------------
     async def _read_overrides(self, client: Any) -> None:
-        raw = await client.hgetall(self.keys.overrides)
+        raw = await client.hgetall(self.store_keys.overrides)
         for key in self.overrides.replace(raw):
             await self._remove_lapsed(client, key, raw[key])
 
@@ -600,11 +601,11 @@ class RedisVerdicts(VantageVerdicts):
 
         async with client.pipeline(transaction=True) as pipe:
             try:
-                await pipe.watch(self.keys.overrides)
-                if await pipe.hget(self.keys.overrides, key) == value:
+                await pipe.watch(self.store_keys.overrides)
+                if await pipe.hget(self.store_keys.overrides, key) == value:
                     pipe.multi()
-                    pipe.hdel(self.keys.overrides, key)
-                    pipe.publish(self.keys.overrides, key)
+                    pipe.hdel(self.store_keys.overrides, key)
+                    pipe.publish(self.store_keys.overrides, key)
                     await pipe.execute()
             except WatchError:
                 pass  # changed under us: the next read decides
@@ -633,10 +634,10 @@ class RedisVerdicts(VantageVerdicts):
         try:
             pipe = client.pipeline(transaction=True)
             if entry is None:
-                pipe.hdel(self.keys.overrides, key)
+                pipe.hdel(self.store_keys.overrides, key)
             else:
-                pipe.hset(self.keys.overrides, key, entry.encode())
-            pipe.publish(self.keys.overrides, key)
+                pipe.hset(self.store_keys.overrides, key, entry.encode())
+            pipe.publish(self.store_keys.overrides, key)
             await pipe.execute()
         except store_errors() as error:
             raise OverrideError(f"the shared store {self.connection.url} refused the override ({describe(error)}); "
@@ -653,7 +654,7 @@ class RedisVerdicts(VantageVerdicts):
                 "publisher": None if self.publisher is None else self.publisher.connection.as_dict()}
 
 
-def redis_sources(settings: "ServerSettings") -> tuple[HealthSource, ...]:
+def redis_sources(settings: ServerSettings) -> tuple[HealthSource, ...]:
     """The health sources of `gslb serve --redis URL`: the vantages' quorum (asked before this
     node's probes) and the shared overrides (asked before the state file's). Raises
     StoreUnavailable when the redis package is missing."""
@@ -666,7 +667,7 @@ def redis_sources(settings: "ServerSettings") -> tuple[HealthSource, ...]:
     return verdicts, verdicts.overrides
 
 
-async def read_shared(monitor: "HealthMonitor") -> None:
+async def read_shared(monitor: HealthMonitor) -> None:
     """One read of the store into a monitor's shared sources, without following it (gslb explain)."""
     for source in monitor.board.sources:
         if isinstance(source, RedisVerdicts):

@@ -23,8 +23,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from gslb.health.admin import STATES, parse_key
 from gslb.health.sources import Changed, Key, Layer, Verdict, _unbound
@@ -54,7 +55,7 @@ class SharedOverride:
         return json.dumps(value, separators=(",", ":"))
 
     @classmethod
-    def decode(cls, raw: str | bytes) -> "SharedOverride | None":
+    def decode(cls, raw: str | bytes) -> SharedOverride | None:
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):

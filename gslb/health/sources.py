@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from gslb.health.admin import NO_OVERRIDES, Overrides
 from gslb.health.checks import Check

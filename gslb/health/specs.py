@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from gslb.config.problems import Problems, join_path
 
 DEFAULT_USER_AGENT = "gslb-health/0.1"
 DEFAULT_EXPECT = ((200, 399),)
-HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
+HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)"
+                      r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 # What a check's probes can provide beyond UP/DOWN, by the name policies declare needs with.
@@ -58,7 +59,7 @@ class HttpSpec:
         return f"{scheme} :{self.port}{self.path}"
 
     @classmethod
-    def parse(cls, raw: Any, path: str, problems: Problems, tls_default: bool = False) -> "HttpSpec | None":
+    def parse(cls, raw: Any, path: str, problems: Problems, tls_default: bool = False) -> HttpSpec | None:
         raw = {} if raw is None else raw
         if not isinstance(raw, dict):
             problems.add(path, f"must be a mapping like {{path: /healthz, port: 443, tls: true}}, got {raw!r}")
@@ -93,7 +94,7 @@ class HttpSpec:
         return cls(**values)
 
     @classmethod
-    def parse_https(cls, raw: Any, path: str, problems: Problems) -> "HttpSpec | None":
+    def parse_https(cls, raw: Any, path: str, problems: Problems) -> HttpSpec | None:
         return cls.parse(raw, path, problems, tls_default=True)
 
 
@@ -111,7 +112,7 @@ class TcpSpec:
         return f"tcp :{self.port}"
 
     @classmethod
-    def parse(cls, raw: Any, path: str, problems: Problems) -> "TcpSpec | None":
+    def parse(cls, raw: Any, path: str, problems: Problems) -> TcpSpec | None:
         if not isinstance(raw, dict) or "port" not in raw:
             problems.add(path, f"must be a mapping with the port to connect to, like {{port: 5432}}, got {raw!r}")
             return None
@@ -123,7 +124,7 @@ class TcpSpec:
         return cls(port) if len(problems) == before else None
 
 
-ProbeSpec = Union[HttpSpec, TcpSpec]
+ProbeSpec = HttpSpec | TcpSpec
 
 
 def _boolean(raw: dict[str, Any], key: str, default: bool, path: str, problems: Problems) -> bool:

@@ -28,8 +28,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from gslb.health.checks import Check, quorum_down
 from gslb.health.sources import Changed, Key, Layer, Verdict, _unbound
@@ -63,7 +64,7 @@ class VantageVerdict:
                 _round(self.at), self.ttl]
 
     @classmethod
-    def decode(cls, raw: Any) -> "VantageVerdict | None":
+    def decode(cls, raw: Any) -> VantageVerdict | None:
         """None for anything malformed: it comes from outside and must not break the node."""
         if not isinstance(raw, list) or len(raw) != 7:
             return None
@@ -126,7 +127,7 @@ class VantageVerdicts:
         self.configured = frozenset(known)  # the server setting's vantages
         self.known = self.configured | ({own} if own else frozenset())
         self._now = now  # the shared clock (the store's), which verdict times are in
-        self._checks: dict[str, Check] = {}
+        self._checks: dict[str | None, Check] = {}
         self._pairs: set[Key] = set()
         self._verdicts: dict[Key, dict[str, VantageVerdict]] = {}
         self._decided: dict[Key, Verdict] = {}
@@ -258,7 +259,7 @@ class VantageVerdicts:
 
     def _decide(self, key: Key) -> bool:
         """Work out a pair's quorum verdict again; True when it differs from the last one."""
-        check = self._checks.get(key[0])  # type: ignore[arg-type]
+        check = self._checks.get(key[0])
         if check is None:
             return False
         fresh = sorted(self._verdicts.get(key, {}).items())
@@ -293,7 +294,7 @@ class VantageVerdicts:
     # -- reports -------------------------------------------------------------------------------
     def vantage_reports(self, check: str | None, address: str) -> list[VantageReport]:
         now = self._now()
-        found = self._verdicts.get((check, address), {})  # type: ignore[arg-type]
+        found = self._verdicts.get((check, address), {})
         return [VantageReport(vantage, v.status.name, v.reason, max(0.0, now - v.at), self.frozen or v.expires > now,
                               v.rtt, v.load)
                 for vantage, v in sorted(found.items())]
@@ -317,10 +318,10 @@ class VantageVerdicts:
 
     def withdrawn_by(self, check: str | None, address: str) -> list[str]:
         """The vantages whose DOWN verdicts withdraw the endpoint now (empty when it serves)."""
-        decided = self._decided.get((check, address)) if check is not None else None  # type: ignore[arg-type]
+        decided = self._decided.get((check, address)) if check is not None else None
         if self.stale or decided is None or decided.status is not Status.DOWN:
             return []
-        return [vantage for vantage, v in sorted(self._verdicts.get((check, address), {}).items())  # type: ignore[arg-type]
+        return [vantage for vantage, v in sorted(self._verdicts.get((check, address), {}).items())
                 if v.status is Status.DOWN]
 
     def pairs(self) -> Iterable[tuple[Key, Mapping[str, VantageVerdict]]]:

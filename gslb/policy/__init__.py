@@ -14,8 +14,9 @@ In zone YAML a record names its policy, with options if it takes any:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from gslb.config.problems import Problems, join_path
 from gslb.policy.all import AllPolicy

@@ -12,8 +12,9 @@ fallback can send one region's clients to another region's pool, that state is k
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 from gslb.dynamic import Endpoint
 from gslb.health.status import ALWAYS_UP, HealthView
@@ -82,7 +83,7 @@ class Policy:
         choice depends on the client's address (hash) must narrow it to the bits it reads."""
         return region_scope
 
-    def fork(self) -> "Policy":
+    def fork(self) -> Policy:
         """An independent copy with the same state: what-if and explain pick from it, so the
         live rotation does not move. Policies without state may return themselves."""
         return copy.deepcopy(self)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from gslb.dynamic import Endpoint
 from gslb.health.status import ALWAYS_UP, HealthView

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from hashlib import blake2b
 from operator import attrgetter
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 from gslb.dynamic import Endpoint
 from gslb.health.status import ALWAYS_UP, HealthView
