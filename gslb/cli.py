@@ -175,19 +175,20 @@ def main(argv: list[str] | None = None) -> int:
                       "every endpoint at its check's cold start", file=sys.stderr)
         return _explain(loaded, args)
     from gslb import service
+    from gslb.runtime import run_event_loop
 
     choice = choose_default_zones()
     where = choice.describe() if settings.zones == choice.path else str(settings.zones)
     print(f"gslb: serving zones from {where}", flush=True)
     if args.pid_file is None:
-        return service.run_event_loop(service.serve(settings, loaded))
+        return run_event_loop(service.serve(settings, loaded))
     try:
         _write_pid_file(args.pid_file)
     except OSError as error:
         print(f"gslb: --pid-file {args.pid_file}: cannot write it ({error.strerror or error})", file=sys.stderr)
         return 1
     try:
-        return service.run_event_loop(service.serve(settings, loaded))
+        return run_event_loop(service.serve(settings, loaded))
     finally:
         _remove_pid_file(args.pid_file)
 

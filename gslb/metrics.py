@@ -37,7 +37,8 @@ STATES = ("UP", "DRAIN", "DOWN")
 
 def _buckets(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
     """Per-bucket counts (the last one +Inf) -> cumulative Prometheus buckets."""
-    cumulative, running = [], 0
+    cumulative: list[tuple[str, float]] = []
+    running = 0
     for bound, count in zip(bounds, counts):
         running += count
         cumulative.append((repr(float(bound)), running))
@@ -153,8 +154,8 @@ class GslbCollector:
         yield histogram
         changes = CounterMetricFamily("gslb_health_changes", "Changes of what DNS serves for an endpoint, by the new state "
                                       "(probes crossing rise/fall, admin overrides).", labels=["check", "address", "state"])
-        for (check, address, status), value in list(probe_stats.changes.items()):
-            changes.add_metric([check or "", address, status], value)
+        for (changed_check, address, status), value in list(probe_stats.changes.items()):
+            changes.add_metric([changed_check or "", address, str(status)], value)
         yield changes
 
     # -- health shared through Redis: each vantage's verdict, the link ---------------------------------

@@ -39,8 +39,10 @@ _decision = tuple.__new__
 
 
 class Located(Protocol):
-    region: str | None
-    scope_prefix: int
+    @property
+    def region(self) -> str | None: ...
+    @property
+    def scope_prefix(self) -> int: ...
 
 
 class RegionLocator(Protocol):

@@ -32,6 +32,8 @@ class ReloadState(Protocol):
     last_problems: list[str]
     last_duration: float | None
 
+    def request(self, reason: str) -> None: ...
+
 
 class QueryLogState(Protocol):
     """The query log's target and counters (gslb/querylog.py's QueryLog, or the sum over workers)."""
@@ -80,6 +82,12 @@ class ApiState(Protocol):
 
     @property
     def tokens(self) -> Describable: ...
+
+    @property
+    def auth_failures(self) -> dict[str, int]: ...
+
+    @property
+    def connections_closed(self) -> dict[str, int]: ...
 
 
 @dataclass

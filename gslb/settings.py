@@ -620,7 +620,7 @@ def _rrl_settings(rrl: object, problems: Problems) -> RrlSettings | None:
         if key in rrl:
             values[key] = rrl[key]
             try:
-                RrlSettings(**{"rate": 1, key: rrl[key]})  # type: ignore[arg-type]
+                RrlSettings(**{"rate": 1, key: rrl[key]})
             except ValueError as error:
                 problems.add(f"rrl.{key}", str(error).partition(" ")[2])
     exempt = rrl.get("exempt", [])

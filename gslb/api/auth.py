@@ -144,7 +144,7 @@ class AuthThrottle:
         block = min(limits.auth_backoff * 2 ** min(record.strikes, 30), limits.auth_backoff_max)
         record.strikes += 1
         record.blocked_until = now + block
-        return block
+        return float(block)
 
     def succeeded(self, client: str) -> None:
         self._clients.pop(client, None)

@@ -32,7 +32,7 @@ MIN_DEGRADED_TTL = 5
 def parse_dynamic(
     name: Name,
     rtype: int,
-    entry: dict,
+    entry: dict[str, Any],
     path: str,
     zone_ttl: int,
     rules: RegionRules | None,
@@ -71,7 +71,8 @@ def parse_dynamic(
                           join_path(path, "when_all_down"), problems)
     min_healthy = entry.get("min_healthy")
     min_up = _min_up(min_healthy, pools, join_path(path, "min_healthy"), problems) if "min_healthy" in entry else {}
-    if len(problems) > before or pools is None or order is None or when is None or parsed_policy is None:
+    if (len(problems) > before or pools is None or order is None or when is None or parsed_policy is None
+            or ttl is None or ttl_degraded is None or answers is None):
         return None
     policy, policy_options = parsed_policy
     return DynamicRecord(
@@ -141,7 +142,7 @@ def _needs(policy: str, check: str | None, checks: Mapping[str, Check], path: st
         problems.add(path, f"{policy} needs {what}, {has}; {how}")
 
 
-def _int(entry: dict, key: str, default: int, path: str, problems: Problems, low: int, high: int,
+def _int(entry: dict[str, Any], key: str, default: int, path: str, problems: Problems, low: int, high: int,
          parse: Callable[[Any, str, int, int], int] = _integer) -> int | None:
     if key not in entry:
         return default
@@ -190,7 +191,8 @@ def _pointer_rr(rtype: int, ttl: int, rdata: bytes) -> bytes:
     return b"\xc0\x0c" + struct.pack("!HHIH", rtype, 1, ttl, len(rdata)) + rdata
 
 
-def _pools(raw: Any, rtype: int, owner: DNSLabel, ttl: int, ttl_degraded: int, path: str, rules: RegionRules, problems: Problems):
+def _pools(raw: Any, rtype: int, owner: DNSLabel, ttl: int, ttl_degraded: int, path: str, rules: RegionRules,
+           problems: Problems) -> Mapping[str, tuple[Endpoint, ...]] | None:
     if not isinstance(raw, dict) or not raw:
         problems.add(path, "must map region names to lists of endpoint addresses")
         return None
@@ -220,7 +222,8 @@ def _pools(raw: Any, rtype: int, owner: DNSLabel, ttl: int, ttl_degraded: int, p
     return MappingProxyType(pools)
 
 
-def _order(raw: Any, pools, rules: RegionRules, path: str, problems: Problems):
+def _order(raw: Any, pools: Mapping[str, tuple[Endpoint, ...]] | None, rules: RegionRules, path: str,
+           problems: Problems) -> Mapping[str | None, tuple[str, ...]] | None:
     """For every region, the regions to try in turn. An explicit fallback list comes first; the
     remaining pools follow by distance, so clients go elsewhere only when nothing at all is up."""
     if pools is None:
@@ -257,9 +260,10 @@ def _order(raw: Any, pools, rules: RegionRules, path: str, problems: Problems):
     return MappingProxyType(order)
 
 
-def _when_all_down(raw: Any, rtype: int, owner: DNSLabel, ttl: int, ttl_degraded: int, path: str, problems: Problems):
-    if raw in ("all", "servfail"):
-        return raw
+def _when_all_down(raw: Any, rtype: int, owner: DNSLabel, ttl: int, ttl_degraded: int, path: str,
+                   problems: Problems) -> str | tuple[Endpoint, ...] | None:
+    if raw == "all" or raw == "servfail":
+        return str(raw)
     if isinstance(raw, list) and raw:
         endpoints = []
         for index, value in enumerate(raw):

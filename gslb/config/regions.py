@@ -25,7 +25,7 @@ MAX_ASN = 4294967295  # 32-bit AS numbers (RFC 6793)
 ASN_HINT = "write an autonomous system as AS and its number, like AS13335"
 
 
-def parse_regions(doc: dict, problems: Problems) -> RegionRules | None:
+def parse_regions(doc: dict[str, Any], problems: Problems) -> RegionRules | None:
     """None when the zone declares no regions (a static-only zone) or has problems in them."""
     raw = doc.get("regions")
     if raw is None:

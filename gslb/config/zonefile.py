@@ -125,7 +125,7 @@ class ZoneBuilder:
         names = []
         for key, text in (("mname", mname_text), ("rname", rname_text)):
             try:
-                names.append(DNSLabel(to_text(parse_absolute(text))))
+                names.append(DNSLabel(to_text(parse_absolute(text))))  # type: ignore[arg-type]  # None: NameError_ below
             except NameError_ as error:
                 self.problems.add(f"soa.{key}", str(error))
         numbers = []
@@ -201,7 +201,7 @@ class ZoneBuilder:
         if ttl is not None:
             types[rtype] = (ttl, rdatas, path)
 
-    def _dynamic_record(self, name: Name, rtype: int, entry: dict, path: str) -> None:
+    def _dynamic_record(self, name: Name, rtype: int, entry: dict[str, Any], path: str) -> None:
         if rtype in self.static.get(name, {}) or rtype in self.dynamic.get(name, {}):
             self.problems.add(path, f"{QTYPE.get(rtype)} is given twice for this name")
             return
@@ -232,9 +232,9 @@ class ZoneBuilder:
                     names = ", ".join(QTYPE.get(t) for t in sorted(extra))
                     where = f"below the delegation {to_text(below_cut[0])}" if below_cut else "at a delegation point"
                     self.problems.add(path, f"{names} cannot stand {where}; that data belongs in the child zone")
-        for name, types in self.dynamic.items():
+        for name, records in self.dynamic.items():
             if any(is_subdomain(name, cut) for cut in cuts):
-                self.problems.add(next(iter(types.values())).path, "a GSLB record cannot stand at or below a delegation")
+                self.problems.add(next(iter(records.values())).path, "a GSLB record cannot stand at or below a delegation")
         self._cname_loops()
 
     def _cname_loops(self) -> None:

@@ -166,7 +166,7 @@ class RegionRules:
 
     def asn_region(self, asn: int | None) -> str | None:
         """The region an ASN rule gives clients of autonomous system ``asn``, if any."""
-        return self.asns.get(asn) if asn is not None else None  # type: ignore[arg-type]
+        return self.asns.get(asn) if asn is not None else None
 
     def nearest(self, point: tuple[float, float]) -> tuple[str, float] | None:
         """(region, km) of the located region nearest ``point`` by biased distance (km is the

@@ -126,7 +126,7 @@ class SharedOverrides:
             phase = "scheduled"
             if entry is None:
                 pair = parse_key(key)
-                entry = self._by_check.get(pair) if pair[0] is not None else self._by_address.get(pair[1])  # type: ignore[arg-type]
+                entry = self._by_check.get(pair) if pair[0] is not None else self._by_address.get(pair[1])
                 phase = "active"
             if entry is None or entry.start is None:
                 continue
