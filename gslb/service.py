@@ -1,8 +1,10 @@
-"""Assembles a running server from settings: load and validate, bind, serve until told to stop.
+"""Wires a running server together: bind, serve until told to stop (the composition root).
 
-`serve()` starts, in order: the DNS listeners, the HTTP API (gslb/api.py), the health probes,
-hot reload (gslb/reload.py: SIGHUP and file changes), the webhooks (gslb/notify.py), alerts
-(gslb/alerts.py) and the query log (gslb/querylog.py); on SIGINT/SIGTERM it stops them in reverse.
+Generations are built by gslb/build.py (`Loaded`, `build`; `load`, `read`, `assemble` and
+`open_geo` are re-exported here for older callers). `serve()` starts, in order: the DNS
+listeners, the HTTP API (the gslb/api/ package), the health probes, hot reload (gslb/reload.py:
+SIGHUP and file changes), the webhooks (gslb/notify.py), alerts (gslb/alerts.py) and the query
+log (gslb/querylog.py); on SIGINT/SIGTERM it stops them in reverse.
 """
 
 from __future__ import annotations

@@ -30,5 +30,5 @@ def test_a_big_reload_does_not_stall_answering(start_server, tmp_path: Path) -> 
     assert not lost, f"{len(lost)} of {len(prober.samples)} probes unanswered within 1 s"
     # Building in a thread shares the GIL with the event loop: a probe may wait a few switch
     # intervals (5 ms each) - more on a loaded machine - never the whole build (seconds here; before: > 1 s).
-    assert slowest < 0.5, f"a probe waited {slowest:.3f} s during the reload"
+    assert slowest < 0.8, f"a probe waited {slowest:.3f} s during the reload"  # before: > 1 s, probes lost
     assert "Traceback" not in server.stderr_text(), server.stderr_text()
