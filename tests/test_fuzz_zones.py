@@ -258,3 +258,31 @@ def test_a_long_bad_record_name_is_quoted_in_a_bounded_message():
     document["records"]["www"] = {"type": "CNAME", "value": "y!" * 500 + "."}
     _zone, problems = build_document(document)
     assert len(problems) == 2
+
+
+def test_a_cold_start_that_is_a_list_is_a_problem_not_a_type_error():
+    """Found by test_a_mutated_zone_...: `cold_start not in COLD_STARTS` raised TypeError
+    (unhashable list) out of the loader."""
+    document = copy.deepcopy(DOCUMENTS[2])
+    document["checks"]["web"]["cold_start"] = []
+    _zone, problems = build_document(document)
+    assert [p.path for p in problems] == ["checks.web.cold_start"]
+
+
+@pytest.mark.parametrize("where", ["default_region", "subnets", "interval", "cold_start", "path", "port", "expect"])
+def test_a_long_bad_value_is_quoted_short_in_regions_and_checks(where):
+    """Found by test_a_mutated_zone_...: regions and checks echoed the value whole (repr), up to
+    Problem's hard cap."""
+    long = {"k": "x" * 3000}
+    document = copy.deepcopy(DOCUMENTS[2])
+    web = document["checks"]["web"]
+    if where == "default_region":
+        document["default_region"] = long
+    elif where == "subnets":
+        document["subnets"]["198.18.0.0/15"] = "x" * 3000
+    elif where in ("interval", "cold_start"):
+        web[where] = "x" * 3000
+    else:
+        web["http"][where] = "y" * 3000 if where != "expect" else ["z" * 3000]
+    _zone, problems = build_document(document)  # asserts every message is below the hard cap
+    assert problems

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gslb.config.problems import Problems, join_path
+from gslb.config.problems import Problems, join_path, shown
 from gslb.health.kinds import CHECK_KINDS
 from gslb.health.specs import (  # noqa: F401 - the check kinds' specs, re-exported for their users
     DEFAULT_EXPECT,
@@ -62,9 +62,9 @@ class CheckTiming:
         if not 0 < self.timeout < self.interval:
             raise ValueError(f"timeout must be > 0 and shorter than the interval ({self.interval:g}s), got {self.timeout:g}s")
         if isinstance(self.rise, bool) or not isinstance(self.rise, int) or self.rise < 1:
-            raise ValueError(f"rise must be an integer >= 1, got {self.rise!r}")
+            raise ValueError(f"rise must be an integer >= 1, got {shown(self.rise)}")
         if isinstance(self.fall, bool) or not isinstance(self.fall, int) or self.fall < 1:
-            raise ValueError(f"fall must be an integer >= 1, got {self.fall!r}")
+            raise ValueError(f"fall must be an integer >= 1, got {shown(self.fall)}")
 
     @property
     def detection_time(self) -> float:
@@ -88,16 +88,16 @@ class Check:
 def parse_duration(value: Any) -> float:
     """5, 5s, 1.5s, 500ms, 1m -> seconds. A bare number is seconds."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a duration like 5s, 500ms or 1m, got {value!r}")
+        raise ValueError(f"must be a duration like 5s, 500ms or 1m, got {shown(value)}")
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
         match = DURATION.match(str(value))
         if not match:
-            raise ValueError(f"must be a duration like 5s, 500ms or 1m, got {value!r}")
+            raise ValueError(f"must be a duration like 5s, 500ms or 1m, got {shown(value)}")
         seconds = float(match.group(1)) * UNITS[match.group(2)]
     if not seconds > 0:
-        raise ValueError(f"must be longer than zero, got {value!r}")
+        raise ValueError(f"must be longer than zero, got {shown(value)}")
     return seconds
 
 
@@ -133,8 +133,8 @@ def parse_check(name: str, entry: Any, path: str, problems: Problems) -> Check |
         spec = CHECK_KINDS[kinds[0]].parse(entry[kinds[0]], join_path(path, kinds[0]), problems)
     timing = _timing(entry, path, problems)
     cold_start = entry.get("cold_start", "up")
-    if cold_start not in COLD_STARTS:
-        problems.add(join_path(path, "cold_start"), f"must be up (serve until proven down) or down (withdraw until proven up), got {cold_start!r}")
+    if not isinstance(cold_start, str) or cold_start not in COLD_STARTS:  # a list or mapping is unhashable
+        problems.add(join_path(path, "cold_start"), f"must be up (serve until proven down) or down (withdraw until proven up), got {shown(cold_start)}")
     if len(problems) > before or spec is None or timing is None:
         return None
     return Check(name, spec, timing, COLD_STARTS[cold_start])
@@ -153,7 +153,7 @@ def _timing(entry: dict[str, Any], path: str, problems: Problems) -> CheckTiming
         if key in entry:
             value = entry[key]
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
-                problems.add(join_path(path, key), f"must be an integer from 1 to 1000, got {value!r}")
+                problems.add(join_path(path, key), f"must be an integer from 1 to 1000, got {shown(value)}")
             else:
                 values[key] = value
     bad_durations = any(key in entry and key not in values for key in ("interval", "timeout"))
