@@ -25,7 +25,9 @@ faster than the server read them: never parsed), tracebacks and ERROR lines in t
 RSS at the start and the end. Exit status 1 when a promise was broken.
 
 On a loaded machine lower `--rate` rather than `--packets`: the kernel drops what the server
-cannot read in time, and a dropped packet tests nothing (the drops are reported).
+cannot read in time, and a dropped packet tests nothing. The script also lowers the rate by itself
+(by 30 % after a burst with over 1 % dropped, back up by 10 % after a burst with none, never above
+`--rate`); the drops are reported.
 """
 
 from __future__ import annotations
@@ -188,6 +190,8 @@ class Tally:
     valid_answered: int = 0
     valid_failures: list[str] = field(default_factory=list)
     send_seconds: float = 0.0
+    udp_drops: int = 0
+    rates: list[float] = field(default_factory=list)
 
     def bad(self, what: str, reply: bytes) -> None:
         if len(self.bad_examples) < 5:
@@ -462,11 +466,22 @@ def main() -> int:
     try:
         rss_start = server.rss_mb()
         bursts = (a.packets + a.burst - 1) // a.burst
+        rate = a.rate
         for burst in range(bursts):
             size = min(a.burst, a.packets - burst * a.burst)
             packets = [mutator.packet() for _ in range(size)]
             tcp_count = int(size * a.tcp_share)
-            udp_burst(server.port, packets[tcp_count:], a.rate, tally)
+            drops_before = udp_queue(server.port)[1]
+            udp_burst(server.port, packets[tcp_count:], rate, tally)
+            dropped = udp_queue(server.port)[1] - drops_before
+            tally.udp_drops += dropped
+            tally.rates.append(rate)
+            # A dropped packet was never parsed, so it tested nothing: slow down when the server
+            # cannot keep up (a loaded machine), speed up again towards --rate when it can.
+            if dropped > (size - tcp_count) // 100:
+                rate = max(500.0, rate * 0.7)
+            elif dropped == 0:
+                rate = min(a.rate, rate * 1.1)
             tcp_burst(server.port, packets[:tcp_count], tally, tcp_rng)
             if server.process.poll() is not None:
                 tally.valid_failures.append(f"burst {burst}: the server exited with {server.process.returncode}")
@@ -478,7 +493,6 @@ def main() -> int:
                       f"{tally.valid_answered}/{tally.valid_sent} valid answered, "
                       f"{time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         rss_end = server.rss_mb()
-        _waiting, udp_drops = udp_queue(server.port)
     finally:
         status = server.stop()
     elapsed = time.monotonic() - started
@@ -501,7 +515,8 @@ def main() -> int:
         "| what | value |",
         "| --- | --- |",
         f"| packets sent (UDP / TCP) | {tally.udp_sent:,} / {tally.tcp_sent:,} |",
-        f"| UDP send rate (packets/s, while sending) | {tally.udp_sent / max(tally.send_seconds, 1e-9):,.0f} |",
+        f"| UDP send rate (packets/s, while sending; aimed at {min(tally.rates):,.0f} to {max(tally.rates):,.0f}, "
+        f"lowered while the kernel dropped) | {tally.udp_sent / max(tally.send_seconds, 1e-9):,.0f} |",
         f"| whole run, including the checks after each burst | {elapsed:.0f} s ({sent / elapsed:,.0f} packets/s) |",
         f"| packets with QR set / replies to them | {tally.qr_sent:,} / {tally.replies_to_qr} |",
         f"| replies (UDP and TCP) | {tally.replies:,} |",
@@ -509,7 +524,7 @@ def main() -> int:
         f"| replies parsed by dnspython (1 in 8 UDP, every TCP) / unparsable | {tally.parsed:,} / {tally.unparsable} |",
         f"| TCP connections / waited out (3 s) | {tally.tcp_connections:,} / {tally.tcp_timeouts} |",
         f"| valid queries after each burst: answered / sent | {tally.valid_answered:,} / {tally.valid_sent:,} |",
-        f"| UDP packets the kernel dropped (server busy; never parsed) | {udp_drops:,} |",
+        f"| UDP packets the kernel dropped (server busy; never parsed) | {tally.udp_drops:,} |",
         f"| tracebacks / ERROR lines in the server's log | {tracebacks} / {len(error_lines)} |",
         f"| RSS start / end | {rss_start:.0f} / {rss_end:.0f} MB |",
         f"| server exit status (SIGTERM) | {status} |",
