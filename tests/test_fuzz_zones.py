@@ -52,6 +52,8 @@ scalars = (
     st.none() | st.booleans() | st.integers() | st.integers(-(2**70), 2**70)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=30) | st.text(max_size=2000).map(lambda s: s * 3)
+    # what YAML's explicit tags make: !!binary, !!timestamp, !!set
+    | st.binary(max_size=8) | st.dates() | st.datetimes() | st.sets(st.integers(0, 3), max_size=3)
     | st.sampled_from(TYPES + ["192.0.2.1", "2001:db8::1", "www.example.", "@", "*", "10 mail.example.", "30s",
                                "1h", "-1", "0", "us-east", "eu", "EU", "NA-US-CA", "10.0.0.0/8", "fd00::/8",
                                "weighted", "failover", "all", "servfail", "down", "up", "x" * 300])
@@ -286,3 +288,33 @@ def test_a_long_bad_value_is_quoted_short_in_regions_and_checks(where):
         web["http"][where] = "y" * 3000 if where != "expect" else ["z" * 3000]
     _zone, problems = build_document(document)  # asserts every message is below the hard cap
     assert problems
+
+
+def test_a_check_name_that_is_a_list_is_a_problem_not_a_type_error():
+    """Found by test_a_mutated_zone_...: `check not in check_names` (a set) raised TypeError."""
+    document = copy.deepcopy(DOCUMENTS[2])
+    document["records"]["app"]["check"] = ["web"]
+    _zone, problems = build_document(document)
+    assert [p.path for p in problems] == ["records.app.check"]
+
+
+@pytest.mark.parametrize("text", ["!!float origin: x.\n", "soa: !!float \n", "ttl: !!int \n", "ttl: !!int x\n",
+                                  "ttl: !!bool x\n", "ttl: !!timestamp x\n", "ttl: !!timestamp 2001-13-99\n",
+                                  "ttl: !!map x\n"],
+                         ids=["float-key", "float-empty", "int-empty", "int-text", "bool", "timestamp", "date", "map"])
+def test_a_value_its_tag_cannot_read_is_a_yaml_problem_with_its_line(zone_path, text):
+    """Found by test_mutated_zone_text_...: PyYAML raised ValueError, IndexError, KeyError or
+    AttributeError (not a YAMLError) out of load_zone_file for an explicit tag on a bad value."""
+    zone_path.write_text("origin: x.\nns: [ns1.x.]\n" + text)
+    zone, problems = load_zone_file(zone_path)
+    assert zone is None and len(problems) == 1
+    assert "line 3" in next(iter(problems)).message and "!!" in next(iter(problems)).message
+
+
+@pytest.mark.parametrize("policy", [{"hash": {"ipv4_prefix": "x" * 3000}}, "y" * 3000, {"a" * 3000: 1, "b": 2}],
+                         ids=["option", "name", "mapping"])
+def test_a_long_bad_policy_is_quoted_short(policy):
+    document = copy.deepcopy(DOCUMENTS[2])
+    document["records"]["www"]["policy"] = policy
+    _zone, problems = build_document(document)  # asserts every message is below the hard cap
+    assert [p.path for p in problems][:1] and all(p.path.startswith("records.www.policy") for p in problems)
