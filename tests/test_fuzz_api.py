@@ -17,7 +17,6 @@ from __future__ import annotations
 import http.client
 import json
 import urllib.parse
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
