@@ -12,17 +12,24 @@ ARG PYTHON_IMAGE=python:3.12-slim
 
 # -- build: everything that needs pip (and, for the optional C extension, a compiler) --------------
 FROM ${PYTHON_IMAGE} AS build
-# The optional C extension (a later issue) is compiled here; its build needs
-#   RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev
-# and nothing of it reaches the final image but the built module inside the virtualenv.
+# gcc builds the optional C extension (batched UDP I/O, gslb/dns/_udpbatch.c); nothing of it
+# reaches the final image but the built module inside the virtualenv. The versions are the base
+# image's Debian release's: they change with PYTHON_IMAGE, not here.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/gslb
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY gslb ./gslb
 COPY zones ./zones
 COPY geodata ./geodata
-RUN /opt/gslb/bin/pip install . \
+# pip install succeeds without the extension (it is optional); the image must have it, so the
+# import is checked here.
+RUN /opt/gslb/bin/pip install ".[redis]" \
+ && /opt/gslb/bin/python -c "import gslb.dns._udpbatch" \
  && /opt/gslb/bin/gslb --version
 
 # -- run: the virtualenv, the config, and nothing to build with ------------------------------------

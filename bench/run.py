@@ -3,6 +3,7 @@
     python bench/run.py [--rounds 3] [--seconds 10] [--cases 1,2,3,4,5] [--out bench/last-run.md]
     python bench/run.py --load-scale      # 100,000 static + 1,000 GSLB records: load time and memory
     python bench/run.py --ecs-million     # case 3 with 1,000,000 distinct ECS subnets vs 10,000
+    python bench/run.py --per-datagram    # also gslb on its per-datagram UDP path (gslb-pd), cases 1-4
 
 Installs nothing. See bench/README.md for what each case asks and how to read the table.
 """
@@ -134,7 +135,8 @@ class Bench:
             print(f"bench: {name}: not available: {error}", file=sys.stderr)
             return None
         self.servers[name] = server
-        self.commands[f"server {name}"] = shlex.join(server.command).replace(str(server.port), "PORT")
+        env = "".join(f"{key}={shlex.quote(value)} " for key, value in (server.env or {}).items())
+        self.commands[f"server {name}"] = env + shlex.join(server.command).replace(str(server.port), "PORT")
         print(f"bench: {name} answering on 127.0.0.1:{server.port} (pid {server.pid})", file=sys.stderr)
         return server
 
@@ -151,9 +153,9 @@ class Bench:
         for name in names:
             server = self.servers[name]
             expectations = [(NX, None, 3, None)]
-            expectations.append((STATIC, None, 0, {"192.0.2.10"}) if name in ("gslb", "nsd", "dnslib") else
+            expectations.append((STATIC, None, 0, {"192.0.2.10"}) if name in ("gslb", "gslb-pd", "nsd", "dnslib") else
                                 (GSLB_NAME, None, 0, None))
-            if name in ("gslb", "gdnsd", "gslb-workers2"):
+            if name in ("gslb", "gslb-pd", "gdnsd", "gslb-workers2"):
                 expectations += [(GSLB_NAME, subnet, 0, pools[region]) for region, subnet in ecs_examples.items()]
             for qname, subnet, rcode, addresses in expectations:
                 if name in ("nsd", "dnslib") and qname == GSLB_NAME:
@@ -190,6 +192,11 @@ class Bench:
                 self.unavailable["gdnsd"] = f"not installed ({INSTALL['gdnsd']})"
         if 5 in cases:
             self.start("gslb-workers2", lambda: servers.gslb(self.workdir, a.server_cpus, ZONES, a.geoip, workers=2))
+        if a.per_datagram:
+            self.start("gslb-pd", lambda: servers.gslb(self.workdir, a.server_cpus, ZONES, a.geoip, udp_io="per-datagram"))
+        for name, server in self.servers.items():
+            if name.startswith("gslb"):
+                self.notes.append(f"{name}: {server.udp_line()}")
         if "gslb" not in self.servers or "nsd" not in self.servers:
             raise SystemExit("bench: gslb and NSD must both start; see the messages above")
         self.check_answers(list(self.servers), ecs_summary["examples"])
@@ -197,6 +204,9 @@ class Bench:
         runs: list[Run] = []
         for round_ in range(1, a.rounds + 1):
             plan = [(case, name) for case in cases for name in SERVERS[case]]
+            if a.per_datagram:  # right after gslb's run of the same case: the closest comparison
+                plan = [step for case, name in plan
+                        for step in ([(case, name), (case, "gslb-pd")] if name == "gslb" else [(case, name)])]
             if (1, "nsd") not in plan and {2, 3, 5} & set(cases):
                 plan.insert(0, (1, "nsd"))  # the reference for the ratio
             for case, name in plan:
@@ -228,7 +238,7 @@ class Bench:
         nsd_qps = {(r.case, r.round): r.qps for r in runs if r.server == "nsd"}
         rows = ["| case | server | QPS (median) | ratio to NSD | avg latency ms | max latency ms | lost | "
                 "CPU us/query | RSS MB |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        order = ["gslb", "gslb-workers2", "nsd", "gdnsd", "dnslib"]
+        order = ["gslb", "gslb-pd", "gslb-workers2", "nsd", "gdnsd", "dnslib"]
         for case in sorted({r.case for r in runs}):
             label = CASES[case].format(subnets=f"{a.subnets:,}")
             for name in sorted({r.server for r in runs if r.case == case}, key=order.index):
@@ -353,6 +363,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-cpus", default="0", help="taskset -c for the servers (default 0)")
     parser.add_argument("--client-cpus", default="1", help="taskset -c for dnsperf (default 1)")
     parser.add_argument("--no-dnslib", action="store_true", help="skip the dnslib DNSServer row")
+    parser.add_argument("--per-datagram", action="store_true",
+                        help="also run gslb with GSLB_UDP_IO=per-datagram (row gslb-pd) after gslb in cases 1-4")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--load-scale", action="store_true",
                       help="only: load 100,000 static + 1,000 GSLB records with `gslb check` and `gslb serve`")

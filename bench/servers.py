@@ -115,6 +115,7 @@ class Server:
     port: int
     workdir: Path
     ready_line: str | None = None  # printed on stdout when ready; else: ready when it answers
+    env: dict[str, str] | None = None  # added to the bench's environment
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self, timeout: float = 60.0) -> "Server":
@@ -122,7 +123,7 @@ class Server:
         self.stderr = self.workdir / f"{self.name}.stderr"
         with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:
             self.process = subprocess.Popen(self.command, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+                                            start_new_session=True, env={**os.environ, **(self.env or {})})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -139,6 +140,11 @@ class Server:
     def tail(self) -> str:
         text = (self.stderr.read_text(errors="replace") + self.stdout.read_text(errors="replace")).strip()
         return " | ".join(text.splitlines()[-4:]) or "(no output)"
+
+    def udp_line(self) -> str:
+        """gslb's start-up line naming its UDP path ("gslb: udp: batched (recvmmsg)")."""
+        lines = [line for line in self.stdout.read_text(errors="replace").splitlines() if line.startswith("gslb: udp: ")]
+        return lines[0].removeprefix("gslb: ") if lines else "udp: (not reported)"
 
     def answers(self) -> bool:
         try:
@@ -187,7 +193,9 @@ def pinned(cpus: str, command: list[str]) -> list[str]:
 
 # --- the servers ---------------------------------------------------------------------------------
 
-def gslb(workdir: Path, cpus: str, zones: Path, geoip: Path, workers: int | None = None, timeout: float = 60) -> Server:
+def gslb(workdir: Path, cpus: str, zones: Path, geoip: Path, workers: int | None = None, timeout: float = 60,
+         udp_io: str | None = None) -> Server:
+    """gslb serve; `udp_io` forces its UDP path (GSLB_UDP_IO): "per-datagram" is the row gslb-pd."""
     port = free_port()
     command = [sys.executable, "-m", "gslb", "serve", "--zones", str(zones), "--listen", f"127.0.0.1:{port}",
                "--geoip", str(geoip)]
@@ -195,7 +203,10 @@ def gslb(workdir: Path, cpus: str, zones: Path, geoip: Path, workers: int | None
     if workers is not None:
         command += ["--workers", str(workers)]
         name = f"gslb-workers{workers}"
-    server = Server(name, pinned(cpus, command), port, workdir, ready_line=f"gslb: listening on 127.0.0.1:{port}")
+    if udp_io == "per-datagram":
+        name = "gslb-pd"
+    server = Server(name, pinned(cpus, command), port, workdir, ready_line=f"gslb: listening on 127.0.0.1:{port}",
+                    env={"GSLB_UDP_IO": udp_io} if udp_io else None)
     try:
         return server.start(timeout)
     except NotAvailable as error:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import ipaddress
 import gc
 import logging
-import weakref
 from dataclasses import dataclass
-from typing import cast
 
 from dnslib import DNSRecord
 
@@ -27,6 +25,7 @@ from gslb.dns.dynamic_answer import DynamicAnswers
 from gslb.dns.fastpath import FastPath
 from gslb.geo import GeoDatabase, GeoDataError, TableCache, locate_catalog
 from gslb.health.monitor import HealthMonitor, PendingHealth
+from gslb.health.redis_link import StoreUnavailable, redis_sources
 from gslb.health.status import HealthView
 from gslb.querylog import QueryLog
 from gslb.selection import Selector
@@ -109,7 +108,11 @@ def _assemble(
     records = [r for zone in catalog.zones for node in zone.nodes.values() for r in node.dynamic.values()]
     pending = None
     if health is None and board is None:
-        health = HealthMonitor.build(settings.state)  # reads the admin state file now, before any query
+        try:
+            shared = redis_sources(settings)  # with --redis: the vantages' quorum and the shared overrides
+        except StoreUnavailable as error:
+            return None, [Problem("command line", "--redis", str(error))]
+        health = HealthMonitor.build(settings.state, sources=shared)  # reads the admin state file now, before any query
         problems = health.apply(catalog)  # nothing serves from this monitor yet: take the catalog at once
         if problems:
             return None, problems
@@ -123,11 +126,12 @@ def _assemble(
         board = health.board
     assert board is not None
     selector = Selector(records, board)
-    answerer = Answerer(catalog, AnswerSettings(node_name=settings.node_name), DynamicAnswers(selector), stats=stats)
-    # FastPath keeps the general path it compiled its tables with: a strong reference back would
-    # make every generation one reference cycle, left for the cyclic collector after each swap
-    # (and never freed once frozen: issue 11 item 4). A proxy keeps the generation a tree.
-    answerer.fast = FastPath(catalog, cast(Answerer, weakref.proxy(answerer)), selector)
+    dynamic = DynamicAnswers(selector)  # GSLB answers: gslb.resolve's decisions over this selector
+    answerer = Answerer(catalog, AnswerSettings(node_name=settings.node_name), dynamic, stats=stats)
+    # The fast path's tables come from gslb/dns/lookup.py and its GSLB answers from the same
+    # Resolver: it holds no reference back to the Answerer, so a generation stays a tree (no
+    # reference cycle for the collector after each swap: issue 11 item 4).
+    answerer.fast = FastPath(catalog, dynamic.resolver, answerer.settings.edns_udp_size)
     answerer.querylog = querylog
     return Loaded(catalog, answerer, selector, geo, health, pending), []
 

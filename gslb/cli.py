@@ -15,7 +15,7 @@ from gslb.dns.server import Listener
 from gslb.settings import DEFAULT_API, LOG_LEVELS, choose_default_zones, load_settings
 
 SERVER_FLAGS = ("zones", "geoip", "cache_dir", "listen", "node_name", "log_level", "state", "api", "api_token_file", "query_log",
-                "query_log_sample", "workers")
+                "query_log_sample", "workers", "redis", "vantage", "probe_source")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
                        help="DNS processes sharing the listeners (SO_REUSEPORT); probes run once (default 1)")
     serve.add_argument("--pid-file", dest="pid_file", type=Path, metavar="FILE",
                        help="write the server's process id to FILE while it runs (removed at exit)")
+    serve.add_argument("--redis", metavar="URL",
+                       help="take health from the probe agents' verdicts and share admin overrides through Redis, "
+                            "like redis://USER:PASSWORD@HOST:6379/0 (rediss:// for TLS)")
+    serve.add_argument("--vantage", metavar="NAME",
+                       help="with --redis: also probe, and publish the verdicts as this vantage")
+
+    probe = commands.add_parser("probe", help="a probe agent: probe every check from this vantage and publish the "
+                                              "verdicts to Redis for the DNS nodes")
+    _common(probe)
+    probe.add_argument("--redis", metavar="URL", help="where to publish, like redis://USER:PASSWORD@HOST:6379/0 "
+                                                      "(rediss:// for TLS); else redis: in the config")
+    probe.add_argument("--vantage", metavar="NAME", help="this agent's vantage, like eu; else vantage: in the config")
+    probe.add_argument("--source", dest="probe_source", metavar="ADDRESS",
+                       help="the local address the probes leave from (multi-homed hosts)")
+    probe.add_argument("--log-level", dest="log_level", choices=LOG_LEVELS, metavar="LEVEL",
+                       help=f"the least severe log lines written to standard error: {', '.join(LOG_LEVELS)}")
 
     check = commands.add_parser("check", help="validate the zones and settings without serving")
     _common(check)
@@ -67,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--assume-down", dest="assume_down", action="append", default=[], metavar="REGION|ADDRESS",
                          help="answer as if this region or endpoint were down (repeatable): a failure drill")
     explain.add_argument("--json", action="store_true", help="JSON for scripts")
+    explain.add_argument("--redis", metavar="URL", help="read the probe agents' verdicts and the shared overrides from "
+                                                       "Redis first, as a DNS node would (else redis: in the config)")
 
     reload = commands.add_parser("reload", help="make the running server reload its zones and GeoIP data, and "
                                                 "say whether the new configuration loaded")
@@ -114,6 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     settings, problems = load_settings(args.config, flags)
     if problems:
         return report(problems)
+    if args.command == "serve" and settings.vantage is not None and settings.redis is None:
+        print("gslb serve: --vantage needs --redis URL (or redis: in the config): the vantage's verdicts "
+              "go there", file=sys.stderr)
+        return 2
+    if args.command == "probe" and (settings.redis is None or settings.vantage is None):
+        missing = " and ".join(flag for flag, value in (("--redis URL", settings.redis), ("--vantage NAME", settings.vantage))
+                               if value is None)
+        print(f"gslb probe: give {missing} (or redis:/vantage: in the config file)", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=getattr(logging, settings.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -121,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     from gslb import build
 
+    if args.command == "probe":
+        return _probe(settings)
     loaded, problems = build.load(settings)
     if loaded is None:
         return report(problems)
@@ -129,6 +158,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gslb: {zones} zone{'s' if zones != 1 else ''} OK in {settings.zones}")
         return 0
     if args.command == "explain":
+        if settings.redis is not None and loaded.health is not None:
+            from gslb.health.redis_link import read_shared
+            from gslb.runtime import run_event_loop
+
+            try:
+                run_event_loop(read_shared(loaded.health))
+            except Exception as error:  # noqa: BLE001 - explain without shared health rather than not at all
+                print(f"gslb explain: could not read the shared health from Redis ({error}); explaining with "
+                      "every endpoint at its check's cold start", file=sys.stderr)
         return _explain(loaded, args)
     from gslb import service
 
@@ -146,6 +184,29 @@ def main(argv: list[str] | None = None) -> int:
         return service.run_event_loop(service.serve(settings, loaded))
     finally:
         _remove_pid_file(args.pid_file)
+
+
+def _probe(settings) -> int:  # type: ignore[no-untyped-def]
+    from gslb import build
+    from gslb.runtime import run_event_loop
+    from gslb.health.agent import ProbeAgent
+    from gslb.health.redis_link import StoreUnavailable, _redis
+
+    try:
+        _redis()
+    except StoreUnavailable as error:
+        print(f"gslb probe: {error}", file=sys.stderr)
+        return 1
+    catalog, geo, problems = build.read(settings)
+    if catalog is None or geo is None or problems:
+        return report(problems)
+    agent = ProbeAgent(settings, settings.vantage)
+    problems_text = agent.take(catalog)
+    if problems_text:
+        for line in problems_text:
+            print(line, file=sys.stderr)
+        return 1
+    return run_event_loop(agent.run(geo))
 
 
 def _write_pid_file(path: Path) -> None:

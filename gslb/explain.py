@@ -57,6 +57,8 @@ class Explanation:
             lines.append(f"policy:  {self.record['policy']}; regions tried: {' > '.join(self.record['order'])}")
             for region, addresses in self.record["pools"].items():
                 lines.append(f"pool:    {region}: {', '.join(addresses)}")
+            for address, why in self.record.get("not_serving", {}).items():
+                lines.append(f"down:    {address}: {why}")
         if self.scope_prefix is not None:
             lines.append(f"scope:   /{self.scope_prefix}")
         lines.append(f"rcode:   {self.rcode}")
@@ -88,19 +90,34 @@ def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None 
     except ValueError as error:
         raise ExplainError(f"client: {error}") from None
 
-    query = DNSRecord.question(to_text(qname), type_name)
-    if network is not None:
-        option = ecs.encode_query(str(network.network_address), network.prefixlen)
-        query.add_ar(EDNS0(udp_len=4096, opts=[EDNSOption(ecs.OPTION_CODE, option)]))
-    raw = answerer.respond(query.pack(), source, tcp=True)
-    response = DNSRecord.parse(raw) if raw else None
-
+    option = ecs.encode_query(str(network.network_address), network.prefixlen) if network is not None else None
     zone = catalog.zone_for(qname)
+    node = zone.nodes.get(qname) if zone is not None else None
+    gslb = node.dynamic.get(QTYPE.reverse[type_name]) if node is not None else None
+    if gslb is not None and answerer.dynamic is not None and zone is not None:
+        # A GSLB record: the decision itself (gslb.resolve), as both DNS paths make it.
+        decision = answerer.dynamic.resolver.resolve(gslb, zone.region_map, source,
+                                                     ecs.decode(option) if option is not None else None)
+        response = None
+    else:
+        query = DNSRecord.question(to_text(qname), type_name)
+        if option is not None:
+            query.add_ar(EDNS0(udp_len=4096, opts=[EDNSOption(ecs.OPTION_CODE, option)]))
+        raw = answerer.respond(query.pack(), source, tcp=True)
+        response = DNSRecord.parse(raw) if raw else None
+        decision = None
+
     result = Explanation(
         name=to_text(qname), type=type_name, client=str(address),
         subnet=str(network) if network is not None else None,
         zone=to_text(zone.origin) if zone else None,
     )
+    if decision is not None:
+        result.rcode = "SERVFAIL" if decision.servfail else "NOERROR"
+        records = [e.degraded_record if decision.degraded else e.record for e in decision.endpoints]
+        result.answer = [str(rr.rdata) for rr in records]
+        result.ttl = records[-1].ttl if records else None
+        result.scope_prefix = decision.scope if network is not None else None
     if response is not None:
         result.rcode = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}.get(
             response.header.rcode, str(response.header.rcode))
@@ -126,5 +143,30 @@ def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None 
                 "policy": dynamic.policy,
                 "order": list(dynamic.regions_for(placement.region)),
                 "pools": {region: [e.address for e in pool] for region, pool in dynamic.pools.items()},
+                "not_serving": not_serving(answerer, dynamic),
             }
     return result
+
+
+def not_serving(answerer: Answerer, record: Any) -> dict[str, str]:
+    """The record's endpoints that are not UP, each with why, in the words of the log and /status
+    (with shared health: the vantages that withdrew it, "DOWN by vantages a, b (2 of 3, ...)")."""
+    selector = getattr(answerer.dynamic, "selector", None)
+    health = getattr(selector, "health", None)
+    if health is None:
+        return {}
+    found: dict[str, str] = {}
+    for pool in record.pools.values():
+        for endpoint in pool:
+            status = health.status(record.check, endpoint.address)
+            if status.name == "UP" or endpoint.address in found:
+                continue
+            view = health
+            while not hasattr(view, "report") and hasattr(view, "view"):  # an overlay (what-if) over the board
+                if endpoint.address in getattr(view, "addresses", ()):
+                    break
+                view = view.view
+            report = view.report(record.check, endpoint.address) if hasattr(view, "report") else None
+            found[endpoint.address] = f"{status.name} {report.reason}" if report is not None else \
+                f"{status.name} (assumed for this explanation)"
+    return found

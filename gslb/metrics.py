@@ -56,6 +56,7 @@ class GslbCollector:
         yield from self._queries(runtime.stats)
         yield from self._rrl(runtime)
         yield from self._health(runtime)
+        yield from self._vantages(runtime)
         yield from self._config(runtime)
         yield from self._alerts(runtime)
         yield from self._query_log(runtime)
@@ -63,6 +64,19 @@ class GslbCollector:
         info = GaugeMetricFamily("gslb_build_info", "The gslb version running.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
+        udp = GaugeMetricFamily("gslb_udp_io_info", "How UDP is read and answered: batched (recvmmsg) or per-datagram.",
+                                labels=["mode"])
+        udp.add_metric([runtime.server.udp_io], 1)
+        yield udp
+        counters = runtime.server.udp_counters()
+        if counters is not None:
+            dropped = CounterMetricFamily(
+                "gslb_dns_udp_dropped", "UDP datagrams the batched path did not answer (this process): truncated, "
+                "a query larger than its 4,096-byte slot; unsent, a reply the kernel would not take at once.",
+                labels=["reason"])
+            dropped.add_metric(["truncated"], counters.truncated)
+            dropped.add_metric(["unsent"], counters.dropped)
+            yield dropped
 
     # -- DNS ---------------------------------------------------------------------------------------
     def _queries(self, stats: QueryStats) -> Iterator[Metric]:
@@ -140,6 +154,54 @@ class GslbCollector:
         for (check, address, status), value in list(probe_stats.changes.items()):
             changes.add_metric([check or "", address, status], value)
         yield changes
+
+    # -- health shared through Redis: each vantage's verdict, the link ---------------------------------
+    def _vantages(self, runtime: "Runtime") -> Iterator[Metric]:
+        monitor = runtime.loaded.health
+        if monitor is None:
+            return
+        from gslb.health.vantages import VantageVerdicts
+
+        source = next((s for s in monitor.board.sources if isinstance(s, VantageVerdicts)), None)
+        if source is None:
+            return
+        up = GaugeMetricFamily("gslb_vantage_up", "Each vantage's fresh verdict on an endpoint: 1 UP, 0 DOWN.",
+                               labels=["check", "address", "vantage"])
+        age = GaugeMetricFamily("gslb_vantage_verdict_age_seconds", "Seconds since the vantage last renewed its verdict.",
+                                labels=["check", "address", "vantage"])
+        for (check, address), _ in list(source.pairs()):
+            for report in source.vantage_reports(check, address):
+                labels = [check or "", address, report.vantage]
+                up.add_metric(labels, 1 if report.status == "UP" else 0)
+                age.add_metric(labels, report.age)
+        yield up
+        yield age
+        ignored = CounterMetricFamily("gslb_vantage_verdicts_ignored", "Verdicts ignored because no check and no "
+                                      "vantages: setting names their vantage.", labels=["vantage"])
+        for vantage, count in list(source.ignored.items()):
+            ignored.add_metric([vantage], count)
+        yield ignored
+        yield CounterMetricFamily("gslb_vantage_verdicts_expired", "Verdicts that lapsed, their agent no longer "
+                                  "renewing them.", value=source.expired)
+        yield CounterMetricFamily("gslb_vantage_verdicts_invalid", "Malformed verdicts dropped.", value=source.invalid)
+        yield GaugeMetricFamily("gslb_shared_health_stale", "1 while the shared verdicts are stale (the store "
+                                "unreachable for stale_after) and this node serves from its own probes.",
+                                value=1 if source.stale else 0)
+        connection = getattr(source, "connection", None)
+        if connection is None:
+            return
+        links = [("verdicts", connection)]
+        publisher = getattr(source, "publisher", None)
+        if publisher is not None:
+            links.append(("publisher", publisher.connection))
+        connected = GaugeMetricFamily("gslb_redis_connected", "1 while the link to Redis is up.", labels=["link"])
+        reconnects = CounterMetricFamily("gslb_redis_reconnects", "Times the link to Redis came back after a failure.",
+                                         labels=["link"])
+        for name, link in links:
+            connected.add_metric([name], 1 if link.connected else 0)
+            reconnects.add_metric([name], link.reconnects)
+        yield connected
+        yield reconnects
 
     # -- configuration -------------------------------------------------------------------------------
     def _config(self, runtime: "Runtime") -> Iterator[Metric]:

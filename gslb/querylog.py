@@ -15,8 +15,12 @@ only immutable things (bytes, the Catalog the query was answered from), never th
 `region` is the region whose pool answered (the same word the metrics use): found from the
 answer's addresses and the GSLB record they belong to. Static answers have no region.
 
-A write that fails (disk full, a closed pipe) drops that batch, counts it and logs one line at
-most every minute; the server never stops for it. When the writer falls behind by more than
+A write that fails (disk full, a closed pipe) drops what of that batch did not reach the file,
+counts it and logs one line at most every minute; the server never stops for it. Writes go
+straight to the file descriptor, unbuffered, so the counters say what the file holds: a line
+counted `written` is in the file, one counted lost is not and never will be (a buffered file
+would keep the failed bytes and write them with the next batch), and a line cut short by the
+failure is cut off again. When the writer falls behind by more than
 MAX_PENDING entries, new entries are dropped and counted rather than kept without bound.
 SIGHUP reopens the file, for log rotation.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -76,7 +81,8 @@ class QueryLog:
         self.max_pending = max_pending
         self._countdown = sample
         self._pending: deque[Entry] = deque()
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
+        self._cut = False  # the file ends in a line cut short that could not be cut off
         self._wake = threading.Event()
         self._stopping = False
         self._reopen = False
@@ -149,11 +155,11 @@ class QueryLog:
         return len(self._pending)
 
     # -- the writer thread -----------------------------------------------------------------------
-    def _open_target(self) -> IO[str]:
+    def _open_target(self) -> IO[bytes]:
         if self.target == "-":
-            return sys.stdout
-        path = Path(self.target)
-        return path.open("a", encoding="utf-8", buffering=1 << 16)
+            sys.stdout.flush()
+            return open(sys.stdout.fileno(), "wb", buffering=0, closefd=False)
+        return Path(self.target).open("ab", buffering=0)
 
     def _run(self) -> None:
         while True:
@@ -193,16 +199,52 @@ class QueryLog:
                 lines.append(json.dumps({"time": _iso(entry[0]), "error": f"cannot describe: {error}"}))
         if not lines:
             return
+        data = ("\n".join(lines) + "\n").encode()
+        done = 0
         try:
             if self._file is None:
                 self._file = self._open_target()
-            self._file.write("\n".join(lines) + "\n")
-            self._file.flush()
+            if self._cut:
+                self._write_all(b"\n")  # end the fragment a failed write left, so these lines parse
+                self._cut = False
+            done = self._write_all(data)
             self.written += len(lines)
         except (OSError, ValueError) as error:  # ValueError: writing to a closed file
-            self.errors += len(lines)
+            done = getattr(error, "gslb_written", 0)
+            kept = self._keep_whole_lines(data, done)
+            self.written += kept
+            self.errors += len(lines) - kept
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-            self._error(f"cannot write to {self.target}: {reason}; {len(lines)} entries lost")
+            self._error(f"cannot write to {self.target}: {reason}; {len(lines) - kept} entries lost")
+
+    def _write_all(self, data: bytes) -> int:
+        """Write all of `data` (write(2) may take part of it); on failure the error carries how
+        many bytes did reach the file, as `gslb_written`."""
+        assert self._file is not None
+        view = memoryview(data)
+        done = 0
+        try:
+            while done < len(data):
+                count = self._file.write(view[done:])
+                if not count:
+                    raise OSError(f"the write took nothing after {done} of {len(data)} bytes")
+                done += count
+        except (OSError, ValueError) as error:
+            error.gslb_written = done  # type: ignore[union-attr]
+            raise
+        return done
+
+    def _keep_whole_lines(self, data: bytes, done: int) -> int:
+        """How many whole lines of `data` the first `done` bytes hold; a line cut short after them
+        is cut off the file again (or, where that cannot be done, ended before the next write)."""
+        end = data.rfind(b"\n", 0, done) + 1
+        if done > end and self._file is not None:
+            try:
+                descriptor = self._file.fileno()
+                os.ftruncate(descriptor, os.fstat(descriptor).st_size - (done - end))
+            except (OSError, ValueError):
+                self._cut = True
+        return data.count(b"\n", 0, end)
 
     def _error(self, message: str) -> None:
         now = time.monotonic()
@@ -252,7 +294,7 @@ class QueryLog:
         record["rcode"] = rcode_name(rcode)
         record["answer"] = [str(rr.rdata) for rr in response.rr]
         if record["qname"] is not None:
-            name = tuple(label.lower() for label in query.questions[0].qname.label)  # type: ignore[union-attr]
+            name = tuple(label.lower() for label in query.questions[0].qname.label)
             zone = catalog.zone_for(name)
             if zone is not None:
                 record["zone"] = zone.label

@@ -16,6 +16,7 @@ import sys
 from gslb.alerts import Alerts
 from gslb.api import Api, token_source
 from gslb.build import Loaded, assemble, build, load, open_geo, read  # noqa: F401 - load, read, assemble, open_geo: re-exported for old callers
+from gslb.dns import udpio
 from gslb.dns.server import DnsServer, Listener
 from gslb.names import to_text
 from gslb.querylog import QueryLog
@@ -63,7 +64,8 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
         print(f"gslb: {problem}", file=sys.stderr)
         return 1
 
-    server = DnsServer(loaded.answerer, settings.tcp, reuse_port=settings.workers > 1, rrl=settings.rrl)
+    server = DnsServer(loaded.answerer, settings.tcp, reuse_port=settings.workers > 1, rrl=settings.rrl,
+                       udp_io=settings.udp_io)
     reloader = Reloader(
         server, loaded, zones_dir=settings.zones, geoip_file=settings.geoip_file,
         build=lambda geo: build(settings, geo, stats=stats, health=loaded.health, querylog=querylog),
@@ -123,7 +125,8 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
                 return 1
             log.warning("default API address %s not available (%s); no API (pass --api HOST:PORT)", settings.api, reason)
             api = None
-    lines = [f"gslb: listening on {listener} (udp, tcp)" for listener in bound]
+    lines = [f"gslb: udp: {udpio.describe(server.udp_io)}"]
+    lines += [f"gslb: listening on {listener} (udp, tcp)" for listener in bound]
     if pool is not None:
         lines.append(f"gslb: {settings.workers} worker processes share the listeners")
     if api is not None:

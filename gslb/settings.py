@@ -15,7 +15,9 @@ from typing import Any
 
 from gslb.config.files import DEFAULT_MAX_BYTES, parse_size
 from gslb.config.problems import Problem, Problems
+from gslb.config.redisurl import check_url
 from gslb.config.yamlload import load_yaml
+from gslb.dns import udpio
 from gslb.dns.rrl import RrlSettings
 from gslb.dns.server import Listener, TcpLimits
 
@@ -209,6 +211,14 @@ class ServerSettings:
     rrl: RrlSettings | None = None  # response rate limiting on UDP (gslb/dns/rrl.py); None: off
     api_limits: ApiLimits = ApiLimits()
     max_zone_file_size: int = DEFAULT_MAX_BYTES  # bytes; a larger zone file is refused unread
+    # Health shared through Redis (gslb/health/redis_link.py); None: this node's own probes only.
+    redis: str | None = None  # redis://[USER:PASSWORD@]HOST:PORT/DB, rediss:// for TLS
+    redis_prefix: str = "gslb:"  # the keys' and channels' prefix, for an ACL per agent
+    vantage: str | None = None  # this node's (or probe agent's) vantage: it probes and publishes as it
+    vantages: tuple[str, ...] = ()  # the vantages whose verdicts count (with the checks' vantages:)
+    stale_after: float = 30.0  # seconds the store may be unreachable before this node probes for itself
+    probe_source: str | None = None  # the local address probes leave from (gslb probe --source)
+    udp_io: str = "auto"  # batched | per-datagram | auto (gslb/dns/udpio.py); auto: $GSLB_UDP_IO, else batched if built
 
     @property
     def geoip_file(self) -> Path:
@@ -218,7 +228,9 @@ class ServerSettings:
 FILE_KEYS = {"listen", "zones", "geoip", "cache_dir", "node_name", "tcp", "log_level", "state",
              "api", "api_token_file", "query_log", "query_log_sample", "alerts", "workers", "rrl",
              "api_limits",
-             "max_zone_file_size"}
+             "max_zone_file_size", "udp_io"}
+SHARED_HEALTH_KEYS = {"redis", "redis_prefix", "vantage", "vantages", "stale_after", "probe_source"}
+FILE_KEYS |= SHARED_HEALTH_KEYS
 
 
 def parse_listen(text: str) -> Listener:
@@ -356,6 +368,13 @@ def _from_file(path: Path, problems: Problems) -> dict[str, Any]:
             values["max_zone_file_size"] = parse_size(doc["max_zone_file_size"])
         except ValueError as error:
             problems.add("max_zone_file_size", str(error))
+    values.update(_shared_health(doc, problems))
+    if "udp_io" in doc:
+        try:
+            values["udp_io"] = udpio.parse(doc["udp_io"], "udp_io")
+            udpio.choose(values["udp_io"])
+        except ValueError as error:
+            problems.add("udp_io", str(error).removeprefix("udp_io "))
     if "log_level" in doc:
         if doc["log_level"] not in LOG_LEVELS:
             problems.add("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
@@ -484,8 +503,92 @@ def load_settings(config_file: Path | None, flags: dict[str, Any]) -> tuple[Serv
             values["workers"] = parse_workers(flags["workers"])
         except ValueError as error:
             flag_problems.add("--workers", str(error))
+    values.update(_shared_health_flags(flags, flag_problems))
     settings = replace(ServerSettings(), **values)
-    return settings, [*problems, *flag_problems]
+    environment = Problems("")
+    if settings.udp_io == udpio.AUTO:
+        try:
+            udpio.choose(settings.udp_io)  # $GSLB_UDP_IO must be a mode this build can run
+        except ValueError as error:
+            environment.add("", str(error))
+    return settings, [*problems, *flag_problems, *environment]
+
+
+# -- health shared through Redis ------------------------------------------------------------------
+
+def parse_vantage(value: object) -> str:
+    from gslb.health.checks import VANTAGE_NAME
+
+    if not isinstance(value, str) or not VANTAGE_NAME.match(value):
+        raise ValueError(f"must be a vantage name (letters, digits, '.', '_', '-'; up to 63), like eu, got {value!r}")
+    return value
+
+
+def parse_redis_url(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a URL like redis://gslb:PASSWORD@10.0.0.5:6379/0 (rediss:// for TLS)")
+    problem = check_url(value.strip())
+    if problem is not None:
+        raise ValueError(problem)
+    return value.strip()
+
+
+def parse_source_address(value: object) -> str:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(str(value).strip()).compressed
+    except ValueError:
+        raise ValueError(f"must be a local IP address for the probes to leave from, got {value!r}") from None
+
+
+def _shared_health(doc: dict[str, Any], problems: Problems) -> dict[str, Any]:
+    from gslb.health.checks import parse_duration
+
+    values: dict[str, Any] = {}
+    parsers = {"redis": parse_redis_url, "vantage": parse_vantage, "probe_source": parse_source_address}
+    for key, parse in parsers.items():
+        if key in doc:
+            try:
+                values[key] = parse(doc[key])
+            except ValueError as error:
+                problems.add(key, str(error))
+    if "redis_prefix" in doc:
+        prefix = doc["redis_prefix"]
+        if not isinstance(prefix, str) or not prefix or len(prefix) > 100 or any(c in prefix for c in " *?[]"):
+            problems.add("redis_prefix", f"must be a key prefix without spaces or glob characters, like gslb:, got {prefix!r}")
+        else:
+            values["redis_prefix"] = prefix
+    if "vantages" in doc:
+        raw = doc["vantages"]
+        if not isinstance(raw, list):
+            problems.add("vantages", f"must list the vantages whose verdicts count, like [eu, us-east, asia], got {raw!r}")
+        else:
+            names = []
+            for index, name in enumerate(raw):
+                try:
+                    names.append(parse_vantage(name))
+                except ValueError as error:
+                    problems.add(f"vantages[{index}]", str(error))
+            values["vantages"] = tuple(dict.fromkeys(names))
+    if "stale_after" in doc:
+        try:
+            values["stale_after"] = parse_duration(doc["stale_after"])
+        except ValueError as error:
+            problems.add("stale_after", str(error))
+    return values
+
+
+def _shared_health_flags(flags: dict[str, Any], problems: Problems) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, flag, parse in (("redis", "--redis", parse_redis_url), ("vantage", "--vantage", parse_vantage),
+                             ("probe_source", "--source", parse_source_address)):
+        if flags.get(key) is not None:
+            try:
+                values[key] = parse(flags[key])
+            except ValueError as error:
+                problems.add(flag, str(error))
+    return values
 
 
 def parse_workers(value: object) -> int:

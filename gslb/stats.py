@@ -1,5 +1,8 @@
 """Query counters the hot path bumps with one dict update, read at scrape time.
 
+Every reply is counted once, at one point (`Answerer._observe` in gslb/dns/answer.py), under
+the transport it really went out on.
+
 prometheus-client's `Counter.labels(...).inc()` costs about a microsecond, a tenth of a whole
 fast-path answer, so the DNS path only does `counts[key] = counts.get(key, 0) + 1` on a plain
 tuple key; `gslb/metrics.py` turns the dict into Prometheus families when scraped. The event loop
@@ -15,13 +18,16 @@ from bisect import bisect_left
 LATENCY_BUCKETS = (0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05, 0.25)
 LATENCY_SAMPLE = 16  # time one query in this many on the fast path
 
+# (zone, qtype, rcode, transport, region); zone "" = none of ours (REFUSED, errors), transport
+# "udp" or "tcp", region "" = not a GSLB answer
+CountKey = tuple[str, int, int, str, str]
+
 
 class QueryStats:
     __slots__ = ("counts", "ecs", "latency_counts", "latency_sum", "latency_total", "_tick", "started")
 
     def __init__(self) -> None:
-        # (zone, qtype, rcode, transport, region) -> queries; zone "" = none of ours (REFUSED)
-        self.counts: dict[tuple[str, int, int, str, str], int] = {}
+        self.counts: dict[CountKey, int] = {}  # replies sent
         self.ecs = 0  # queries that carried an ECS option
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0

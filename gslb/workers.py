@@ -190,7 +190,8 @@ class Worker:
         else:
             self.files = ready.files
         self.current, self.serving = loaded, ready.number
-        self.server = DnsServer(loaded.answerer, self.settings.tcp, reuse_port=True, rrl=self.settings.rrl)
+        self.server = DnsServer(loaded.answerer, self.settings.tcp, reuse_port=True, rrl=self.settings.rrl,
+                                udp_io=self.settings.udp_io)
         for listener in listeners:
             await self.server.listen(listener)
         if self.querylog is not None:

@@ -1,6 +1,7 @@
 """Regional sites for health-check tests: `/healthz` HTTP servers and bare TCP listeners on
 127.0.0.x (any 127.x address is loopback), on one port, started and stopped at will from a
-blocking test body."""
+blocking test body. An HTTP site can refuse probes by where they come from (`refuse(site,
+*peers)`: HTTP 503 to those peer addresses), which is how tests fail a site for one vantage."""
 
 from __future__ import annotations
 
@@ -21,6 +22,15 @@ class Sites:
         self.thread = threading.Thread(target=self.loop.run_forever, name="test-sites", daemon=True)
         self.thread.start()
         self._stops: dict[str, Callable[[], object]] = {}
+        self._refused: dict[str, frozenset[str]] = {}  # site -> peer addresses it answers 503
+
+    def refuse(self, address: str, *peers: str) -> None:
+        """From now on the HTTP site at `address` answers 503 to probes from `peers` (none: it
+        serves everyone again). Read by the site's loop at each request: no restart."""
+        self._refused[address] = frozenset(peers)
+
+    def refused(self, address: str) -> frozenset[str]:
+        return self._refused.get(address, frozenset())
 
     def _call(self, coroutine):  # type: ignore[no-untyped-def]
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
@@ -51,6 +61,8 @@ class Sites:
 
     async def _start_http(self, address: str) -> None:
         async def healthz(request: web.Request) -> web.Response:
+            if request.remote in self._refused.get(address, ()):
+                return web.Response(status=503, text=f"refused for {request.remote}")
             return web.Response(text="ok")
 
         app = web.Application()

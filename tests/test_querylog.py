@@ -3,7 +3,10 @@ and never a reason for the server to stop."""
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -179,3 +182,85 @@ def test_query_log_settings_from_the_file_and_flags(tmp_path):
     assert problems == [] and (settings.query_log, settings.query_log_sample) == ("-", 2)
     _, problems = load_settings(None, {"query_log_sample": "0"})
     assert [str(p) for p in problems] == ["command line: --query-log-sample: must be a whole number >= 1 (1 = every query), got '0'"]
+
+
+# -- a disk that fills up and then has room again ------------------------------------------------
+
+class _Disk:
+    """How many more bytes the device takes; None = room for everything."""
+
+    def __init__(self, free: int | None) -> None:
+        self.free = free
+
+
+class _FlakyFile(io.RawIOBase):
+    """A file on `disk`: a write takes what fits (a short write), then fails with ENOSPC, as
+    write(2) does on a full filesystem; once the disk has room, writes succeed again."""
+
+    def __init__(self, path: Path, disk: _Disk) -> None:
+        super().__init__()
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
+        self._disk = disk
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
+        data = bytes(data)
+        if self._disk.free is not None:
+            if self._disk.free <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            data = data[:self._disk.free]
+            self._disk.free -= len(data)
+        return self._file.write(data)
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _open_on(disk: _Disk, target: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Path.open` of `target` opens it on `disk`, layered as io.open layers a real file."""
+    real_open = Path.open
+
+    def fake_open(self, mode="r", buffering=-1, encoding=None, errors=None, newline=None):  # type: ignore[no-untyped-def]
+        if self != target or "r" in mode:
+            return real_open(self, mode, buffering, encoding, errors, newline)
+        raw = _FlakyFile(target, disk)
+        if buffering == 0:
+            return raw
+        buffered = io.BufferedWriter(raw, buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE)
+        if "b" in mode:
+            return buffered
+        return io.TextIOWrapper(buffered, encoding=encoding or "utf-8", errors=errors, newline=newline)
+
+    monkeypatch.setattr(Path, "open", fake_open)
+
+
+def test_after_a_full_disk_the_file_holds_exactly_the_entries_counted_written(loaded, tmp_path, monkeypatch):
+    target = tmp_path / "q.jsonl"
+    disk = _Disk(free=700)  # two or three entries' worth, then ENOSPC
+    _open_on(disk, target, monkeypatch)
+    querylog = QueryLog(str(target), flush_interval=0.02)
+    loaded.answerer.querylog = querylog
+    query = dns.message.make_query("hello.log.test", "TXT").to_wire()
+    querylog.start()
+    try:
+        for _ in range(10):
+            loaded.answerer.respond_udp(query, "192.0.2.9")
+        wait_for(lambda: querylog.written + querylog.errors == 10, 5, "the first 10 entries written or lost")
+        assert querylog.errors > 0, "the disk never filled up"
+        disk.free = None  # room again: what was counted lost must stay lost
+        for _ in range(10):
+            loaded.answerer.respond_udp(query, "192.0.2.9")
+        wait_for(lambda: querylog.written + querylog.errors == 20, 5, "the next 10 entries written")
+    finally:
+        querylog.stop()
+    text = target.read_text()
+    assert text.endswith("\n")
+    entries = [json.loads(line) for line in text.splitlines()]  # no line cut short
+    assert len(entries) == querylog.written and querylog.written + querylog.errors == 20
+    assert querylog.errors >= 7 and all(e["qname"] == "hello.log.test." for e in entries)

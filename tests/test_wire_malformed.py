@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import struct
 
+import dns.flags
 import dns.message
 import dns.opcode
 import dns.rcode
@@ -71,6 +72,39 @@ def test_opcode_other_than_query_gets_notimp(server, tcp, opcode):
     assert (flags >> 11) & 0xF == opcode, "opcode not copied"
     assert rcode == dns.rcode.NOTIMP
     assert not flags & 0x0400, "AA set on an error"
+
+
+CD = 0x0010
+
+
+@pytest.mark.parametrize("opcode", [dns.opcode.IQUERY, dns.opcode.STATUS, 3, dns.opcode.NOTIFY, dns.opcode.UPDATE, 15])
+@pytest.mark.parametrize("edns", [False, True], ids=["plain", "edns"])
+def test_notimp_copies_neither_rd_nor_cd_as_bind_does(server, tcp, opcode, edns):
+    """BIND's dns_message_reply() keeps RD and CD only in replies to QUERY; for any other opcode
+    the reply's flags are QR alone. ISC's DNS compliance tester flags a NOTIMP that copies them."""
+    query = dns.message.make_query("www.wire.example.", "A", use_edns=0 if edns else False)
+    query.set_opcode(opcode)
+    query.flags |= dns.flags.RD | dns.flags.CD
+    wire = server.send_raw(query.to_wire(), tcp=tcp)
+    _, flags, rcode = header_of(wire)
+    assert rcode == dns.rcode.NOTIMP and (flags >> 11) & 0xF == opcode
+    assert flags & ~0x780F == 0x8000, f"flags {flags:#06x}: only QR (and the opcode and rcode) may be set"
+    if edns:  # RFC 6891 6.1.1: still an OPT in the reply (read raw: dnspython parses UPDATE strictly)
+        assert wire is not None and struct.unpack("!H", wire[10:12])[0] == 1 and b"\x00\x00\x29" in wire[12:]
+
+
+def test_a_header_only_query_of_another_opcode_gets_notimp_with_qr_alone(server, tcp):
+    """RFC 8906 8.1.4's probe (dig +opcode=15 +header-only), here with RD and CD set."""
+    wire = server.send_raw(header(flags=(15 << 11) | RD | CD, qd=0), tcp=tcp)
+    ident, flags, rcode = header_of(wire)
+    assert (ident, rcode, flags) == (QUERY_ID, dns.rcode.NOTIMP, 0x8000 | (15 << 11) | dns.rcode.NOTIMP)
+
+
+def test_a_query_still_gets_rd_and_cd_back(server, tcp):
+    query = dns.message.make_query("www.wire.example.", "A")
+    query.flags |= dns.flags.RD | dns.flags.CD
+    _, flags, rcode = header_of(server.send_raw(query.to_wire(), tcp=tcp))
+    assert rcode == dns.rcode.NOERROR and flags & (RD | CD) == RD | CD
 
 
 def test_notimp_keeps_the_question(server, tcp):

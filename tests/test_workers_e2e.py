@@ -217,7 +217,9 @@ def test_metrics_and_the_query_log_count_every_worker(tmp_path: Path) -> None:
         assert metric_total(url, "gslb_dns_queries_total", **aaaa) == sent
 
         def logged() -> list[dict]:
-            return [json.loads(line) for line in query_log.read_text().splitlines()]  # every line whole
+            # Every line whole; a line still being written (no newline yet) is read next time.
+            text = query_log.read_text()
+            return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]
 
         wait_for(lambda: sum(entry["qtype"] == "AAAA" for entry in logged()) >= sent, 10, "every query in the query log")
         entries = logged()

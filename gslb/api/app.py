@@ -44,6 +44,8 @@ from gslb.dns.answer import Answerer
 from gslb.dns.server import Listener
 from gslb.explain import ExplainError
 from gslb.health.admin import canonical_address
+from gslb.health.checks import parse_duration
+from gslb.health.monitor import OverrideError
 from gslb.metrics import CONTENT_TYPE, exposition, registry_for
 from gslb.settings import ApiLimits, ServerSettings
 from gslb.stats import QueryStats
@@ -257,9 +259,10 @@ class Api:
         except ValueError:
             raise ApiError(400, f"address: {shown(text)} is not an IP address") from None
         data = await json_object(request, self.limits, ADMIN_EXAMPLE)
-        unknown = sorted(set(data) - {"state", "check"})
+        unknown = sorted(set(data) - {"state", "check", "for"})
         if unknown:
-            raise ApiError(400, f"{clip(unknown[0])}: unknown field; expected state and optionally check")
+            raise ApiError(400, f"{clip(unknown[0])}: unknown field; expected state and optionally check and for")
+        lapse = _lapse(data.get("for"))
         state = data.get("state")
         if state is None:
             raise ApiError(400, f"state: required, one of {', '.join(ADMIN_STATES)}")
@@ -280,20 +283,15 @@ class Api:
         if not known:
             where = f" with check {check}" if check is not None else ""
             raise ApiError(404, f"address: {address} is not an endpoint{where} of any GSLB record served")
-        if monitor.state is None:
-            raise ApiError(409, "no admin state file configured; start gslb serve with --state FILE "
-                                "(or state: in the server config) so overrides survive a restart")
         async with self._admin_lock:
-            try:
-                await asyncio.to_thread(monitor.state.set_override, address, None if state == "auto" else state, check)
-            except (OSError, ValueError) as error:
-                reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-                log.error("admin API: cannot write %s: %s", monitor.state.path, reason)
-                raise ApiError(500, f"cannot write the admin state file {monitor.state.path}: {reason}") from None
-            monitor.reload_state()
+            try:  # into the shared store with --redis, else the state file
+                await monitor.admin_override(address, None if state == "auto" else state, check, lapse=lapse)
+            except (OverrideError, ValueError) as error:
+                log.error("admin API: %s", error)
+                raise ApiError(getattr(error, "status", 400), str(error)) from None
         self.recent.sample()
         key = f"{check}/{address}" if check is not None else address
-        log.info("admin API: %s set %s (from %s)", key, state, request.remote)
+        log.info("admin API: %s set %s%s (from %s)", key, state, f" for {lapse:g}s" if lapse else "", request.remote)
         reports = [monitor.board.report(*pair) for pair in sorted(known, key=lambda k: k[0] or "")]
         return web.json_response({"address": address, "check": check, "state": state,
                                   "endpoints": [endpoint_dict(r) for r in reports if r is not None]})
@@ -313,3 +311,13 @@ class Api:
 
 def token_source(settings: ServerSettings) -> TokenSource:
     return TokenSource(settings.api_token_file)
+
+
+def _lapse(value: object) -> float | None:
+    """`for`: how long an override holds, like "30m"; None: until removed."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise ApiError(400, f"for: {error}") from None

@@ -296,6 +296,7 @@ def status_document(runtime: "Runtime", recent: Recent | None = None) -> dict[st
         "started_at": iso(runtime.started_at),
         "uptime_seconds": round(time.time() - runtime.started_at, 3),
         "listeners": [str(listener) for listener in runtime.listeners],
+        "udp_io": runtime.server.udp_io,  # batched | per-datagram (gslb/dns/udpio.py)
         "config": {
             "zones_dir": str(settings.zones),
             "geoip": str(settings.geoip_file),

@@ -1,48 +1,39 @@
-"""Answers for GSLB records: the client's region from geo, endpoints from the selector.
+"""GSLB answers on the general path: a Decision from `gslb.resolve`, encoded as dnslib RRs.
 
-Installed into the Answerer as its `dynamic` hook. The client is the ECS address when the query
-carries one with a non-zero source prefix, else the packet's source (RFC 7871 section 7.1.1); the
-reply's ECS scope is the geo lookup's scope, widened never, narrowed by what the policy needs.
+Installed into the Answerer as its `dynamic` hook (the `GslbAnswers` of `lookup.py`). Which
+endpoints, which TTL and which ECS scope are all the Resolver's; this only writes them into the
+reply's sections.
 """
 
 from __future__ import annotations
 
-import ipaddress
+from dnslib import RR, DNSLabel
 
-from dnslib import RR
-
-from gslb.dns.answer import SERVFAIL, Reply, Request
+from gslb.dns.ecs import ClientSubnet
+from gslb.dns.lookup import SERVFAIL, Address, Reply
+from gslb.resolve import Resolver
 from gslb.selection import Selector
 from gslb.zone import Node, Zone
-
-
-def client_key(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
-    return int(address)
 
 
 class DynamicAnswers:
     def __init__(self, selector: Selector) -> None:
         self.selector = selector
+        self.resolver = Resolver(selector)
 
-    def __call__(self, zone: Zone, node: Node, qtype: int, request: Request, reply: Reply) -> None:
-        record = node.dynamic[qtype]
-        subnet = request.subnet
-        from_subnet = subnet is not None and subnet.source_prefix > 0
-        address = subnet.address if from_subnet else request.client  # type: ignore[union-attr]
-        region_map = zone.region_map
-        placement = region_map.locate(address) if region_map is not None else None
-        region = placement.region if placement is not None else None
-        selection = self.selector.select(record, region, client_key(address))
-        request.region = selection.region or ""
-        if selection.servfail:
+    def __call__(self, zone: Zone, node: Node, qtype: int, owner: DNSLabel | None, client: Address | None,
+                 subnet: ClientSubnet | None, reply: Reply) -> None:
+        if client is None:
+            raise ValueError("a GSLB answer needs the client's address")
+        decision = self.resolver.resolve(node.dynamic[qtype], zone.region_map, client, subnet)
+        reply.region = decision.region or ""
+        if decision.servfail:
             reply.rcode = SERVFAIL
             reply.authoritative = False
             reply.answer.clear()
             return
-        owner = request.question.qname if node.name == request.qname else None
-        for endpoint in selection.endpoints:
-            rr = endpoint.degraded_record if selection.degraded else endpoint.record
+        degraded = decision.degraded
+        for endpoint in decision.endpoints:
+            rr = endpoint.degraded_record if degraded else endpoint.record
             reply.answer.append(RR(owner, rr.rtype, rr.rclass, rr.ttl, rr.rdata) if owner is not None else rr)
-        if from_subnet and placement is not None:
-            scope = self.selector.policy(record).scope(address.version, placement.scope_prefix)
-            reply.scope_prefix = max(reply.scope_prefix, scope)
+        reply.scope_prefix = max(reply.scope_prefix, decision.scope)

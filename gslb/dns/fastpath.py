@@ -2,12 +2,13 @@
 
 The general path (`answer.py`, dnslib objects) costs ~70 us a query; this one reads the header
 and question by hand, looks the (name, type) up in a dict of pre-packed answers, and joins bytes.
-It never decides anything itself: every static answer here was produced by the general path at
-load (`Answerer._answer` on a synthetic query) and only packed differently, and dynamic answers
-use the same Selector. Whatever it does not recognise - TCP, a malformed or unusual packet, CH,
-ANY, NSID, a name at a delegation, a reply that would need truncation - it declines (returns
-None) and the general path answers. `tests/test_fastpath_differential.py` holds the two to the
-same answers over a large generated query set.
+It never decides anything itself: every static answer here is what `lookup.py` - the general
+path's own RFC 1034 lookup - gives for that name and type, packed once at load, and a GSLB
+answer is `gslb.resolve`'s Decision, as on the general path, only encoded from pre-packed RRs.
+Whatever it does not recognise - TCP, a malformed or unusual packet, CH, ANY, NSID, a name at a
+delegation, a reply that would need truncation - it declines (returns None) and the general path
+answers. `tests/test_fastpath_differential.py` holds the two to the same answers over a large
+generated query set, stateful policies included.
 """
 
 from __future__ import annotations
@@ -15,22 +16,25 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
-from dnslib import RR, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import RR, DNSLabel
 from dnslib.label import DNSBuffer
 
 from gslb.dns import ecs
 from gslb.dns.client import client_address
-from gslb.dns.answer import (C_IN, T_ANY, T_AXFR, T_CNAME, T_IXFR, Answerer, Reply, Request)
+from gslb.dns.lookup import C_IN, REFUSED, T_ANY, T_AXFR, T_CNAME, T_IXFR, Reply, lookup, nodata, nxdomain
 from gslb.dynamic import DynamicRecord
-from gslb.names import Name, to_text
-from gslb.selection import Selector
+from gslb.model.decision import Decision
+from gslb.names import Name
+from gslb.resolve import Place, RegionLocator, Resolver, place
+from gslb.stats import CountKey
 from gslb.zone import Catalog, Zone
 
 MAX_CACHE = 200_000  # region placements kept per zone (ECS option bytes or source address)
 
 
-class _NoCompression(DNSBuffer):
+class _NoCompression(DNSBuffer):  # type: ignore[misc]
     """Rdata packed alone must not point into itself: offsets would be wrong inside a message."""
 
     def encode_name(self, name):  # type: ignore[no-untyped-def]
@@ -65,55 +69,61 @@ class Static:
 
 @dataclass(frozen=True, slots=True)
 class Dynamic:
-    zone: Zone
+    region_map: RegionLocator | None
     record: DynamicRecord
-    cache: dict  # ECS option bytes / source address -> (region, region scope, version, key)
-    label: str  # the zone, for metrics
+    cache: dict[bytes | str, Place]  # ECS option bytes / source address -> where the client falls
+    zone: str  # metrics label
+
+
+def _no_resolver(record: DynamicRecord, where: Place) -> Decision:
+    raise RuntimeError("a GSLB entry in a fast path built without a resolver")
 
 
 def _static_from(reply: Reply, qname: Name, zone: str) -> Static:
     sections = (reply.answer, reply.authority, reply.additional)
     body = b"".join(pack_rr(rr, qname) for section in sections for rr in section)
-    return Static((0x04 if reply.authoritative else 0, reply.rcode), tuple(len(s) for s in sections), body, zone)
+    counts = (len(reply.answer), len(reply.authority), len(reply.additional))
+    return Static((0x04 if reply.authoritative else 0, reply.rcode), counts, body, zone)
 
 
 class FastPath:
-    def __init__(self, catalog: Catalog, general: Answerer, selector: Selector) -> None:
-        self.general = general
-        self.selector = selector
-        self.edns_size = general.settings.edns_udp_size
+    def __init__(self, catalog: Catalog, resolver: Resolver | None, edns_size: int) -> None:
+        """Tables for every zone of `catalog`; GSLB answers from `resolver` (None: GSLB records
+        are left to the general path). `edns_size` is the UDP payload size the server offers."""
+        self.resolver = resolver
+        # No Dynamic entry is built without a resolver, so _decide is only called with one.
+        self._decide: Callable[[DynamicRecord, Place], Decision] = resolver.decide if resolver is not None else _no_resolver
+        self.edns_size = edns_size
         self.table: dict[bytes, Static | Dynamic] = {}
         self.nodata: dict[bytes, Static] = {}  # name -> NODATA for types not in the table
         self.above: dict[bytes, Static | None] = {}  # existing names/ENTs/origins: NXDOMAIN below, or None (general path)
         self._clients: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
         for zone in catalog.zones:
-            self._compile(zone)
-        self.refused = _static_from(Reply(rcode=5, authoritative=False), (), "")
-        self.stats = general.stats
+            self._compile(catalog, zone)
+        self.refused = _static_from(Reply(rcode=REFUSED, authoritative=False), (), "")
 
-    # -- compile ---------------------------------------------------------------------------------
-    def _general_reply(self, name: Name, qtype: int) -> Reply:
-        question = DNSQuestion(DNSLabel(to_text(name)), qtype, C_IN)
-        request = Request(DNSRecord(q=question), question, name, ipaddress.ip_address("127.0.0.1"), False)
-        return self.general._answer(request)
-
-    def _compile(self, zone: Zone) -> None:
+    # -- the build step --------------------------------------------------------------------------
+    def _compile(self, catalog: Catalog, zone: Zone) -> None:
         """Index one zone. NXDOMAIN and NODATA replies are the same for every name of a zone (the
-        negative SOA), so they come from the general path once per zone; a plain RRset is its
-        records with the owner pointing at the question; CNAME chains take the general path's
-        reply. Everything below a delegation stays with the general path."""
+        negative SOA), so they are built once per zone from its SOA; a plain RRset is its records
+        with the owner pointing at the question; a CNAME chain is what `lookup` answers for it,
+        unless the chain ends at a GSLB record. Everything below a delegation stays with the
+        general path."""
         cuts = set(zone.referrals)
-        below_cut = lambda name: any(name[len(name) - len(cut):] == cut for cut in cuts)  # noqa: E731
+
+        def below_cut(name: Name) -> bool:
+            return any(name[len(name) - len(cut):] == cut for cut in cuts)
+
         label = zone.label
-        nx_static = _static_from(self._general_reply((b"gslb-nxdomain-probe",) + zone.origin, 1), (), label)
-        nodata = _static_from(self._general_reply(zone.origin, 65280), (), label)
-        placements: dict = {}  # one region cache per zone, shared by its GSLB records
+        nx_static = _static_from(nxdomain(zone), (), label)
+        nodata_static = _static_from(nodata(zone), (), label)
+        placements: dict[bytes | str, Place] = {}  # one region cache per zone, shared by its GSLB records
         self.above[wire_name(zone.origin)] = nx_static
         for name in zone.nonterminals:
             key = wire_name(name)
             self.above[key] = None if below_cut(name) else nx_static
             if not below_cut(name):
-                self.nodata[key] = nodata
+                self.nodata[key] = nodata_static
         apex_glue = [rr for rrset in zone.apex_glue for rr in rrset.records]
         for name, node in zone.nodes.items():
             key = wire_name(name)
@@ -121,12 +131,14 @@ class FastPath:
                 self.above[key] = None  # referrals, glue, DS: the general path
                 continue
             self.above[key] = nx_static
-            for qtype, record in node.dynamic.items():
-                self.table[key + struct.pack("!HH", qtype, C_IN)] = Dynamic(zone, record, placements, label)
+            if self.resolver is not None:
+                for qtype, record in node.dynamic.items():
+                    self.table[key + struct.pack("!HH", qtype, C_IN)] = Dynamic(zone.region_map, record, placements, label)
             if node.cname is not None:
-                if not self._chain_is_dynamic(zone, node):
-                    for qtype in (1, 28, T_CNAME):
-                        reply = self._general_reply(name, qtype)
+                owner = DNSLabel(list(name))
+                for qtype in (1, 28, T_CNAME):
+                    reply = lookup(catalog, name, owner, qtype)
+                    if not reply.client_dependent:  # a chain to a GSLB record: the general path
                         self.table[key + struct.pack("!HH", qtype, C_IN)] = _static_from(reply, name, label)
                 continue  # other types at a CNAME: the general path
             for qtype, rrset in node.rrsets.items():
@@ -138,20 +150,13 @@ class FastPath:
                     glue_count = len(apex_glue)
                 self.table[key + struct.pack("!HH", qtype, C_IN)] = Static(
                     (0x04, 0), (len(rrset.records), 0, glue_count), answer + glue, label)
-            self.nodata[key] = nodata
-
-    def _chain_is_dynamic(self, zone: Zone, node) -> bool:  # type: ignore[no-untyped-def]
-        seen = 0
-        while node is not None and node.cname is not None and seen < 9:
-            target = tuple(l.lower() for l in node.cname.records[0].rdata.label.label)
-            node = zone.nodes.get(target)
-            seen += 1
-        return node is not None and bool(node.dynamic)
+            if not node.dynamic or self.resolver is not None:
+                self.nodata[key] = nodata_static
 
     # -- the hot path ----------------------------------------------------------------------------
-    def answer(self, data: bytes, source: str) -> bytes | None:
-        """The reply, or None to let the general path answer. `source` is the packet's source
-        address as the socket gives it (text)."""
+    def answer(self, data: bytes, source: str) -> tuple[bytes, CountKey, bool] | None:
+        """(the reply, its metrics key, whether it carried ECS), or None to let the general path
+        answer. `source` is the packet's source address as the socket gives it (text)."""
         size = len(data)
         if size < 17 or data[2] & 0xFE or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
             return None  # QR/opcode/AA/TC set, or not exactly one question and nothing else
@@ -223,21 +228,38 @@ class FastPath:
                     return None
         scope = 0
         if entry.__class__ is Dynamic:
-            found = self._dynamic(entry, subnet, source)
-            if found is None:
+            # Where the client falls: cached per ECS option bytes (with an address) or per source.
+            if subnet is None:
+                where = entry.cache.get(source)
+            elif len(subnet) > 4 and subnet[2]:
+                where = entry.cache.get(subnet)
+            else:
+                where = None  # ECS without an address: checked, then the source is the key
+            if where is None:
+                where = self._place(entry, subnet, source)
+                if where is None:
+                    return None  # a malformed ECS option: FORMERR from the general path
+            region, endpoints, scope, _, degraded, _, servfail = self._decide(entry.record, where)
+            if servfail:
                 return None
-            answers, scope, region = found
+            if len(endpoints) == 1:  # most policies answer one address: no list to build
+                body = endpoints[0].degraded_wire if degraded else endpoints[0].wire
+            elif degraded:
+                body = b"".join([e.degraded_wire for e in endpoints])
+            else:
+                body = b"".join([e.wire for e in endpoints])
+            if region is None:
+                region = ""
             rcode = 0
             flags = bytes((0x84 | (data[2] & 0x01), data[3] & 0x10))
-            counts = struct.pack("!HHH", len(answers), 0, 1 if edns else 0)
-            body = b"".join(answers)
+            counts = struct.pack("!HHH", len(endpoints), 0, 1 if edns else 0)
         else:
-            aa, rcode = entry.aa_rcode
+            aa, rcode = entry.aa_rcode  # type: ignore[union-attr]
             region = ""
             flags = bytes((0x80 | aa | (data[2] & 0x01), (data[3] & 0x10) | rcode))
-            an, ns, ar = entry.counts
+            an, ns, ar = entry.counts  # type: ignore[union-attr]
             counts = struct.pack("!HHH", an, ns, ar + 1 if edns else ar)
-            body = entry.body
+            body = entry.body  # type: ignore[union-attr]
             if subnet is not None and not self._valid_subnet(subnet):
                 return None  # malformed ECS: FORMERR from the general path
         reply = data[0:2] + flags + b"\x00\x01" + counts + data[12:end] + body
@@ -250,14 +272,7 @@ class FastPath:
                 reply += b"\x00\x00\x29" + struct.pack("!HBBBBH", self.edns_size, 0, 0, do_bit, 0, 0)
         if len(reply) > limit:
             return None  # truncation: the general path
-        stats = self.stats
-        key = (entry.zone if region == "" and entry.__class__ is Static else entry.label,
-               (data[qend] << 8) | data[qend + 1], rcode, "udp", region)
-        counts = stats.counts
-        counts[key] = counts.get(key, 0) + 1
-        if subnet is not None:
-            stats.ecs += 1
-        return reply
+        return reply, (entry.zone, (data[qend] << 8) | data[qend + 1], rcode, "udp", region), subnet is not None
 
     def _client(self, source: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         client = self._clients.get(source)
@@ -287,45 +302,26 @@ class FastPath:
             return False
         return True
 
-    def _dynamic(self, entry: Dynamic, subnet: bytes | None, source: str) -> tuple[list[bytes], int, str] | None:
+    def _place(self, entry: Dynamic, subnet: bytes | None, source: str) -> Place | None:
+        """Where the client falls, placed and cached; None for a malformed ECS option."""
         cache = entry.cache
         if subnet is not None and len(subnet) > 4 and subnet[2]:
-            placed = cache.get(subnet)
-            if placed is None:
-                try:
-                    decoded = ecs.decode(subnet)
-                except ecs.EcsError:
-                    return None
-                placed = self._place(entry, decoded.address)
-                if len(cache) >= MAX_CACHE:
-                    cache.clear()
-                cache[subnet] = placed
-            with_scope = True
+            # An ECS address (non-zero SOURCE PREFIX-LENGTH): the option's bytes are the key.
+            try:
+                decoded = ecs.decode(subnet)
+            except ecs.EcsError:
+                return None
+            where = place(entry.region_map, decoded.address, decoded)
+            key: bytes | str = subnet
         else:
             if subnet is not None and not self._valid_subnet(subnet):
                 return None
-            placed = cache.get(source)
-            if placed is None:
-                placed = self._place(entry, self._client(source))
-                if len(cache) >= MAX_CACHE:
-                    cache.clear()
-                cache[source] = placed
-            with_scope = False
-        region, region_scope, version, key = placed
-        record = entry.record
-        selection = self.selector.select(record, region, key)
-        if selection.servfail:
-            return None
-        if selection.degraded:
-            answers = [e.degraded_wire for e in selection.endpoints]
-        else:
-            answers = [e.wire for e in selection.endpoints]
-        scope = self.selector.policy(record).scope(version, region_scope) if with_scope else 0
-        return answers, scope, selection.region or ""
-
-    def _place(self, entry: Dynamic, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple:
-        region_map = entry.zone.region_map
-        if region_map is None:
-            return None, 0, address.version, int(address)
-        region, scope = region_map.place(address)  # no Placement object: the hot path needs two numbers
-        return region, scope, address.version, int(address)
+            known = cache.get(source)
+            if known is not None:
+                return known
+            where = place(entry.region_map, self._client(source), None)
+            key = source
+        if len(cache) >= MAX_CACHE:
+            cache.clear()
+        cache[key] = where
+        return where

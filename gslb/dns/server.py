@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from gslb.dns import udpio
 from gslb.dns.client import client_address
 from gslb.dns.rrl import ResponseRateLimiter, RrlSettings
 
@@ -344,11 +345,12 @@ class DnsServer:
     """Owns the sockets. `answerer` may be replaced at any time (hot reload)."""
 
     def __init__(self, answerer: Responder, tcp_limits: TcpLimits = TcpLimits(), reuse_port: bool = False,
-                 rrl: RrlSettings | None = None) -> None:
+                 rrl: RrlSettings | None = None, udp_io: str | None = None) -> None:
         self.answerer = answerer
         self.tcp_limits = tcp_limits
         self.reuse_port = reuse_port
         self.rrl = ResponseRateLimiter(rrl) if rrl is not None else None
+        self.udp_io = udpio.choose(udp_io)  # "batched" | "per-datagram" (gslb/dns/udpio.py)
         self.connections: set[TcpConnection] = set()  # open and not closing: the slots taken
         self.by_client: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, set[TcpConnection]] = {}
         self.busy = False  # more than half of the TCP slots are taken: the short idle timeout applies
@@ -357,6 +359,7 @@ class DnsServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rrl_clock: asyncio.TimerHandle | None = None
         self._udp: list[asyncio.DatagramTransport] = []
+        self._udp_readers: list[udpio.BatchedUdpReader] = []
         self._tcp: list[asyncio.AbstractServer] = []
         self.bound: list[tuple[str, str, int]] = []  # (proto, host, port) actually bound
 
@@ -454,17 +457,35 @@ class DnsServer:
         rrl = self.rrl
         if rrl is not None and self._rrl_clock is None:
             self._tick_rrl()
-        if rrl is not None:
-            protocol: Callable[[], UdpListener] = lambda: RateLimitedUdpListener(self, rrl.limit)
+        if self.udp_io == udpio.BATCHED:
+            # The same RRL hook as RateLimitedUdpListener's, called by the extension on each reply.
+            limit = rrl.limit if rrl is not None else None
+            self._udp_readers.append(udpio.BatchedUdpReader(loop, udp_sock, self, limit=limit))
         else:
-            protocol = lambda: UdpListener(self)
-        transport, _ = await loop.create_datagram_endpoint(protocol, sock=udp_sock)
+            if rrl is not None:
+                protocol: Callable[[], UdpListener] = lambda: RateLimitedUdpListener(self, rrl.limit)
+            else:
+                protocol = lambda: UdpListener(self)
+            transport, _ = await loop.create_datagram_endpoint(protocol, sock=udp_sock)
+            self._udp.append(transport)
         tcp_server = await loop.create_server(lambda: TcpConnection(self), sock=tcp_sock)
-        self._udp.append(transport)
         self._tcp.append(tcp_server)
         port = udp_sock.getsockname()[1]
         self.bound.append(("udp+tcp", listener.host, port))
         return Listener(listener.host, port)
+
+    def udp_counters(self) -> udpio.UdpCounters | None:
+        """The batched readers' counts, summed; None on the per-datagram path."""
+        if self.udp_io != udpio.BATCHED:
+            return None
+        total = udpio.UdpCounters()
+        for reader in self._udp_readers:
+            counts = reader.counters
+            total.received += counts.received
+            total.sent += counts.sent
+            total.truncated += counts.truncated
+            total.dropped += counts.dropped
+        return total
 
     def _bind_pair(self, listener: Listener) -> tuple[socket.socket, socket.socket]:
         family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
@@ -499,6 +520,8 @@ class DnsServer:
             self._rrl_clock = None
         for transport in self._udp:
             transport.close()
+        for reader in self._udp_readers:
+            reader.close()
         for server in self._tcp:
             server.close()
         for connection in list(self.connections):
@@ -510,4 +533,5 @@ class DnsServer:
         for server in self._tcp:
             await server.wait_closed()
         self._udp.clear()
+        self._udp_readers.clear()
         self._tcp.clear()

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from gslb.health.admin import Overrides
 from gslb.health.checks import Check
@@ -60,6 +61,9 @@ class EndpointReport:
     successes: int
     failures: int
     crashes: int
+    override_until: str | None = None  # when an override with an expiry lapses (ISO 8601 UTC)
+    vantages: dict[str, Any] | None = None  # with shared verdicts: each vantage's verdict and its age
+    quorum: dict[str, Any] | None = None  # ... and the quorum's rule and result
 
     def text(self) -> str:
         return f"{', '.join(self.users)} {self.address} {self.status} {self.reason}"
@@ -143,8 +147,11 @@ class HealthBoard:
         """Reconcile with a catalog: every (check, address) records serve, with who uses it.
         Pairs present before and after keep their state; new checked pairs start per their
         check's cold start; pairs no record uses any more are forgotten."""
-        if self.local is not None:
-            self.local.track({key: checks[key[0]] for key in users if key[0] is not None})
+        checked = {key: checks[key[0]] for key in users if key[0] is not None}
+        for source in self.sources:
+            track = getattr(source, "track", None)  # sources that hold state per checked pair
+            if track is not None:
+                track(checked)
         self._users = dict(users)
         for key in list(self._merged):
             if key not in self._users:
@@ -193,6 +200,12 @@ class HealthBoard:
             reason = "not checked"
         endpoint = self.local.endpoint(check, address) if self.local is not None else None
         result = endpoint.last_result if endpoint is not None else None
+        detail: dict[str, Any] = {}
+        for source in self._probe_sources:
+            described = getattr(source, "detail", None)  # sources that say more (each vantage's verdict)
+            if described is not None:
+                detail.update(described(check, address) or {})
+        until = override.expires if override is not None else None
         return EndpointReport(
             check=check,
             address=address,
@@ -210,6 +223,10 @@ class HealthBoard:
             successes=endpoint.successes if endpoint is not None else 0,
             failures=endpoint.failures if endpoint is not None else 0,
             crashes=endpoint.crashes if endpoint is not None else 0,
+            override_until=None if until is None else datetime.fromtimestamp(until, timezone.utc).isoformat(
+                timespec="seconds").replace("+00:00", "Z"),
+            vantages=detail.get("vantages"),
+            quorum=detail.get("quorum"),
         )
 
     def reports(self) -> list[EndpointReport]:

@@ -10,6 +10,8 @@ checks:
     rise: 2
     fall: 3
     cold_start: up
+    vantages: [eu, asia]      # probe agents that probe it (gslb probe --vantage); default: every one
+    quorum: majority          # with shared verdicts: majority (default), all, or N vantages saying DOWN
   db:
     tcp: {port: 5432}
 ```
@@ -44,7 +46,10 @@ DEFAULT_TIMEOUT = 2.0
 DEFAULT_RISE = 2
 DEFAULT_FALL = 3
 COLD_STARTS = {"up": Status.UP, "down": Status.DOWN}
-COMMON_KEYS = ("interval", "timeout", "rise", "fall", "cold_start")
+COMMON_KEYS = ("interval", "timeout", "rise", "fall", "cold_start", "vantages", "quorum")
+VANTAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+QUORUM_WORDS = ("majority", "all")
+MAJORITY = "majority"
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
 UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
 
@@ -78,11 +83,32 @@ class Check:
     spec: ProbeSpec
     timing: CheckTiming
     cold_start: Status = Status.UP  # the state before any probe result: UP (fail open) or DOWN
+    vantages: tuple[str, ...] = ()  # the probe agents' vantages that probe it; empty: every one
+    quorum: str | int = MAJORITY  # over the fresh vantages' verdicts: "majority", "all" or N saying DOWN
 
     def describe(self) -> str:
         t = self.timing
+        where = f", from {', '.join(self.vantages)}" if self.vantages else ""
+        quorum = f", quorum {self.quorum}" if self.quorum != MAJORITY else ""
         return (f"{self.name}: {self.spec.describe()} every {t.interval:g}s, timeout {t.timeout:g}s, "
-                f"rise {t.rise}, fall {t.fall}, cold start {self.cold_start.name.lower()}")
+                f"rise {t.rise}, fall {t.fall}, cold start {self.cold_start.name.lower()}{where}{quorum}")
+
+    def probed_from(self, vantage: str) -> bool:
+        """Whether a probe agent of this vantage probes the check."""
+        return not self.vantages or vantage in self.vantages
+
+
+def quorum_down(quorum: str | int, down: int, fresh: int) -> bool:
+    """Whether `down` DOWN verdicts among `fresh` vantages withdraw an endpoint: `majority` -
+    more than half of them; `all` - every one (and at least one); N - at least N of them (so
+    fewer than N fresh vantages can never withdraw it)."""
+    if fresh <= 0 or down <= 0:
+        return False
+    if quorum == MAJORITY:
+        return down * 2 > fresh
+    if quorum == "all":
+        return down >= fresh
+    return down >= int(quorum)
 
 
 def parse_duration(value: Any) -> float:
@@ -135,9 +161,41 @@ def parse_check(name: str, entry: Any, path: str, problems: Problems) -> Check |
     cold_start = entry.get("cold_start", "up")
     if not isinstance(cold_start, str) or cold_start not in COLD_STARTS:  # a list or mapping is unhashable
         problems.add(join_path(path, "cold_start"), f"must be up (serve until proven down) or down (withdraw until proven up), got {shown(cold_start)}")
+    vantages = _vantages(entry.get("vantages"), join_path(path, "vantages"), problems) if "vantages" in entry else ()
+    quorum = _quorum(entry.get("quorum", MAJORITY), vantages, join_path(path, "quorum"), problems)
     if len(problems) > before or spec is None or timing is None:
         return None
-    return Check(name, spec, timing, COLD_STARTS[cold_start])
+    return Check(name, spec, timing, COLD_STARTS[cold_start], vantages, quorum)
+
+
+def _vantages(raw: Any, path: str, problems: Problems) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw:
+        problems.add(path, f"must list the vantages that probe the check, like [eu, asia], got {shown(raw)}")
+        return ()
+    names: list[str] = []
+    for index, name in enumerate(raw):
+        if not isinstance(name, str) or not VANTAGE_NAME.match(name):
+            problems.add(join_path(path, index), f"must be a vantage name (letters, digits, '.', '_', '-'; "
+                                                 f"up to 63), got {shown(name)}")
+        elif name in names:
+            problems.add(join_path(path, index), f"{shown(name)} is listed twice")
+        else:
+            names.append(name)
+    return tuple(names)
+
+
+def _quorum(raw: Any, vantages: tuple[str, ...], path: str, problems: Problems) -> str | int:
+    if isinstance(raw, str) and raw in QUORUM_WORDS:
+        return raw
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        problems.add(path, f"must be majority (more than half of the fresh vantages say DOWN), all, or a number "
+                           f"N >= 1 of vantages saying DOWN, got {shown(raw)}")
+        return MAJORITY
+    if vantages and raw > len(vantages):
+        problems.add(path, f"{raw} DOWN verdicts can never come from the {len(vantages)} vantage(s) listed in "
+                           f"vantages; lower it or list more vantages")
+        return MAJORITY
+    return raw
 
 
 def _timing(entry: dict[str, Any], path: str, problems: Problems) -> CheckTiming | None:

@@ -13,6 +13,13 @@ start, removed ones are forgotten) and probe tasks start and stop. Hot reload co
 new configuration has passed its self-test, just before the swap; a failed reload never commits,
 so health stays exactly as it was. `apply(catalog)` is both at once. The admin state file is
 polled here too.
+
+Which pairs this process probes can change while it runs: `set_probing(enabled, only=...)`. A DNS
+node taking its health from remote vantages (gslb/health/redis_link.py) probes nothing while their
+verdicts are fresh, only its own vantage's checks when it is one, and everything when the shared
+verdicts went stale. `source_address` makes every probe leave from that local address (a
+multi-homed host; a probe agent's vantage). Sources with a life of their own (`start(monitor)`,
+`stop()`) start and stop with the monitor.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import aiohttp
 
@@ -41,6 +48,15 @@ log = logging.getLogger(__name__)
 
 CONNECTION_LIMIT = 256  # probes in flight at once, across every check
 STATE_POLL_INTERVAL = 0.5  # seconds between looks at the admin state file
+
+
+class OverrideError(Exception):
+    """An admin override could not be stored; the message says why and what to do, `status` the
+    HTTP status the admin API answers with."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def plan(catalog: Catalog) -> tuple[dict[str, Check], dict[Key, tuple[str, ...]], list[Problem]]:
@@ -107,8 +123,12 @@ class HealthMonitor:
         state_poll_interval: float = STATE_POLL_INTERVAL,
         probes: Mapping[str, type[Probe]] | None = None,
         rng: random.Random | None = None,
+        source_address: str | None = None,
     ) -> None:
         self.board = board
+        self.source_address = source_address  # the local address probes leave from; None: the system's choice
+        self._probing_enabled = True
+        self._probe_only: Callable[[Check], bool] | None = None
         self.state = StateFile(state_file) if state_file is not None else None
         self.connection_limit = connection_limit
         self.state_poll_interval = state_poll_interval
@@ -166,7 +186,9 @@ class HealthMonitor:
             return
         self._running = True
         self._limit = asyncio.Semaphore(self.connection_limit)
-        connector = aiohttp.TCPConnector(limit=self.connection_limit, force_close=True, socket_factory=abortive_socket)
+        local_addr = (self.source_address, 0) if self.source_address is not None else None
+        connector = aiohttp.TCPConnector(limit=self.connection_limit, force_close=True, socket_factory=abortive_socket,
+                                         local_addr=local_addr)
         self._session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -174,6 +196,10 @@ class HealthMonitor:
             auto_decompress=True,
         )
         self._build_probes()
+        for source in self.board.sources:
+            start = getattr(source, "start", None)  # sources with a life of their own (a store's link)
+            if start is not None:
+                await start(self)
         self._reconcile()
         if self.state is not None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch_state(), name="gslb-admin-state")
@@ -181,7 +207,12 @@ class HealthMonitor:
 
     async def stop(self) -> None:
         """Cancel every task and close the session; safe to call twice."""
-        self._running = False
+        was_running, self._running = self._running, False
+        if was_running:
+            for source in self.board.sources:
+                stop = getattr(source, "stop", None)
+                if stop is not None:
+                    await stop()
         tasks = list(self._tasks.values())
         self._tasks.clear()
         if self._watcher is not None:
@@ -202,6 +233,16 @@ class HealthMonitor:
     def probing(self) -> set[Key]:
         return set(self._tasks)
 
+    def set_probing(self, enabled: bool, only: Callable[[Check], bool] | None = None) -> None:
+        """Probe the checked pairs (of the checks `only` accepts), or none; tasks start and stop
+        now when running. Pairs that stop being probed keep their last state."""
+        self._probing_enabled, self._probe_only = enabled, only
+        if self._running:
+            self._reconcile()
+
+    def checks(self) -> Mapping[str, Check]:
+        return self._checks
+
     # -- admin overrides ----------------------------------------------------------------------
     def reload_state(self) -> bool:
         """Read the state file if it changed; True when new overrides were applied."""
@@ -220,6 +261,34 @@ class HealthMonitor:
         self.state.set_override(address, state, check)
         self.reload_state()
 
+    def shared_overrides(self) -> object | None:
+        """The source holding overrides shared by every node (with --redis), if any."""
+        return next((s for s in self.board.sources if getattr(s, "store_override", None) is not None), None)
+
+    async def admin_override(self, address: str, state: str | None, check: str | None = None, *,
+                             lapse: float | None = None) -> str:
+        """Set (None: remove) an override from the admin API: in the shared store when there
+        is one, else in the state file; applied here before returning. `lapse`: seconds until it
+        lapses by itself. Returns where it was stored. Raises OverrideError (the message says
+        what to do) and ValueError (a bad state)."""
+        shared = self.shared_overrides()
+        if shared is not None:
+            await shared.store_override(address, state, check, lapse)  # type: ignore[attr-defined]
+            return shared.name  # type: ignore[attr-defined,no-any-return]
+        if self.state is None:
+            raise OverrideError("no admin state file configured; start gslb serve with --state FILE (or state: in "
+                                "the server config) so overrides survive a restart, or --redis URL to share them", 409)
+        if lapse is not None:
+            raise OverrideError("for: an override with an expiry needs shared overrides (gslb serve --redis URL); "
+                                "the state file holds overrides until they are removed", 400)
+        try:
+            await asyncio.to_thread(self.state.set_override, address, state, check)
+        except OSError as error:
+            raise OverrideError(f"cannot write the admin state file {self.state.path}: "
+                                f"{error.strerror or error}") from None
+        self.reload_state()
+        return str(self.state.path)
+
     async def _watch_state(self) -> None:
         while True:
             await asyncio.sleep(self.state_poll_interval)
@@ -232,9 +301,20 @@ class HealthMonitor:
     def _build_probes(self) -> None:
         self._probes = {name: self._probe_classes[check.spec.kind](check.spec, self._session)  # type: ignore[call-arg]
                         for name, check in self._checks.items()}
+        if self.source_address is not None:
+            for probe in self._probes.values():
+                probe.local_addr = (self.source_address, 0)
+
+    def _wanted(self) -> set[Key]:
+        if not self._probing_enabled:
+            return set()
+        only = self._probe_only
+        if only is None:
+            return set(self.board.checked())
+        return {key for key in self.board.checked() if key[0] in self._checks and only(self._checks[key[0]])}
 
     def _reconcile(self) -> None:
-        wanted = set(self.board.checked())
+        wanted = self._wanted()
         for key in list(self._tasks):
             if key not in wanted:
                 self._tasks.pop(key).cancel()

@@ -76,6 +76,7 @@ def url_host(address: str) -> str:
 
 class Probe:
     kind: ClassVar[str] = ""
+    local_addr: tuple[str, int] | None = None  # where probes leave from (HTTP probes: their session's connector)
 
     async def probe(self, address: str) -> ProbeResult:
         raise NotImplementedError
@@ -156,7 +157,7 @@ class TcpProbe(Probe):
     async def probe(self, address: str) -> ProbeResult:
         started = time.monotonic()
         try:
-            _reader, writer = await asyncio.open_connection(address, self.spec.port)
+            _reader, writer = await asyncio.open_connection(address, self.spec.port, local_addr=self.local_addr)
         except OSError as error:
             return ProbeResult(False, describe_error(error))
         rtt = time.monotonic() - started

@@ -127,6 +127,7 @@ class LocalProbes:
         self._clock = clock
         self._endpoints: dict[Key, EndpointHealth] = {}
         self._changed: Changed = _unbound
+        self.observers: list[Callable[[Key], None]] = []  # told of every result (a publisher of verdicts)
 
     def bind(self, changed: Changed) -> None:
         self._changed = changed
@@ -189,6 +190,20 @@ class LocalProbes:
                 endpoint.cold = False
                 endpoint.reason = f"after {_count(endpoint.failures, 'failure')}: {result.reason}"
         self._changed(self, (key,))
+        for observer in self.observers:
+            observer(key)
+
+    def seed(self, check: str, address: str, status: Status, reason: str) -> None:
+        """Start a pair that has not been probed here from a state known elsewhere (the shared
+        verdicts when this node takes over probing), instead of its check's cold start: taking
+        over must not flap an endpoint. Tells nobody."""
+        endpoint = self._endpoints.get((check, address))
+        if endpoint is None or status not in (Status.UP, Status.DOWN):
+            return
+        endpoint.probed, endpoint.reason, endpoint.cold = status, reason, True
+        endpoint.successes = endpoint.failures = 0
+        endpoint.last_change = self._clock()
+        endpoint.said = None
 
     def record_crash(self, check: str, address: str, reason: str) -> None:
         """A probe task died: counted as a failed probe, so a check that keeps crashing

@@ -1,0 +1,1 @@
+"""Domain values the layers above share: built once, never changed, no I/O."""
