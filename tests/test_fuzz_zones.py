@@ -318,3 +318,12 @@ def test_a_long_bad_policy_is_quoted_short(policy):
     document["records"]["www"]["policy"] = policy
     _zone, problems = build_document(document)  # asserts every message is below the hard cap
     assert [p.path for p in problems][:1] and all(p.path.startswith("records.www.policy") for p in problems)
+
+
+@pytest.mark.parametrize("code", ["x" * 3000, "EU-" + "y" * 3000, "NA-US-" + "z" * 3000], ids=["continent", "country", "subdivision"])
+def test_a_long_bad_geo_code_is_quoted_short(code):
+    """Found by test_a_mutated_zone_... (fuzz profile): serves: echoed the code whole (repr), twice."""
+    document = copy.deepcopy(DOCUMENTS[0])
+    document["regions"]["lab"]["serves"] = [code]
+    _zone, problems = build_document(document)  # asserts every message is below the hard cap
+    assert [p.path for p in problems][0] == "regions.lab.serves[0]"  # then the pools of the refused regions
