@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import re
 
+from gslb.config.problems import shown
+
 Name = tuple[bytes, ...]
 
 _LABEL = re.compile(rb"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 
 
 class NameError_(ValueError):
-    """A name in user input that is not a valid domain name."""
+    """A name in user input that is not a valid domain name. The name is quoted with `shown()`:
+    at most a line's worth of it, however long the input."""
 
 
 def parse_absolute(text: str) -> Name:
@@ -25,7 +28,7 @@ def parse_absolute(text: str) -> Name:
     if text == ".":
         return ()
     if not text.endswith("."):
-        raise NameError_(f"{text!r} must be fully qualified, ending in '.'")
+        raise NameError_(f"{shown(text)} must be fully qualified, ending in '.'")
     return _labels(text[:-1])
 
 
@@ -38,7 +41,7 @@ def parse_owner(text: str, origin: Name) -> Name:
     if text.endswith("."):
         name = parse_absolute(text)
         if name[len(name) - len(origin):] != origin:
-            raise NameError_(f"{text!r} is outside the zone {to_text(origin)}")
+            raise NameError_(f"{shown(text)} is outside the zone {to_text(origin)}")
         return name
     return _labels(text) + origin
 
@@ -47,19 +50,19 @@ def _labels(text: str) -> Name:
     try:
         raw = text.encode("ascii")
     except UnicodeEncodeError:
-        raise NameError_(f"{text!r} is not ASCII; write internationalised names as punycode (xn--...)") from None
+        raise NameError_(f"{shown(text)} is not ASCII; write internationalised names as punycode (xn--...)") from None
     labels = tuple(raw.split(b"."))
     for label in labels:
         if not label:
-            raise NameError_(f"{text!r} has an empty label")
+            raise NameError_(f"{shown(text)} has an empty label")
         if label == b"*":
-            raise NameError_(f"{text!r}: wildcard names are not supported")
+            raise NameError_(f"{shown(text)}: wildcard names are not supported")
         if len(label) > 63:
-            raise NameError_(f"{text!r} has a label longer than 63 bytes")
+            raise NameError_(f"{shown(text)} has a label longer than 63 bytes")
         if not _LABEL.match(label):
-            raise NameError_(f"{text!r}: label {label.decode()!r} may hold only letters, digits, '-' and '_'")
+            raise NameError_(f"{shown(text)}: label {shown(label.decode())} may hold only letters, digits, '-' and '_'")
     if sum(len(label) + 1 for label in labels) + 1 > 255:
-        raise NameError_(f"{text!r} is longer than 255 bytes")
+        raise NameError_(f"{shown(text)} is longer than 255 bytes")
     return tuple(label.lower() for label in labels)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -27,6 +28,21 @@ from dnsserver import (  # noqa: E402
     GslbProcess,
     ipv6_loopback_works,
 )
+
+# The property tests (tests/test_fuzz_*.py and others using hypothesis) run under a fixed budget
+# in the suite: a bounded number of examples, derandomized (the same examples on every run, so CI
+# is reproducible and a failure reruns), no example database written to the worktree, no per-example
+# deadline (a loaded machine is slow, not wrong). `--hypothesis-profile fuzz` (or
+# HYPOTHESIS_PROFILE=fuzz) explores far more, with fresh random examples each run.
+settings.register_profile(
+    "ci", max_examples=100, derandomize=True, database=None, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+settings.register_profile(
+    "fuzz", max_examples=5000, deadline=None, database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 NODE_NAME = "wire-node-1"
 IPV6 = ipv6_loopback_works()

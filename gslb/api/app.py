@@ -45,6 +45,7 @@ from gslb.api.connections import BACKLOG, ApiConnection, ConnectionGuard, connec
 from gslb.api.errors import ApiError, error_response
 from gslb.api.page import Page
 from gslb.api.status import Recent, endpoint_dict, status_document
+from gslb.config.problems import clip, shown
 from gslb.dns.answer import Answerer
 from gslb.dns.server import Listener
 from gslb.explain import ExplainError
@@ -231,7 +232,7 @@ class Api:
         query = request.rel_url.query
         unknown = sorted(set(query) - set(EXPLAIN_PARAMETERS))
         if unknown:
-            raise ApiError(400, f"{unknown[0]}: unknown parameter; expected {', '.join(EXPLAIN_PARAMETERS)}")
+            raise ApiError(400, f"{clip(unknown[0])}: unknown parameter; expected {', '.join(EXPLAIN_PARAMETERS)}")
         for key in ("name", "type", "client", "subnet"):
             if len(query.getall(key, [])) > 1:
                 raise ApiError(400, f"{key}: give it once")
@@ -246,12 +247,12 @@ class Api:
             try:
                 ipaddress.ip_address(client)
             except ValueError:
-                raise ApiError(400, f"client: {client!r} is not an IP address") from None
+                raise ApiError(400, f"client: {shown(client)} is not an IP address") from None
         if subnet is not None:
             try:
                 ipaddress.ip_network(subnet, strict=False)
             except ValueError:
-                raise ApiError(400, f"subnet: {subnet!r} is not an address or prefix like 81.2.69.0/24") from None
+                raise ApiError(400, f"subnet: {shown(subnet)} is not an address or prefix like 81.2.69.0/24") from None
         down = [value for value in query.getall("down", []) if value.strip()]
         try:
             result = explain_assuming(self.runtime.loaded, name, rtype, client=client, subnet=subnet, down=down)
@@ -269,17 +270,17 @@ class Api:
         try:
             address = canonical_address(text)
         except ValueError:
-            raise ApiError(400, f"address: {text!r} is not an IP address") from None
+            raise ApiError(400, f"address: {shown(text)} is not an IP address") from None
         data = await json_object(request, self.limits, ADMIN_EXAMPLE)
         unknown = sorted(set(data) - {"state", "check", "for", "from", "until"})
         if unknown:
-            raise ApiError(400, f"{unknown[0]}: unknown field; expected state and optionally check, for, from and until")
+            raise ApiError(400, f"{clip(unknown[0])}: unknown field; expected state and optionally check, for, from and until")
         lapse = _lapse(data.get("for"))
         state = data.get("state")
         if state is None:
             raise ApiError(400, f"state: required, one of {', '.join(ADMIN_STATES)}")
         if not isinstance(state, str) or state.lower() not in ADMIN_STATES:
-            raise ApiError(400, f"state: must be one of {', '.join(ADMIN_STATES)}, got {state!r}")
+            raise ApiError(400, f"state: must be one of {', '.join(ADMIN_STATES)}, got {shown(state)}")
         state = state.lower()
         start, until = _window(data, lapse, state)
         check = data.get("check")
@@ -316,7 +317,7 @@ class Api:
         if check is not None:
             checks = sorted({name for zone in loaded.catalog.zones for name in zone.checks})
             if not isinstance(check, str) or check not in checks:
-                raise ApiError(400, f"check: unknown check {check!r}; the zones define {', '.join(checks) or 'none'}")
+                raise ApiError(400, f"check: unknown check {shown(check)}; the zones define {', '.join(checks) or 'none'}")
             known = {key for key in known if key[0] == check}
         if not known:
             where = f" with check {check}" if check is not None else ""

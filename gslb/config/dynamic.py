@@ -59,7 +59,7 @@ def parse_dynamic(
     answers = _int(entry, "answers", 0, path, problems, 0, 64)
     parsed_policy = parse_policy(entry.get("policy", DEFAULT_POLICY), join_path(path, "policy"), problems)
     check = entry.get("check")
-    if check is not None and check not in check_names:
+    if check is not None and (not isinstance(check, str) or check not in check_names):  # a list is unhashable
         known = ", ".join(sorted(check_names)) or "none declared"
         problems.add(join_path(path, "check"), f"unknown check {shown(check)} (checks: {known})")
     elif parsed_policy is not None and checks is not None:

@@ -11,7 +11,7 @@ import ipaddress
 import re
 from typing import Any
 
-from gslb.config.problems import Problems, join_path
+from gslb.config.problems import Problems, join_path, shown
 from gslb.geo.codes import validate_geo_code
 from gslb.geo.rules import RegionRules, asn_text
 
@@ -102,12 +102,12 @@ def parse_regions(doc: dict[str, Any], problems: Problems) -> RegionRules | None
                 continue
             seen[network] = str(cidr)
             if region not in names:
-                problems.add(path, f"unknown region {region!r}; regions are {', '.join(names)}")
+                problems.add(path, f"unknown region {shown(region)}; regions are {', '.join(names)}")
                 continue
             subnets.append((network, region))
     default = doc.get("default_region")
     if default is not None and default not in names:
-        problems.add("default_region", f"unknown region {default!r}; regions are {', '.join(names)}")
+        problems.add("default_region", f"unknown region {shown(default)}; regions are {', '.join(names)}")
     if len(problems) > before:
         return None
     return RegionRules(

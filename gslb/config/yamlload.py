@@ -20,7 +20,7 @@ from yaml.events import AliasEvent, MappingStartEvent, ScalarEvent, SequenceStar
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gslb.config.files import DEFAULT_MAX_BYTES, FileRefused, FileTooLarge, read_regular_file
-from gslb.config.problems import Problems
+from gslb.config.problems import Problems, clip
 
 # libyaml's parser when PyYAML was built with it: about 5x faster on big zones.
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -138,6 +138,21 @@ class _StrictLoader(_Base):  # type: ignore[valid-type, misc]
             else:
                 parent[0].value.append(node)
 
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        """PyYAML's, with a value its constructor cannot read reported at that value: an explicit
+        tag (`!!float origin`, `!!int` on nothing, `!!bool x`, `!!timestamp x`, `!!map x`) makes
+        PyYAML raise ValueError, IndexError, KeyError or AttributeError rather than a YAMLError."""
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError):
+            tag = str(node.tag)
+            short = "!!" + tag.rpartition(":")[2] if tag.startswith("tag:yaml.org,2002:") else tag
+            raise yaml.constructor.ConstructorError(
+                None, None, f"this value cannot be read as {clip(short, 40)}; remove the tag or fix the value",
+                node.start_mark) from None
+
     @staticmethod
     def _anchor(anchors: dict[str, Node], event: Any) -> None:
         if event.anchor in anchors:
@@ -172,7 +187,14 @@ def _construct_int(loader: _StrictLoader, node: yaml.ScalarNode) -> int:
     value: int | None
     try:
         value = loader.construct_yaml_int(node)
-    except ValueError:
+    except (ValueError, IndexError):
+        digits = str(node.value).replace("_", "").lstrip("+-")
+        if not (digits.isdigit() and len(digits) > 4000):
+            # Only an explicit !!int gets here (`!!int x`, `!!int` on nothing): the implicit
+            # resolver tags numbers alone.
+            raise yaml.constructor.ConstructorError(
+                None, None, "this value is tagged !!int but is not an integer; remove the tag or fix the value",
+                node.start_mark) from None
         value = None  # more than 4300 decimal digits: Python refuses to parse it
     if value is None or value.bit_length() > MAX_INT_BITS:
         raise yaml.constructor.ConstructorError(

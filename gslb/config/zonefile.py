@@ -75,8 +75,12 @@ class ZoneBuilder:
         if origin is None:
             self.problems.add("origin", "missing; set the zone's name, like 'gslb.example.com.'")
             return None
+        if not isinstance(origin, str):
+            # str() of a mapping or list would be checked as a name, and echoed whole.
+            self.problems.add("origin", f"must be the zone's name, like 'gslb.example.com.', got {shown(origin)}")
+            return None
         try:
-            self.origin = parse_absolute(str(origin) if str(origin).endswith(".") else f"{origin}.")
+            self.origin = parse_absolute(origin if origin.endswith(".") else f"{origin}.")
         except NameError_ as error:
             self.problems.add("origin", str(error))
             return None

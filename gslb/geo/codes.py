@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from gslb.config.problems import shown
+
 GEOCODES_PATH = Path(__file__).with_name("geocodes.json")
 
 
@@ -51,26 +53,26 @@ def validate_geo_code(code: str) -> str | None:
     """None if ``code`` names a known continent, country or subdivision, else a one-line reason."""
     parts = code.split("-")
     if not code or len(parts) > 3 or not all(parts):
-        return (f"geo code {code!r} must be CONTINENT, CONTINENT-COUNTRY or "
+        return (f"geo code {shown(code)} must be CONTINENT, CONTINENT-COUNTRY or "
                 f"CONTINENT-COUNTRY-SUBDIVISION (e.g. 'EU', 'NA-US', 'NA-US-CA')")
     table = geocodes()
     continent = parts[0]
     if continent not in table.continents:
         known = ", ".join(sorted(table.continents))
-        return f"unknown continent {continent!r} in {code!r} (known: {known})"
+        return f"unknown continent {shown(continent)} in {shown(code)} (known: {known})"
     if len(parts) == 1:
         return None
     iso = parts[1]
     country = table.countries.get(iso)
     if country is None:
-        return f"unknown country {iso!r} in {code!r}"
+        return f"unknown country {shown(iso)} in {shown(code)}"
     if country.continent != continent:
         return f"country {iso} is in {country.continent}, not {continent}"
     if len(parts) == 2:
         return None
     subdivision = parts[2]
     if subdivision not in country.subdivisions:
-        return f"unknown subdivision {subdivision!r} of country {iso} in {code!r}"
+        return f"unknown subdivision {shown(subdivision)} of country {iso} in {shown(code)}"
     return None
 
 

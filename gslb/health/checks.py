@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gslb.config.problems import Problems, join_path
+from gslb.config.problems import Problems, join_path, shown
 from gslb.health.kinds import CHECK_KINDS
 from gslb.health.specs import (  # noqa: F401 - the check kinds' specs, re-exported for their users
     DEFAULT_EXPECT,
@@ -67,9 +67,9 @@ class CheckTiming:
         if not 0 < self.timeout < self.interval:
             raise ValueError(f"timeout must be > 0 and shorter than the interval ({self.interval:g}s), got {self.timeout:g}s")
         if isinstance(self.rise, bool) or not isinstance(self.rise, int) or self.rise < 1:
-            raise ValueError(f"rise must be an integer >= 1, got {self.rise!r}")
+            raise ValueError(f"rise must be an integer >= 1, got {shown(self.rise)}")
         if isinstance(self.fall, bool) or not isinstance(self.fall, int) or self.fall < 1:
-            raise ValueError(f"fall must be an integer >= 1, got {self.fall!r}")
+            raise ValueError(f"fall must be an integer >= 1, got {shown(self.fall)}")
 
     @property
     def detection_time(self) -> float:
@@ -114,16 +114,16 @@ def quorum_down(quorum: str | int, down: int, fresh: int) -> bool:
 def parse_duration(value: Any) -> float:
     """5, 5s, 1.5s, 500ms, 1m -> seconds. A bare number is seconds."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a duration like 5s, 500ms or 1m, got {value!r}")
+        raise ValueError(f"must be a duration like 5s, 500ms or 1m, got {shown(value)}")
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
         match = DURATION.match(str(value))
         if not match:
-            raise ValueError(f"must be a duration like 5s, 500ms or 1m, got {value!r}")
+            raise ValueError(f"must be a duration like 5s, 500ms or 1m, got {shown(value)}")
         seconds = float(match.group(1)) * UNITS[match.group(2)]
     if not seconds > 0:
-        raise ValueError(f"must be longer than zero, got {value!r}")
+        raise ValueError(f"must be longer than zero, got {shown(value)}")
     return seconds
 
 
@@ -159,9 +159,9 @@ def parse_check(name: str, entry: Any, path: str, problems: Problems) -> Check |
         spec = CHECK_KINDS[kinds[0]].parse(entry[kinds[0]], join_path(path, kinds[0]), problems)
     timing = _timing(entry, path, problems)
     cold_start = entry.get("cold_start", "up")
-    if cold_start not in COLD_STARTS:
+    if not isinstance(cold_start, str) or cold_start not in COLD_STARTS:  # a list or mapping is unhashable
         problems.add(join_path(path, "cold_start"),
-                     f"must be up (serve until proven down) or down (withdraw until proven up), got {cold_start!r}")
+                     f"must be up (serve until proven down) or down (withdraw until proven up), got {shown(cold_start)}")
     vantages = _vantages(entry.get("vantages"), join_path(path, "vantages"), problems) if "vantages" in entry else ()
     quorum = _quorum(entry.get("quorum", MAJORITY), vantages, join_path(path, "quorum"), problems)
     if len(problems) > before or spec is None or timing is None:
@@ -171,15 +171,15 @@ def parse_check(name: str, entry: Any, path: str, problems: Problems) -> Check |
 
 def _vantages(raw: Any, path: str, problems: Problems) -> tuple[str, ...]:
     if not isinstance(raw, list) or not raw:
-        problems.add(path, f"must list the vantages that probe the check, like [eu, asia], got {raw!r}")
+        problems.add(path, f"must list the vantages that probe the check, like [eu, asia], got {shown(raw)}")
         return ()
     names: list[str] = []
     for index, name in enumerate(raw):
         if not isinstance(name, str) or not VANTAGE_NAME.match(name):
             problems.add(join_path(path, index), f"must be a vantage name (letters, digits, '.', '_', '-'; "
-                                                 f"up to 63), got {name!r}")
+                                                 f"up to 63), got {shown(name)}")
         elif name in names:
-            problems.add(join_path(path, index), f"{name!r} is listed twice")
+            problems.add(join_path(path, index), f"{shown(name)} is listed twice")
         else:
             names.append(name)
     return tuple(names)
@@ -190,7 +190,7 @@ def _quorum(raw: Any, vantages: tuple[str, ...], path: str, problems: Problems) 
         return raw
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
         problems.add(path, f"must be majority (more than half of the fresh vantages say DOWN), all, or a number "
-                           f"N >= 1 of vantages saying DOWN, got {raw!r}")
+                           f"N >= 1 of vantages saying DOWN, got {shown(raw)}")
         return MAJORITY
     if vantages and raw > len(vantages):
         problems.add(path, f"{raw} DOWN verdicts can never come from the {len(vantages)} vantage(s) listed in "
@@ -212,7 +212,7 @@ def _timing(entry: dict[str, Any], path: str, problems: Problems) -> CheckTiming
         if key in entry:
             value = entry[key]
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
-                problems.add(join_path(path, key), f"must be an integer from 1 to 1000, got {value!r}")
+                problems.add(join_path(path, key), f"must be an integer from 1 to 1000, got {shown(value)}")
             else:
                 values[key] = value
     bad_durations = any(key in entry and key not in values for key in ("interval", "timeout"))

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from gslb.config.problems import Problems, join_path
+from gslb.config.problems import Problems, join_path, shown
 
 DEFAULT_USER_AGENT = "gslb-health/0.1"
 DEFAULT_EXPECT = ((200, 399),)
@@ -62,7 +62,7 @@ class HttpSpec:
     def parse(cls, raw: Any, path: str, problems: Problems, tls_default: bool = False) -> HttpSpec | None:
         raw = {} if raw is None else raw
         if not isinstance(raw, dict):
-            problems.add(path, f"must be a mapping like {{path: /healthz, port: 443, tls: true}}, got {raw!r}")
+            problems.add(path, f"must be a mapping like {{path: /healthz, port: 443, tls: true}}, got {shown(raw)}")
             return None
         before = len(problems)
         for key in raw:
@@ -75,17 +75,17 @@ class HttpSpec:
         values["port"] = _port(raw.get("port", 443 if tls else 80), join_path(path, "port"), problems)
         check_path = raw.get("path", "/")
         if not isinstance(check_path, str) or not check_path.startswith("/") or any(c in check_path for c in " \r\n"):
-            problems.add(join_path(path, "path"), f"must be a URL path starting with '/', got {check_path!r}")
+            problems.add(join_path(path, "path"), f"must be a URL path starting with '/', got {shown(check_path)}")
         values["path"] = check_path
         host = raw.get("host")
         if host is not None and (not isinstance(host, str) or not HOSTNAME.match(host)):
-            problems.add(join_path(path, "host"), f"must be a host name like www.example.com, got {host!r}")
+            problems.add(join_path(path, "host"), f"must be a host name like www.example.com, got {shown(host)}")
         values["host"] = host.rstrip(".") if isinstance(host, str) else None
         values["verify_tls"] = _boolean(raw, "verify_tls", True, path, problems)
         values["expect"] = _expect(raw.get("expect", None), join_path(path, "expect"), problems)
         for key in ("body", "user_agent"):
             if key in raw and (not isinstance(raw[key], str) or not raw[key] or "\n" in raw[key]):
-                problems.add(join_path(path, key), f"must be a non-empty one-line string, got {raw[key]!r}")
+                problems.add(join_path(path, key), f"must be a non-empty one-line string, got {shown(raw[key])}")
         values["body"] = raw.get("body")
         values["user_agent"] = raw.get("user_agent", DEFAULT_USER_AGENT)
         values["load"] = _load_source(raw.get("load"), join_path(path, "load"), problems) if "load" in raw else None
@@ -114,7 +114,7 @@ class TcpSpec:
     @classmethod
     def parse(cls, raw: Any, path: str, problems: Problems) -> TcpSpec | None:
         if not isinstance(raw, dict) or "port" not in raw:
-            problems.add(path, f"must be a mapping with the port to connect to, like {{port: 5432}}, got {raw!r}")
+            problems.add(path, f"must be a mapping with the port to connect to, like {{port: 5432}}, got {shown(raw)}")
             return None
         before = len(problems)
         for key in raw:
@@ -130,14 +130,14 @@ ProbeSpec = HttpSpec | TcpSpec
 def _boolean(raw: dict[str, Any], key: str, default: bool, path: str, problems: Problems) -> bool:
     value = raw.get(key, default)
     if not isinstance(value, bool):
-        problems.add(join_path(path, key), f"must be true or false, got {value!r}")
+        problems.add(join_path(path, key), f"must be true or false, got {shown(value)}")
         return default
     return value
 
 
 def _port(value: Any, path: str, problems: Problems) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        problems.add(path, f"must be a port number from 1 to 65535, got {value!r}")
+        problems.add(path, f"must be a port number from 1 to 65535, got {shown(value)}")
         return 0
     return value
 
@@ -160,10 +160,10 @@ def _expect(raw: Any, path: str, problems: Problems) -> tuple[tuple[int, int], .
                 raise ValueError
             low, high = int(low_text), int(high_text or low_text)
         except ValueError:
-            problems.add(item_path, f"must be a status code like 200 or a range like \"200-399\", got {item!r}")
+            problems.add(item_path, f"must be a status code like 200 or a range like \"200-399\", got {shown(item)}")
             continue
         if not 100 <= low <= high <= 599:
-            problems.add(item_path, f"status codes run from 100 to 599, low to high, got {item!r}")
+            problems.add(item_path, f"status codes run from 100 to 599, low to high, got {shown(item)}")
             continue
         ranges.append((low, high))
     return tuple(ranges)
@@ -171,13 +171,13 @@ def _expect(raw: Any, path: str, problems: Problems) -> tuple[tuple[int, int], .
 
 def _load_source(raw: Any, path: str, problems: Problems) -> LoadSource | None:
     if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in ("json", "header"):
-        problems.add(path, f"must be {{json: FIELD}} or {{header: NAME}}, got {raw!r}")
+        problems.add(path, f"must be {{json: FIELD}} or {{header: NAME}}, got {shown(raw)}")
         return None
     (key, value), = raw.items()
     if not isinstance(value, str) or not value:
-        problems.add(join_path(path, key), f"must be a non-empty string, got {value!r}")
+        problems.add(join_path(path, key), f"must be a non-empty string, got {shown(value)}")
         return None
     if key == "header" and not HEADER_NAME.match(value):
-        problems.add(join_path(path, key), f"not a valid HTTP header name: {value!r}")
+        problems.add(join_path(path, key), f"not a valid HTTP header name: {shown(value)}")
         return None
     return LoadSource(**{key: value})

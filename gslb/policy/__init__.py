@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from gslb.config.problems import Problems, join_path
+from gslb.config.problems import Problems, join_path, shown
 from gslb.policy.all import AllPolicy
 from gslb.policy.base import LOAD, NEEDS, RTT, Option, Policy
 from gslb.policy.failover import FailoverPolicy
@@ -62,7 +62,7 @@ def parse_policy(raw: Any, path: str, problems: Problems) -> tuple[str, Mapping[
     if isinstance(raw, dict):
         if len(raw) != 1:
             problems.add(path, f"must be a policy name, or one name with its options like {{hash: {{ipv4_prefix: 20}}}}, "
-                               f"got {raw!r}")
+                               f"got {shown(raw)}")
             return None
         (name, given), = raw.items()
         options_path = join_path(path, name)
@@ -70,14 +70,14 @@ def parse_policy(raw: Any, path: str, problems: Problems) -> tuple[str, Mapping[
         name, given, options_path = raw, None, path
     cls = POLICIES.get(name) if isinstance(name, str) else None
     if cls is None:
-        problems.add(path, f"unknown policy {name!r}; one of {', '.join(POLICIES)}")
+        problems.add(path, f"unknown policy {shown(name)}; one of {', '.join(POLICIES)}")
         return None
     if given is None:
         return name, NO_OPTIONS
     declared = {option.name: option for option in cls.options}
     if not isinstance(given, dict):
         takes = f"options {', '.join(declared)}" if declared else "no options"
-        problems.add(options_path, f"must be a mapping of options; {name} takes {takes}, got {given!r}")
+        problems.add(options_path, f"must be a mapping of options; {name} takes {takes}, got {shown(given)}")
         return None
     before = len(problems)
     options: dict[str, Any] = {}

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from gslb.config.problems import shown
 from gslb.dynamic import Endpoint
 from gslb.health.status import ALWAYS_UP, HealthView
 
@@ -42,7 +43,7 @@ class Option:
 def integer(low: int, high: int) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"must be an integer from {low} to {high}, got {value!r}")
+            raise ValueError(f"must be an integer from {low} to {high}, got {shown(value)}")
         return value
     return parse
 
@@ -50,7 +51,7 @@ def integer(low: int, high: int) -> Callable[[Any], int]:
 def number(low: float, high: float) -> Callable[[Any], float]:
     def parse(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-            raise ValueError(f"must be a number from {low:g} to {high:g}, got {value!r}")
+            raise ValueError(f"must be a number from {low:g} to {high:g}, got {shown(value)}")
         return float(value)
     return parse
 
