@@ -379,7 +379,7 @@ def tcp_connection(port: int, messages: list[bytes], framing_ok: bool, tally: Ta
         while True:
             try:
                 chunk = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 tally.tcp_timeouts += 1
                 break
             except OSError:

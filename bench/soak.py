@@ -48,6 +48,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO / "tests"))
 
 from servers import free_port, process_tree  # noqa: E402
+
 from sites import Sites  # noqa: E402
 
 GEOIP = REPO / "tests" / "data" / "geo" / "GeoIP2-City-Test.mmdb"

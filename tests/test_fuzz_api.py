@@ -17,10 +17,12 @@ from __future__ import annotations
 import http.client
 import json
 import urllib.parse
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dnsserver import GslbProcess
 from gslb.api.errors import MAX_MESSAGE

@@ -20,7 +20,8 @@ import dns.edns
 import dns.message
 import dns.rcode
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gslb import service
 from gslb.dns import ecs

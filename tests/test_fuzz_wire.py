@@ -33,7 +33,8 @@ import dns.opcode
 import dns.rdataclass
 import dns.rdatatype
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gslb import service
 from gslb.settings import ServerSettings
@@ -100,7 +101,7 @@ def check_reply(packet: bytes, reply: bytes | None, *, tcp: bool) -> dns.message
     try:
         message = dns.message.from_wire(as_query)
     except dns.exception.DNSException as error:
-        raise AssertionError(f"dnspython cannot parse the reply ({error!r}): query {packet.hex()} reply {bytes(reply).hex()}")
+        raise AssertionError(f"dnspython cannot parse the reply ({error!r}): query {packet.hex()} reply {bytes(reply).hex()}") from None
     assert message.flags & dns.flags.QR, packet.hex()
     assert message.id == int.from_bytes(packet[:2], "big"), packet.hex()
     if not tcp:

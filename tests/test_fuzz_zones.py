@@ -28,7 +28,8 @@ from typing import Any
 import dns.message
 import pytest
 import yaml
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gslb import build
 from gslb.config.problems import MAX_MESSAGE_CHARS, MAX_PATH_CHARS, Problem, Problems
