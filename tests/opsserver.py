@@ -8,11 +8,12 @@ endpoints on 127.0.0.x for the health checks to probe. `eventually` polls with a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import selectors
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -177,3 +178,14 @@ async def post_json(session: aiohttp.ClientSession, url: str, **kwargs: Any) -> 
 def sites_on(addresses: list[str]) -> Sites:
     """Sites on `addresses`, on a port free on all of them (a check probes one port)."""
     return Sites(free_port(addresses))
+
+
+@contextlib.contextmanager
+def http_sites(addresses: list[str]) -> Iterator[Sites]:
+    """Sites on `addresses`, every one answering HTTP 200 until told otherwise; closed after."""
+    running = sites_on(addresses)
+    running.http(*addresses)
+    try:
+        yield running
+    finally:
+        running.close()

@@ -25,8 +25,8 @@ from opsserver import (
     ecs_scope,
     eventually,
     get_json,
+    http_sites,
     post_json,
-    sites_on,
     start_with_api,
     zone_text,
 )
@@ -46,10 +46,8 @@ def records() -> str:
 
 @pytest.fixture(scope="module")
 def sites() -> Iterator[Sites]:
-    running = sites_on(ADDRESSES)
-    running.http(*ADDRESSES)
-    yield running
-    running.close()
+    with http_sites(ADDRESSES) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

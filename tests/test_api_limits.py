@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dnsserver import GslbProcess, wait_for
-from opsserver import ask, eventually, get_json, sites_on, start_with_api, zone_text
+from opsserver import ask, eventually, get_json, http_sites, start_with_api, zone_text
 
 TOKEN = "limits-token"
 ADDRESS = "127.0.0.131"
@@ -40,10 +40,8 @@ def start(base: Path, sites, **limits: object) -> tuple[GslbProcess, str]:  # ty
 
 @pytest.fixture(scope="module")
 def sites():  # type: ignore[no-untyped-def]
-    running = sites_on([ADDRESS])
-    running.http(ADDRESS)
-    yield running
-    running.close()
+    with http_sites([ADDRESS]) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

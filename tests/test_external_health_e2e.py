@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from dnsserver import REPO, GslbProcess
-from opsserver import EU, Sites, ask_async, eventually, get_json, sites_on, start_with_api, write_atomically, zone_text
+from opsserver import EU, Sites, ask_async, eventually, get_json, http_sites, start_with_api, write_atomically, zone_text
 
 TOKEN = "external-token"
 EU_SITE, US_SITE, PLAIN_EU, PLAIN_US = "127.0.0.141", "127.0.0.142", "127.0.0.143", "127.0.0.144"
@@ -29,10 +29,8 @@ RECORDS = (f"  www: {{type: A, check: web, pools: {{eu: [{EU_SITE}], us-east: [{
 
 @pytest.fixture(scope="module")
 def sites() -> Iterator[Sites]:
-    running = sites_on([EU_SITE, US_SITE])
-    running.http(EU_SITE, US_SITE)
-    yield running
-    running.close()
+    with http_sites([EU_SITE, US_SITE]) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

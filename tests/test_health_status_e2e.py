@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from dnsserver import GslbProcess
-from opsserver import Sites, eventually, get_json, sites_on, start_with_api, zone_text
+from opsserver import Sites, eventually, get_json, http_sites, start_with_api, zone_text
 
 EU_SITE, US_SITE = "127.0.0.181", "127.0.0.182"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -23,10 +23,8 @@ ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 @pytest.fixture(scope="module")
 def sites() -> Iterator[Sites]:
-    running = sites_on([EU_SITE, US_SITE])
-    running.http(EU_SITE, US_SITE)
-    yield running
-    running.close()
+    with http_sites([EU_SITE, US_SITE]) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from dnsserver import GslbProcess
-from opsserver import EU, Sites, ask_async, eventually, get_json, post_json, sites_on, start_with_api, zone_text
+from opsserver import EU, Sites, ask_async, eventually, get_json, http_sites, post_json, start_with_api, zone_text
 
 TOKEN = "window-token"
 EU_SITE, US_SITE = "127.0.0.151", "127.0.0.152"
@@ -30,10 +30,8 @@ def iso(when: float) -> str:
 
 @pytest.fixture(scope="module")
 def sites() -> Iterator[Sites]:
-    running = sites_on([EU_SITE, US_SITE])
-    running.http(EU_SITE, US_SITE)
-    yield running
-    running.close()
+    with http_sites([EU_SITE, US_SITE]) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

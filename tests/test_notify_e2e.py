@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from opsserver import Sites, eventually, get_json, sites_on, start_with_api, zone_text
+from opsserver import Sites, eventually, get_json, http_sites, start_with_api, zone_text
 
 SECRET = "webhook-secret"
 EU_SITE, US_SITE = "127.0.0.161", "127.0.0.162"
@@ -58,10 +58,8 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def sites() -> Iterator[Sites]:
-    running = sites_on([EU_SITE, US_SITE])
-    running.http(EU_SITE, US_SITE)
-    yield running
-    running.close()
+    with http_sites([EU_SITE, US_SITE]) as running:
+        yield running
 
 
 @pytest.fixture
