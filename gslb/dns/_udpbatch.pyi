@@ -1,8 +1,10 @@
 # The C extension gslb/dns/_udpbatch.c (optional: gslb/dns/udpio.py falls back without it).
 from collections.abc import Callable
 
-from _typeshed import WriteableBuffer
-from typing_extensions import Buffer
+# Spelled out rather than imported from _typeshed/typing_extensions (stub-only modules that a
+# dependency check of gslb's imports would take for missing packages).
+WriteableBuffer = bytearray | memoryview
+Buffer = bytes | bytearray | memoryview
 
 BATCH: int
 MIN_SLOT: int
