@@ -16,7 +16,7 @@ from gslb.config.regions import parse_regions
 from gslb.config.yamlload import load_yaml
 from gslb.geo.rules import RegionRules
 from gslb.health.checks import Check, parse_checks
-from gslb.names import Name, NameError_, is_subdomain, parse_absolute, parse_owner, to_text
+from gslb.names import Name, NameError_, is_subdomain, is_wildcard, parse_absolute, parse_owner, to_text
 from gslb.zone import Node, Referral, RRset, Zone
 
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
@@ -216,12 +216,22 @@ class ZoneBuilder:
 
     # -- whole-tree rules --------------------------------------------------------------------
     def _check_tree(self) -> None:
-        cuts = {name for name, types in self.static.items() if NS in types and name != self.origin}
+        cuts = {name for name, types in self.static.items()
+                if NS in types and name != self.origin and not is_wildcard(name)}
         for name, types in self.static.items():
             if not types:
                 continue  # every record here was invalid, and is reported already
             path = next(iter(types.values()))[2]
             all_types = set(types) | set(self.dynamic.get(name, {}))
+            if is_wildcard(name):
+                if NS in types:
+                    self.problems.add(types[NS][2], "NS cannot stand at a wildcard name (RFC 4592 section 4.2): "
+                                      "a delegation needs a real name; name the child zone instead")
+                under = [cut for cut in cuts if is_subdomain(name, cut)]
+                if under:
+                    self.problems.add(path, f"a wildcard cannot stand below the delegation {to_text(under[0])}: "
+                                      "names there are answered by the child zone; put it in the child zone")
+                    continue
             if CNAME in all_types and len(all_types) > 1:
                 self.problems.add(path, "a CNAME cannot stand beside other records at the same name (RFC 1034 section 3.6.2)")
             if name == self.origin and CNAME in all_types:
@@ -324,6 +334,7 @@ class ZoneBuilder:
             apex_glue=glue_for(nodes[self.origin].rrsets[NS]),
             region_rules=self.rules,  # the locator is built from them later (gslb.geo.locate_catalog)
             checks=MappingProxyType(dict(self.checks)),
+            wildcards=MappingProxyType({name[1:]: node for name, node in nodes.items() if is_wildcard(name)}),
         )
 
 
