@@ -40,6 +40,12 @@ NAMES = [
     "10.2.0.192.in-addr.arpa.", "99.2.0.192.in-addr.arpa.", "example.org.", "wire.example.org.", ".",
     "geo.example.", "www.geo.example.", "WWW.GEO.example.", "www6.geo.example.", "partial.geo.example.",
     "static.geo.example.", "nope.geo.example.",
+    # wildcards (RFC 4592): hits at several depths, the literal '*', NODATA, ENTs, NXDOMAIN, CNAMEs, GSLB
+    "foo.apps.wild.example.", "Foo.APPS.wild.example.", "a.b.c.apps.wild.example.", "*.apps.wild.example.",
+    "x.*.apps.wild.example.", "real.apps.wild.example.", "y.apps.wild.example.", "z.y.apps.wild.example.",
+    "apps.wild.example.", "nothing.wild.example.", "nope.target.wild.example.", "q.alias.wild.example.",
+    "q.chain.wild.example.", "q.out.wild.example.", "x.deleg.wild.example.", "Shop.Geo.wild.example.",
+    "*.geo.wild.example.", "v6.geo6.wild.example.",
 ]
 TYPES = ["A", "AAAA", "NS", "SOA", "MX", "TXT", "SRV", "CAA", "PTR", "CNAME", "ANY", "DS", "HTTPS", 65280, "AXFR"]
 SUBNETS = ["81.2.69.160/27", "175.16.199.0/24", "216.160.83.56/29", "10.1.2.0/24", "8.8.8.0/24", "0.0.0.0/0",
@@ -50,7 +56,7 @@ BAD_ECS = [b"\x00\x01\x18", b"\x00\x07\x18\x00\x0a\x00\x00", b"\x00\x01\x17\x00\
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
     zones = tmp_path_factory.mktemp("zones")
-    for source in (DATA / "zones_wire", DATA / "zones_geo"):
+    for source in (DATA / "zones_wire", DATA / "zones_geo", DATA / "zones_wild"):
         for file in source.glob("*.yaml"):
             shutil.copy(file, zones / file.name)
     settings = ServerSettings(zones=zones, geoip=DATA / "geo" / "GeoIP2-City-Test.mmdb", node_name="diff-node")
@@ -135,6 +141,20 @@ def test_question_case_is_kept_by_the_fast_path(loaded) -> None:
     assert dns.message.from_wire(outcome[0]).question[0].name.to_text() == "WwW.GeO.ExAmPlE."
 
 
+@pytest.mark.parametrize("name, rdtype", [("Foo.Apps.wild.example.", "A"), ("a.b.apps.wild.example.", "TXT"),
+                                          ("foo.apps.wild.example.", "AAAA"), ("Any.Geo.wild.example.", "A"),
+                                          ("q.alias.wild.example.", "A"), ("nothing.wild.example.", "MX")])
+def test_wildcard_hits_and_nodata_are_answered_by_the_fast_path(loaded, name: str, rdtype: str) -> None:
+    """The fast path keeps its speed for names a wildcard synthesises: it answers them itself,
+    with the question's name (and case) as the owner, instead of declining to the general path."""
+    query = dns.message.make_query(name, rdtype, use_edns=0)
+    outcome = loaded.answerer.fast.answer(query.to_wire(), "127.0.0.1")
+    assert outcome is not None
+    reply = dns.message.from_wire(bytes(outcome[0]))
+    assert all(rrset.name.to_text() == name for rrset in reply.answer[:1])
+    assert normalised(outcome[0]) == normalised(loaded.answerer.respond(query.to_wire(), ipaddress.ip_address("127.0.0.1"), False))
+
+
 # -- stateful policies -------------------------------------------------------------------------------
 
 POLICY_ZONE = """
@@ -171,8 +191,10 @@ records:
   failover: {type: A, policy: failover, pools: {eu: [192.0.2.51, 192.0.2.52], us-east: [198.51.100.51]}}
   all2: {type: A, policy: all, answers: 2, pools: {asia: [203.0.113.1, 203.0.113.2, 203.0.113.3]}}
   alias: {type: CNAME, value: rr.policy.example.}
+  "*.wrr": {type: A, policy: round_robin, pools: {eu: [192.0.2.61, 192.0.2.62, 192.0.2.63], us-east: [198.51.100.61]}}
 """
-POLICY_NAMES = ["weighted", "weighted2", "rr", "rr2", "hash", "hash2", "failover", "all2", "alias", "ns1"]
+POLICY_NAMES = ["weighted", "weighted2", "rr", "rr2", "hash", "hash2", "failover", "all2", "alias", "ns1",
+                "a.wrr", "B.c.wrr"]
 POLICY_SUBNETS = ["10.1.0.0/24", "10.1.7.0/24", "10.2.0.0/24", "10.2.99.0/24", "10.3.5.0/24", "10.9.0.0/16",
                   "10.1.0.0/0", "2001:db8:1::/56", "2001:db8:2:ff00::/56", "10.1.2.3/32"]
 
@@ -225,7 +247,7 @@ def test_fast_and_general_paths_agree_on_stateful_policies(policy_zones) -> None
             tuple(r.to_text() for rrset in message.answer for r in rrset))
     assert handled > 2200, handled
     # The comparison means something only if the policies really moved between answers.
-    for name in ("weighted", "weighted2", "rr", "rr2", "hash", "alias"):
+    for name in ("weighted", "weighted2", "rr", "rr2", "hash", "alias", "a.wrr"):
         assert len(seen[f"{name}.policy.example."]) > 2, (name, seen[f"{name}.policy.example."])
 
 

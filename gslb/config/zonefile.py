@@ -16,7 +16,7 @@ from gslb.config.regions import parse_regions
 from gslb.config.yamlload import load_yaml
 from gslb.geo.rules import RegionRules
 from gslb.health.checks import Check, parse_checks
-from gslb.names import Name, NameError_, is_subdomain, is_wildcard, parse_absolute, parse_owner, to_text
+from gslb.names import WILDCARD, Name, NameError_, is_subdomain, is_wildcard, parse_absolute, parse_owner, to_text
 from gslb.zone import Node, Referral, RRset, Zone
 
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
@@ -261,6 +261,17 @@ class ZoneBuilder:
             if found is not None and found[1]:
                 label = found[1][0].label.label
                 targets[name] = tuple(part.lower() for part in label)
+        if any(is_wildcard(name) for name in targets):
+            # A target with no node of its own may be answered by a wildcard CNAME (RFC 4592): the
+            # chain goes on from that '*' record, as `lookup` would follow it.
+            existing = {self.origin}
+            for name in (*self.static, *self.dynamic):
+                existing.update(name[start:] for start in range(len(name) - len(self.origin)))
+            for name, target in targets.items():
+                if target not in existing and is_subdomain(target, self.origin):
+                    encloser = next(target[start:] for start in range(1, len(target) + 1) if target[start:] in existing)
+                    if (WILDCARD,) + encloser in targets:
+                        targets[name] = (WILDCARD,) + encloser
         order = {name: index for index, name in enumerate(targets)}
         walked: set[Name] = set()  # names whose chain was followed already: each link is walked once
         for start in targets:  # file order
