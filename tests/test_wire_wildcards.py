@@ -14,6 +14,7 @@ import ipaddress
 import subprocess
 from pathlib import Path
 
+import aiohttp
 import dns.edns
 import dns.message
 import dns.rcode
@@ -21,6 +22,7 @@ import dns.rdatatype
 import pytest
 
 from dnsserver import GslbProcess, flag_names, rrset_texts, rrset_types
+from opsserver import get_json, start_with_api
 
 ZONES = Path(__file__).resolve().parent / "data" / "zones_wild"
 ORIGIN = "wild.example."
@@ -212,3 +214,26 @@ def test_dig_sees_synthesised_owners_and_the_gslb_scope(server: GslbProcess, tra
     assert "CLIENT-SUBNET: 81.2.69.160/27/" in output
     assert "203.0.113.10" in output.split("ANSWER SECTION:")[1]
     assert "status: NXDOMAIN" in dig(server, transport, "z.y.apps.wild.example.", "A")
+
+
+# -- explain and /status ---------------------------------------------------------------------------
+
+async def test_status_lists_the_wildcard_record_and_explain_names_it(tmp_path: Path) -> None:
+    server, url = start_with_api(ZONES, tmp_path / "logs", probe_name=ORIGIN)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            code, status = await get_json(http, f"{url}/status")
+            assert code == 200
+            assert {"*.geo.wild.example. A", "*.geo6.wild.example. AAAA"} <= {r["record"] for r in status["records"]}
+            code, body = await get_json(http, f"{url}/explain",
+                                        params={"name": "Shop.geo.wild.example", "subnet": "81.2.69.160/27"})
+            assert code == 200
+            reply = ask(server, "Shop.geo.wild.example.", "A", False, "81.2.69.160/27")
+            assert body["wildcard"] == "*.geo.wild.example."
+            assert (body["region"], body["answer"], body["scope_prefix"]) == ("eu", ["203.0.113.10"], scope(reply))
+            code, body = await get_json(http, f"{url}/explain", params={"name": "real.apps.wild.example"})
+            assert code == 200 and body["wildcard"] is None and body["rcode"] == "NOERROR" and body["answer"] == []
+            code, body = await get_json(http, f"{url}/explain", params={"name": "a.b.apps.wild.example", "type": "TXT"})
+            assert body["wildcard"] == "*.apps.wild.example." and body["answer"] == ['"from *.apps"']
+    finally:
+        server.stop()
