@@ -134,3 +134,10 @@ def test_find_follows_rfc_4592s_closest_encloser(tmp_path: Path) -> None:
     assert found("a.b.ns1.w.test.") == (Found.NXDOMAIN, None)
     assert zone.answering(name("a.apps.w.test.")) is star_apps
     assert zone.answering(name("z.y.apps.w.test.")) is None
+
+
+def test_an_unquoted_wildcard_key_is_explained_not_just_a_yaml_error(tmp_path: Path) -> None:
+    result = check(tmp_path, HEAD + "  *.apps: {type: A, value: 192.0.2.80}\n")
+    assert result.returncode == 1
+    line = f"{tmp_path / 'w.test.yaml'}: YAML error at line 9, column 3: a name starting with '*' must be quoted"
+    assert result.stderr.startswith(line), result.stderr
