@@ -85,6 +85,15 @@ def test_wildcard_answers_names_of_any_depth_with_the_question_as_owner(server: 
     assert owners(txt) == [name] and rrset_texts(txt.answer) == {'"from *.apps"'}
 
 
+def test_any_at_a_synthesised_name(server: GslbProcess, tcp: bool) -> None:
+    """RFC 8482 as at any name: over TCP every RRset of the wildcard, over UDP one; the owner is
+    the question either way."""
+    reply = ask(server, "Any.Thing.apps.wild.example.", "ANY", tcp)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert set(owners(reply)) == {"Any.Thing.apps.wild.example."}
+    assert sorted(rrset_types(reply.answer)) == (["A", "TXT"] if tcp else ["A"])
+
+
 def test_a_type_the_wildcard_lacks_is_nodata_for_the_question(server: GslbProcess, tcp: bool) -> None:
     assert_nodata(ask(server, "foo.apps.wild.example.", "AAAA", tcp))
     assert_nodata(ask(server, "foo.apps.wild.example.", "MX", tcp))
