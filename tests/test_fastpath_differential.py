@@ -302,3 +302,29 @@ def test_wildcard_cname_loops_across_zones_agree(tmp_path) -> None:
                 # dnspython merges a CNAME sent twice into one RRset: the counts tell them apart.
                 assert outcome[0][6:12] == expected[6:12], (name, rdtype)
     assert handled >= 8  # the literal '*' names and *.b's uniform chain stay on the fast path
+
+
+def test_a_wildcard_under_a_child_zone_served_here_is_the_child_zones_business(tmp_path) -> None:
+    """`*.c` (and `x.c`) in p.test while c.p.test is a zone of its own here: the most specific zone
+    answers names below c.p.test (RFC 1034 4.3.2 step 2), and it has neither - NXDOMAIN with the
+    child's SOA on both paths. (The fast path once answered from the parent's entries there.)"""
+    (tmp_path / "p.test.yaml").write_text("""origin: p.test.
+soa: {mname: ns1.p.test., rname: hostmaster.p.test., serial: 1}
+ns: [ns1.p.test.]
+records:
+  ns1: {type: A, value: 192.0.2.53}
+  "*.c": {type: A, value: 192.0.2.1}
+  x.c: {type: A, value: 192.0.2.3}
+""")
+    (tmp_path / "c.p.test.yaml").write_text("""origin: c.p.test.
+soa: {mname: ns1.p.test., rname: hostmaster.p.test., serial: 1}
+ns: [ns1.p.test.]
+records:
+  www: {type: A, value: 192.0.2.2}
+""")
+    answerer = _load(tmp_path).answerer
+    for name in ("x.c.p.test.", "y.c.p.test.", "a.b.c.p.test.", "www.c.p.test.", "c.p.test.", "ns1.p.test."):
+        packet = dns.message.make_query(name, "A", use_edns=0).to_wire()
+        expected = answerer.respond(packet, ipaddress.ip_address("127.0.0.1"), False)
+        outcome = answerer.fast.answer(packet, "127.0.0.1")
+        assert outcome is None or normalised(outcome[0]) == normalised(expected), name

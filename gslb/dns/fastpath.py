@@ -119,18 +119,27 @@ class FastPath:
         # wildcard synthesises (their owners already point at the question, c00c).
         self.wild: dict[bytes, bytes] = {}
         self._clients: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+        # A child zone served here answers every name below its origin, whatever its parent holds
+        # there: its origin is a cut for the parent, and parents are compiled first, so the
+        # child's entries are the ones left in the tables.
+        origins = {zone.origin for zone in catalog.zones}
+        inner: dict[Name, set[Name]] = {}
         for zone in catalog.zones:
-            self._compile(catalog, zone)
+            for start in range(1, len(zone.origin) + 1):
+                if zone.origin[start:] in origins:
+                    inner.setdefault(zone.origin[start:], set()).add(zone.origin)
+        for zone in sorted(catalog.zones, key=lambda z: len(z.origin)):
+            self._compile(catalog, zone, inner.get(zone.origin, set()))
         self.refused = _static_from(Reply(rcode=REFUSED, authoritative=False), (), "")
 
     # -- the build step --------------------------------------------------------------------------
-    def _compile(self, catalog: Catalog, zone: Zone) -> None:
+    def _compile(self, catalog: Catalog, zone: Zone, children: set[Name]) -> None:
         """Index one zone. NXDOMAIN and NODATA replies are the same for every name of a zone (the
         negative SOA), so they are built once per zone from its SOA; a plain RRset is its records
         with the owner pointing at the question; a CNAME chain is what `lookup` answers for it,
         unless the chain ends at a GSLB record. Everything below a delegation stays with the
         general path."""
-        cuts = set(zone.referrals)
+        cuts = set(zone.referrals) | children
 
         def below_cut(name: Name) -> bool:
             return any(name[len(name) - len(cut):] == cut for cut in cuts)
