@@ -23,6 +23,7 @@ class Sites:
         self.thread.start()
         self._stops: dict[str, Callable[[], object]] = {}
         self._refused: dict[str, frozenset[str]] = {}  # site -> peer addresses it answers 503
+        self.hosts: dict[str, list[str]] = {}  # site -> the Host header of each request it got
 
     def refuse(self, address: str, *peers: str) -> None:
         """From now on the HTTP site at `address` answers 503 to probes from `peers` (none: it
@@ -61,6 +62,7 @@ class Sites:
 
     async def _start_http(self, address: str) -> None:
         async def healthz(request: web.Request) -> web.Response:
+            self.hosts.setdefault(address, []).append(request.headers.get("Host", ""))
             if request.remote in self._refused.get(address, ()):
                 return web.Response(status=503, text=f"refused for {request.remote}")
             return web.Response(text="ok")
