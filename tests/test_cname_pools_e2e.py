@@ -258,3 +258,32 @@ def test_explain_on_the_command_line_shows_the_pools_probes_answer_and_scope(tmp
     assert "policy:  failover; regions tried: eu > us-east" in lines
     assert "answer:  lb-eu.example.net. (ttl 60)" in lines
     assert any(line.startswith("scope:   /1") for line in lines)  # the region's prefix (/15 or /16)
+    done = subprocess.run(gslb_command("explain", "www.cname.test", "--zones", str(zones), "--geoip", str(TEST_GEOIP),
+                                       "--subnet", "10.1.0.0/24", "--assume-down", "LB-EU.example.net."),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "down:    lb-eu.example.net.: DOWN (assumed for this explanation)" in lines
+    assert "answer:  lb-us.example.net. (ttl 30)" in lines
+
+
+async def test_an_external_verdict_by_host_name_withdraws_the_name_until_deleted(world, http):
+    server, url = world
+    async with http.put(f"{url}/admin/health/lb-us.example.net.", json={"state": "down"},
+                        headers=bearer()) as response:
+        body = await response.json()
+        assert response.status == 200, body
+        assert body["address"] == "lb-us.example.net."
+        assert [e["address"] for e in body["endpoints"]] == ["lb-us.example.net."]
+    try:
+        # us-east's only name is down: its clients go to eu's
+        await eventually(lambda: _answers(server, US, ["lb-eu.example.net."]), 5, "us clients sent to lb-eu")
+    finally:
+        async with http.delete(f"{url}/admin/health/lb-us.example.net.", headers=bearer()) as response:
+            assert response.status == 200
+    await eventually(lambda: _answers(server, US, ["lb-us.example.net."]), 5, "us clients back on lb-us")
+    async with http.put(f"{url}/admin/health/lb-us.example.net", json={"state": "down"},
+                        headers=bearer()) as response:  # without the trailing dot: not a key
+        body = await response.json()
+        assert response.status == 400
+        assert body["error"] == "address: 'lb-us.example.net' is not an IP address or a host name ending in '.'"
