@@ -62,7 +62,7 @@ def parse_dynamic(
     if rtype == CNAME:
         # A name can have one CNAME (RFC 1034 3.6.2, RFC 2181 10.1): one target per answer.
         answers: int | None = 1
-        if "answers" in entry and entry["answers"] != 1:
+        if "answers" in entry and (isinstance(entry["answers"], bool) or entry["answers"] != 1):
             problems.add(join_path(path, "answers"), f"a CNAME record answers with exactly one name: remove answers "
                                                      f"or set it to 1, got {shown(entry['answers'])}")
     else:
