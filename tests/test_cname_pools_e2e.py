@@ -4,13 +4,14 @@
 127.0.0.152): targets outside every zone served, so an A query gets the CNAME alone. `app`: eu ->
 eu-static (an in-zone static A), us-east -> us-gslb (an in-zone GSLB A with the hash policy,
 whose /24 scope is narrower than the regions' /16). `local`: localhost., probed through the
-system resolver. Clients are placed by ECS (10.1/16 eu, 10.2/16 us-east); without ECS the
+system resolver. `secure`: an HTTPS-checked name (SNI). Clients are placed by ECS (10.1/16 eu, 10.2/16 us-east); without ECS the
 source 127.0.0.1 falls to the default region, us-east.
 """
 
 from __future__ import annotations
 
 import shutil
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,11 +26,12 @@ import dns.rcode
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dnsserver import TEST_GEOIP, GslbProcess, gslb_command
+from dnsserver import TEST_GEOIP, GslbProcess, free_port, gslb_command
 from opsserver import EU, US, Sites, ask_async, eventually, get_json, http_sites, start_with_api
+from sites import self_signed
 
 TOKEN = "cname-token"
-EU_PROBE, US_PROBE, LOCALHOST = "127.0.0.151", "127.0.0.152", "127.0.0.1"
+EU_PROBE, US_PROBE, LOCALHOST, TLS_PROBE = "127.0.0.151", "127.0.0.152", "127.0.0.1", "127.0.0.153"
 
 ZONE = """
 origin: cname.test.
@@ -44,6 +46,7 @@ subnets:
 default_region: us-east
 checks:
   web: {{http: {{path: /healthz, port: {port}}}, interval: 0.2s, timeout: 0.1s, fall: 2, rise: 2}}
+  tls: {{https: {{path: /healthz, port: {tls_port}, verify_tls: false}}, interval: 0.2s, timeout: 0.1s}}
 records:
   ns1: {{type: A, value: 192.0.2.53}}
   www:
@@ -58,6 +61,7 @@ records:
   us-gslb: {{type: A, policy: {{hash: {{ipv4_prefix: 24}}}}, pools: {{eu: [192.0.2.21], us-east: [192.0.2.22]}}}}
   local: {{type: CNAME, check: web, pools: {{eu: [localhost.]}}}}
   plain: {{type: A, pools: {{eu: [192.0.2.31], us-east: [192.0.2.32]}}}}
+  secure: {{type: CNAME, check: tls, pools: {{eu: [{{value: lb-tls.example.net., probe: {tls}}}]}}}}
 """
 
 
@@ -68,11 +72,27 @@ def sites() -> Iterator[Sites]:
 
 
 @pytest.fixture(scope="module")
-def world(sites: Sites, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GslbProcess, str]]:
+def tls_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
+    """An HTTPS site at TLS_PROBE whose certificate is for lb-tls.example.net."""
+    pytest.importorskip("cryptography")
+    cert, key = self_signed(tmp_path_factory.mktemp("tls"), "lb-tls.example.net")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    running = Sites(free_port([TLS_PROBE]), context)
+    running.http(TLS_PROBE)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture(scope="module")
+def world(sites: Sites, tls_sites: Sites, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GslbProcess, str]]:
     base = tmp_path_factory.mktemp("cname")
     zones = base / "zones"
     zones.mkdir()
-    (zones / "cname.test.yaml").write_text(ZONE.format(port=sites.port, eu=EU_PROBE, us=US_PROBE))
+    (zones / "cname.test.yaml").write_text(ZONE.format(port=sites.port, eu=EU_PROBE, us=US_PROBE,
+                                                       tls_port=tls_sites.port, tls=TLS_PROBE))
     (base / "token").write_text(TOKEN)
     (base / "gslb.yaml").write_text("api_token_file: token\n")
     server, url = start_with_api(zones, base / "logs", probe_name="cname.test.", config=base / "gslb.yaml",
@@ -176,6 +196,15 @@ async def test_the_probes_carry_the_name_as_host_at_the_probe_address_or_the_res
     assert set(sites.hosts[US_PROBE]) == {f"lb-us.example.net:{sites.port}"}
 
 
+async def test_an_https_check_sends_the_name_as_sni_and_host(world, tls_sites):
+    async def seen() -> bool:
+        return "lb-tls.example.net" in tls_sites.sni and \
+            f"lb-tls.example.net:{tls_sites.port}" in tls_sites.hosts.get(TLS_PROBE, [])
+
+    await eventually(seen, 5, "the TLS site probed with the endpoint's name as SNI and Host")
+    assert set(tls_sites.sni) == {"lb-tls.example.net"}
+
+
 async def test_a_failing_probe_moves_the_region_to_the_other_name_and_back(world, sites):
     server, _ = world
     assert await ask_async(server, "www.cname.test", EU) == ("NOERROR", ["lb-eu.example.net."])
@@ -247,7 +276,7 @@ async def test_the_host_name_is_the_health_key_for_overrides_status_metrics_and_
 def test_explain_on_the_command_line_shows_the_pools_probes_answer_and_scope(tmp_path: Path):
     zones = tmp_path / "zones"
     zones.mkdir()
-    (zones / "cname.test.yaml").write_text(ZONE.format(port=9, eu=EU_PROBE, us=US_PROBE))
+    (zones / "cname.test.yaml").write_text(ZONE.format(port=9, eu=EU_PROBE, us=US_PROBE, tls_port=9, tls=TLS_PROBE))
     done = subprocess.run(gslb_command("explain", "www.cname.test", "--zones", str(zones), "--geoip", str(TEST_GEOIP),
                                        "--subnet", "10.1.0.0/24"), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

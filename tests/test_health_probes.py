@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -15,6 +13,7 @@ from aiohttp import web
 from gslb.health.checks import HttpSpec, LoadSource, TcpSpec
 from gslb.health.kinds import PROBES
 from gslb.health.probes import HttpProbe, TcpProbe, reported_load
+from sites import self_signed
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -177,32 +176,10 @@ async def test_tcp_probe_succeeds_on_a_handshake_and_fails_when_refused():
 
 # -- TLS ---------------------------------------------------------------------------------------
 
-def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @pytest.fixture
 async def tls_site(tmp_path) -> AsyncIterator[Site]:
-    cert, key = _self_signed(tmp_path, "www.example.com")
+    pytest.importorskip("cryptography")
+    cert, key = self_signed(tmp_path, "www.example.com")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     server = Site()
