@@ -55,10 +55,10 @@ def keys_matching_ds(dnskeys: Sequence[RR], ds_lines: Sequence[str]) -> dns.rrse
     """The DNSKEYs a resolver trusts given the parent's DS records (zone-file lines): the chain of
     trust from the DS to the DNSKEY set (RFC 4035 section 5.2)."""
     keyset = rrset(dnskeys)
-    wanted = {line.split(None, 3)[3].lower().replace(" ", "") for line in ds_lines}  # "tag 13 2 hex"
+    wanted = {" ".join(line.lower().split()[3:]) for line in ds_lines}  # "ZONE. IN DS tag 13 2 hex" -> "tag 13 2 hex"
     trusted = dns.rrset.RRset(keyset.name, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
     for key in keyset:
         ds = dns.dnssec.make_ds(keyset.name, key, "SHA256")
-        if f"{ds.key_tag} {ds.algorithm} {ds.digest_type} {ds.digest.hex()}" in wanted:
+        if f"{ds.key_tag} {int(ds.algorithm)} {int(ds.digest_type)} {ds.digest.hex()}" in wanted:
             trusted.add(key, keyset.ttl)
     return trusted
