@@ -177,6 +177,21 @@ def test_cache_is_a_bounded_lru(csk, clock):
     assert signer.signatures_made == made + 1  # evicted, signed again
 
 
+def test_a_flood_of_denials_does_not_evict_the_answers(csk, clock):
+    signer = ZoneSigner(ZONE, [csk], negative_ttl=300, now=clock, max_entries=20, max_denials=2)
+    answers = [[rr(f"h{i}.example.com.", A("192.0.2.1"))] for i in range(20)]
+    for records in answers:
+        signer.sign(records)
+    for i in range(50):  # random names, each a new NSEC to sign
+        signer.sign([signer.denial(DNSLabel(f"nx{i}.example.com."), [], nxname=True)])
+    assert signer.cache_size == 22
+    made = signer.signatures_made
+    for records in answers:
+        signer.sign(records)
+    assert signer.signatures_made == made  # every answer still cached
+    assert ZoneSigner(ZONE, [csk], negative_ttl=300, max_entries=100_000).max_denials == 10_000
+
+
 def test_key_roles_decide_what_each_key_signs(tmp_path, clock):
     ksk = keygen(tmp_path, ZONE, "ksk")
     zsk = keygen(tmp_path, ZONE, "zsk")
