@@ -161,6 +161,19 @@ def test_signatures_refresh_when_a_quarter_of_the_window_is_left(signer, clock):
     validate(records, signer.sign(records), dnskeys(signer), now=T0 + VALIDITY + 3600)
 
 
+def test_sign_until_says_when_the_signatures_are_replaced(signer, clock, tmp_path):
+    records = RRSETS["A"]
+    sigs, until = signer.sign_until(records)
+    assert until == T0 + VALIDITY - (VALIDITY + CLOCK_SKEW) / 4
+    assert signer.sign_until(records) == (sigs, until)  # a hit: the same RRSIGs, the same deadline
+    clock.now = until
+    fresh, later = signer.sign_until(records)
+    assert later == until + (clock.now - T0) and fresh[0].rdata != sigs[0].rdata
+    unsigned = ZoneSigner(ZONE, [keygen(tmp_path / "z", ZONE, "zsk", state="published")], negative_ttl=300, now=clock)
+    assert unsigned.sign_until(records) == ([], float("inf"))
+    assert signer.sign_until([]) == ([], float("inf"))
+
+
 def test_cache_is_a_bounded_lru(csk, clock):
     signer = ZoneSigner(ZONE, [csk], negative_ttl=300, now=clock, max_entries=3)
     sets = [[rr(f"h{i}.example.com.", A("192.0.2.1"))] for i in range(5)]

@@ -10,6 +10,7 @@ r || s of RFC 6605 section 4.
 
 from __future__ import annotations
 
+import math
 import struct
 import time
 from collections import OrderedDict
@@ -196,8 +197,14 @@ class ZoneSigner:
         its type; [] when `rrs` is empty or no such key is active. `labels` overrides the Labels
         field: for an answer synthesised from a wildcard, the wildcard owner's label count
         without the `*` (RFC 4035 section 5.3.2)."""
+        return self.sign_until(rrs, labels)[0]
+
+    def sign_until(self, rrs: Sequence[RR], labels: int | None = None) -> tuple[list[RR], float]:
+        """`sign`, and the time (of `now`) until which those RRSIGs are the ones to serve: a
+        caller that keeps packed answers with them (the fast path) drops its copy then, and
+        asks again (inf: nothing to sign with, nothing will change before a reload)."""
         if not rrs:
-            return []
+            return [], math.inf
         first = rrs[0]
         rtype, rclass, ttl, rname = first.rtype, first.rclass, first.ttl, first.rname
         given = tuple(rname.label)
@@ -211,12 +218,12 @@ class ZoneSigner:
             cache.move_to_end(key)
             self.hits += 1
             if entry.owner_labels == given:
-                return list(entry.rrs)
-            return [RR(rname, RRSIG_TYPE, rclass, ttl, rr.rdata) for rr in entry.rrs]
+                return list(entry.rrs), entry.refresh_at
+            return [RR(rname, RRSIG_TYPE, rclass, ttl, rr.rdata) for rr in entry.rrs], entry.refresh_at
         self.misses += 1
         signers = self._key_set_signers if rtype in KEY_SET_TYPES else self._zone_signers
         if not signers:
-            return []
+            return [], math.inf
         refresh_at, made = self._sign(owner, rtype, rclass, ttl, rdatas, labels, now, signers)
         entry = _Entry(refresh_at, tuple(RR(rname, RRSIG_TYPE, rclass, ttl, rdata) for rdata in made), given)
         cache[key] = entry
@@ -224,7 +231,7 @@ class ZoneSigner:
         limit = self.max_denials if rtype == NSEC_TYPE else self.max_entries
         while len(cache) > limit:
             cache.popitem(last=False)
-        return list(entry.rrs)
+        return list(entry.rrs), refresh_at
 
     def _sign(self, owner: Name, rtype: int, rclass: int, ttl: int, rdatas: tuple[bytes, ...], labels: int | None,
               now: float, signers: tuple[tuple[int, ec.EllipticCurvePrivateKey], ...]) -> tuple[float, list[RRSIG]]:
