@@ -26,6 +26,7 @@ from gslb.dns.client import client_address
 from gslb.dns.lookup import C_IN, REFUSED, T_ANY, T_AXFR, T_CNAME, T_IXFR, Reply, lookup, nodata, nxdomain
 from gslb.dynamic import DynamicRecord
 from gslb.health.status import ALWAYS_UP, HealthView
+from gslb.model.decision import Decision
 from gslb.names import Name
 from gslb.plan import Plan, Planner, Plans
 from gslb.resolve import Place, RegionLocator, Resolver, place
@@ -77,6 +78,10 @@ class Dynamic:
     plans: Plans = field(default_factory=dict)  # the client's region -> the record's plan (gslb/plan.py)
 
 
+def _no_resolver(record: DynamicRecord, where: Place) -> Decision:
+    raise RuntimeError("a GSLB entry in a fast path built without a resolver")
+
+
 def _no_planner(record: DynamicRecord, region: str | None, plans: Plans) -> Plan:
     raise RuntimeError("a GSLB entry in a fast path built without a resolver")
 
@@ -93,8 +98,10 @@ class FastPath:
         """Tables for every zone of `catalog`; GSLB answers from `resolver` (None: GSLB records
         are left to the general path). `edns_size` is the UDP payload size the server offers."""
         self.resolver = resolver
-        # GSLB answers follow plans over the resolver's Selector (gslb/plan.py). No Dynamic entry
-        # is built without a resolver, so _plan is only called with one.
+        # No Dynamic entry is built without a resolver, so _decide is only called with one.
+        self._decide: Callable[[DynamicRecord, Place], Decision] = resolver.decide if resolver is not None else _no_resolver
+        # GSLB answers follow plans over the resolver's Selector (gslb/plan.py): the same decision
+        # as _decide's, its region-and-health part kept per health version.
         planner = Planner(resolver.selector) if resolver is not None else None
         self._plan: Callable[[DynamicRecord, str | None, Plans], Plan] = (
             planner.plan if planner is not None else _no_planner)
@@ -253,7 +260,8 @@ class FastPath:
                 return None
             schedule = plan.schedule
             if schedule is not None and schedule.live:  # a rotation laid out ahead: one step
-                body, ancount = plan.bodies[schedule.step()]
+                choice = schedule.step()  # the endpoints: schedule.choices[choice]
+                body, ancount = plan.bodies[choice]
             else:
                 endpoints = plan.pick(plan.pool, plan.answers, where[3], plan.health, plan.check)
                 ancount = len(endpoints)
