@@ -118,6 +118,9 @@ class FastPath:
         self.nodata: dict[bytes, Static] = {}  # name -> NODATA for types not in the table
         self.above: dict[bytes, Static | None] = {}  # existing names/ENTs/origins: NXDOMAIN below, or None (general path)
         self._clients: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+        # ECS options already decoded without error: a static answer to an ECS query only needs
+        # to know the option is valid, and decoding it every time was ~40% of that answer's cost.
+        self._valid_options: set[bytes] = set()
         for zone in catalog.zones:
             self._compile(catalog, zone)
         self.refused = _static_from(Reply(rcode=REFUSED, authoritative=False), (), "")
@@ -334,10 +337,16 @@ class FastPath:
         return self.refused
 
     def _valid_subnet(self, option: bytes) -> bool:
+        valid = self._valid_options
+        if option in valid:
+            return True
         try:
             ecs.decode(option)
         except ecs.EcsError:
             return False
+        if len(valid) >= MAX_CACHE:
+            valid.clear()
+        valid.add(option)
         return True
 
     def _place(self, entry: Dynamic, subnet: bytes | None, source: str) -> Place | None:
