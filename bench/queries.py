@@ -174,6 +174,34 @@ def ecs_query(qname: bytes, subnet: Network, qtype: int = 1) -> bytes:
             + b"\x00" + struct.pack("!HHIH", 41, EDNS_PAYLOAD, 0, len(rdata)) + rdata)
 
 
+def read_query_file(path: Path) -> list[bytes]:
+    """The messages of a -B file (each preceded by its 2-byte length)."""
+    data = path.read_bytes()
+    messages, position = [], 0
+    while position < len(data):
+        (length,) = struct.unpack_from("!H", data, position)
+        messages.append(data[position + 2:position + 2 + length])
+        position += 2 + length
+    return messages
+
+
+def renamed(messages: list[bytes], old: str, new: str, rtype: str = "A") -> list[bytes]:
+    """The same queries asking `new` (type `rtype`) instead of `old`: the question follows the
+    12-byte header, so the rest of each message (its EDNS and ECS option) is kept as it is."""
+    import dns.rdatatype
+
+    before, after = qname_wire(old), qname_wire(new)
+    qtype = struct.pack("!H", dns.rdatatype.from_text(rtype))
+    end = 12 + len(before)
+    return [m[:12] + after + qtype + m[end + 2:] if m[12:end] == before else m for m in messages]
+
+
+def renamed_query_file(source: Path, old: str, new: str, rtype: str, path: Path) -> Path:
+    """A -B file of `source`'s queries renamed (`renamed`): another name, the same client subnets."""
+    path.write_bytes(b"".join(struct.pack("!H", len(m)) + m for m in renamed(read_query_file(source), old, new, rtype)))
+    return path
+
+
 def ecs_query_dnspython(name: str, subnet: Network) -> bytes:
     import dns.edns
     import dns.message

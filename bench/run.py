@@ -4,6 +4,7 @@
     python bench/run.py --load-scale      # 100,000 static + 1,000 GSLB records: load time and memory
     python bench/run.py --ecs-million     # case 3 with 1,000,000 distinct ECS subnets vs 10,000
     python bench/run.py --per-datagram    # also gslb on its per-datagram UDP path (gslb-pd), cases 1-4
+    python bench/run.py --rate 40000      # every run at a fixed 40,000 QPS: CPU per query, p50/p99 latency
 
 Installs nothing. See bench/README.md for what each case asks and how to read the table.
 """
@@ -24,8 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 try:
     import dns.message  # noqa: F401 - dnspython, from gslb's test extra
@@ -46,16 +49,60 @@ ZONE_FILE = ZONES / "bench.example.yaml"
 TEST_GEOIP = REPO / "tests" / "data" / "geo" / "GeoIP2-City-Test.mmdb"
 
 STATIC, GSLB_NAME, NX = "static.bench.example.", "www.bench.example.", "nx.bench.example."
-CASES = {
-    1: "static A",
-    2: "GSLB A, no ECS",
-    3: "GSLB A, ECS, {subnets} subnets",
-    4: "NXDOMAIN",
-    5: "case 3, gslb --workers 2",
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row group of the table: a query, the servers that answer it, and what a right answer
+    is. Adding a case is one entry in CASES (and, for a new kind of server, one in SERVER_KINDS)."""
+
+    label: str  # "{subnets}" is replaced by the number of ECS subnets
+    servers: tuple[str, ...]  # SERVER_KINDS names that run it
+    qname: str
+    rtype: str = "A"
+    ecs: bool = False  # one distinct ECS client subnet per query (a dnsperf -B file), else one text line
+    dnsperf: tuple[str, ...] = ()  # extra dnsperf options, e.g. ("-D",) to set DO
+    reference: int | None = 1  # NSD's case the ratios compare with (NSD runs it); None: reported, not compared
+    rcode: int = 0  # what the check before the runs expects
+    addresses: frozenset[str] | None = None  # ... the answer's addresses, when fixed
+    pools: str | None = None  # ... or the zone record whose region pool answers (checked per ECS region)
+
+
+# The ratio columns compare with NSD in the same round: the case's `reference` (NSD has no GSLB
+# records, so GSLB cases compare with NSD's static A).
+CASES: dict[int, Case] = {
+    1: Case("static A", ("gslb", "nsd"), STATIC, addresses=frozenset({"192.0.2.10"})),
+    2: Case("GSLB A, no ECS", ("gslb",), GSLB_NAME, pools="www"),
+    3: Case("GSLB A, ECS, {subnets} subnets", ("gslb", "gdnsd"), GSLB_NAME, ecs=True, pools="www"),
+    4: Case("NXDOMAIN", ("gslb", "nsd"), NX, reference=4, rcode=3),
+    5: Case("case 3, gslb --workers 1 and 2", ("gslb-workers1", "gslb-workers2"), GSLB_NAME, ecs=True,
+            reference=None, pools="www"),
 }
-# For each case: the servers that run it. The ratio column compares with NSD in the same round:
-# on case 4 with NSD's case 4, on every other case with NSD's case 1 (NSD has no GSLB records).
-SERVERS = {1: ("gslb", "nsd"), 2: ("gslb",), 3: ("gslb", "gdnsd"), 4: ("gslb", "nsd"), 5: ("gslb-workers2",)}
+CASE_NUMBERS = ",".join(map(str, CASES))
+
+
+def _gslb(**options: Any) -> Callable[[Bench], Server]:
+    def start(bench: Bench) -> Server:
+        a = bench.args
+        return servers.gslb(bench.workdir, a.server_cpus, ZONES, a.geoip, **options)
+    return start
+
+
+def _gdnsd(bench: Bench) -> Server:
+    if shutil.which("gdnsd") is None:
+        raise NotAvailable(f"not installed ({INSTALL['gdnsd']})")
+    return servers.gdnsd(bench.workdir, bench.args.server_cpus, ZONE_FILE, bench.args.geoip)
+
+
+# Every server a case can name, in the order the table lists them: how to start it.
+SERVER_KINDS: dict[str, Callable[[Bench], Server]] = {
+    "gslb": _gslb(),
+    "gslb-pd": _gslb(udp_io="per-datagram"),
+    "gslb-workers1": _gslb(workers=1),
+    "gslb-workers2": _gslb(workers=2),
+    "nsd": lambda bench: servers.nsd(bench.workdir, bench.args.server_cpus, ZONE_FILE),
+    "gdnsd": _gdnsd,
+}
 INSTALL = {
     "dnsperf": "apt-get install dnsperf",
     "nsd": "apt-get install nsd",
@@ -79,6 +126,9 @@ class Run:
     other: float  # share of the server's CPUs busy with anything but the server (other processes, softirq)
     rcodes: str
     command: str
+    p50_ms: float = float("nan")  # from dnsperf -v's per-query latencies (--rate only)
+    p99_ms: float = float("nan")
+    by_process: dict[str, float] = field(default_factory=dict)  # "main"/"pid N" -> CPU us per query
 
 
 class Bench:
@@ -93,15 +143,22 @@ class Bench:
 
     # --- dnsperf ----------------------------------------------------------------------------------
 
-    def dnsperf(self, server: Server, datafile: Path, binary: bool, case: int, round_: int) -> Run:
+    def dnsperf(self, server: Server, datafile: Path, binary: bool, case: int, round_: int,
+                extra: tuple[str, ...] = ()) -> Run:
         a = self.args
         command = ["taskset", "-c", a.client_cpus, "dnsperf", "-s", "127.0.0.1", "-p", str(server.port),
                    "-d", str(datafile), "-l", str(a.seconds), "-c", str(a.clients), "-q", str(a.outstanding),
-                   "-t", "2"] + (["-B"] if binary else [])
+                   "-t", "2"] + (["-B"] if binary else []) + list(extra)
+        if a.rate:
+            # -v prints one line per answer with its latency: dnsperf 2.10 has no percentiles or
+            # histogram of its own, only the average and standard deviation.
+            command += ["-Q", str(a.rate), "-v"]
         cpus = servers.cpu_list(a.server_cpus)
         before, (busy_before, total_before) = server.cpu_seconds(), servers.busy_seconds(cpus)
+        processes_before = servers.cpu_by_process(server.pid)
         output = subprocess.run(command, capture_output=True, text=True)
         cpu = server.cpu_seconds() - before
+        processes = servers.cpu_by_process(server.pid)
         busy, total = servers.busy_seconds(cpus)
         other = max(0.0, (busy - busy_before - cpu) / max(total - total_before, 1e-9))
         if output.returncode != 0:
@@ -111,12 +168,24 @@ class Bench:
         def number(pattern: str) -> float:
             match = re.search(pattern, text)
             if match is None:
-                raise SystemExit(f"bench: cannot read {pattern!r} in dnsperf's output:\n{text}")
+                raise SystemExit(f"bench: cannot read {pattern!r} in dnsperf's output:\n{text[-4000:]}")
             return float(match.group(1))
 
         completed = int(number(r"Queries completed:\s+(\d+)"))
         latency = re.search(r"Average Latency \(s\):\s+([\d.]+) \(min [\d.]+, max ([\d.]+)\)", text)
         rcodes = re.search(r"Response codes:\s+(.*)", text)
+        p50 = p99 = float("nan")
+        if a.rate:
+            latencies = sorted(float(line.rsplit(None, 1)[1]) for line in text.splitlines() if line.startswith("> "))
+            if latencies:
+                p50 = latencies[len(latencies) // 2] * 1000
+                p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+        by_process = {}
+        if completed and len(processes) > 1:
+            for pid, seconds in processes.items():
+                spent = seconds - processes_before.get(pid, 0.0)
+                if spent > 0:
+                    by_process["main" if pid == server.pid else f"pid {pid}"] = spent / completed * 1e6
         self.commands[f"dnsperf, case {case}"] = shlex.join(command).replace(str(server.port), "PORT")
         return Run(case=case, server=server.name, round=round_, sent=int(number(r"Queries sent:\s+(\d+)")),
                    completed=completed, lost=int(number(r"Queries lost:\s+(\d+)")),
@@ -124,7 +193,8 @@ class Bench:
                    avg_ms=float(latency.group(1)) * 1000 if latency else float("nan"),
                    max_ms=float(latency.group(2)) * 1000 if latency else float("nan"),
                    cpu_us=cpu / completed * 1e6 if completed else float("nan"), other=other,
-                   rcodes=rcodes.group(1).strip() if rcodes else "", command=shlex.join(command))
+                   rcodes=rcodes.group(1).strip() if rcodes else "", command=shlex.join(command),
+                   p50_ms=p50, p99_ms=p99, by_process=by_process)
 
     # --- servers ----------------------------------------------------------------------------------
 
@@ -145,86 +215,97 @@ class Bench:
         for server in self.servers.values():
             server.stop()
 
-    def check_answers(self, names: list[str], ecs_examples: dict[str, str]) -> None:
-        """Before measuring: each server gives the answer its case is about, so no case measures
-        a fast error. Region answers are checked with one subnet of each region."""
-        pools = {region: {e["value"] if isinstance(e, dict) else e for e in pool}
-                 for region, pool in servers.load_zone(ZONE_FILE)["records"]["www"]["pools"].items()}
+    def check_answers(self, names: list[str], ecs_examples: dict[str, str], cases: list[int] | None = None) -> None:
+        """Before measuring: each server gives the answer each of its cases is about (in `cases`,
+        default all), so no case measures a fast error. An ECS case is checked with one subnet of
+        each region; every server answers NXDOMAIN for the NXDOMAIN case's name."""
+        records = servers.load_zone(ZONE_FILE)["records"]
         problems = []
         for name in names:
             server = self.servers[name]
-            expectations = [(NX, None, 3, None)]
-            expectations.append((STATIC, None, 0, {"192.0.2.10"}) if name in ("gslb", "gslb-pd", "nsd", "dnslib") else
-                                (GSLB_NAME, None, 0, None))
-            if name in ("gslb", "gslb-pd", "gdnsd", "gslb-workers2"):
-                expectations += [(GSLB_NAME, subnet, 0, pools[region]) for region, subnet in ecs_examples.items()]
-            for qname, subnet, rcode, addresses in expectations:
-                if name in ("nsd", "dnslib") and qname == GSLB_NAME:
-                    continue
-                reply = server.query(qname, subnet=subnet)
-                got = {item.address for rrset in reply.answer for item in rrset}
-                if reply.rcode() != rcode or (addresses is not None and not got <= addresses) or (rcode == 0 and not got):
-                    problems.append(f"{name}: {qname} {subnet or ''} gave rcode {reply.rcode()} {sorted(got)}")
-        for problem in problems:
+            checks = [CASES[4]]
+            for number in cases or list(CASES):
+                case = CASES[number]
+                if name in case.servers or (name == "gslb-pd" and "gslb" in case.servers) or (
+                        name == "dnslib" and number == 1):
+                    checks.append(case)
+            for case in checks:
+                subnets = list(ecs_examples.items()) if case.ecs else [(None, None)]
+                for region, subnet in subnets:
+                    expected = case.addresses
+                    if case.pools is not None and region is not None:
+                        expected = {e["value"] if isinstance(e, dict) else e for e in records[case.pools]["pools"][region]}
+                    reply = server.query(case.qname, case.rtype, subnet=subnet)
+                    got = {item.address for rrset in reply.answer for item in rrset if hasattr(item, "address")}
+                    if reply.rcode() != case.rcode or (expected is not None and not got <= expected) or (
+                            case.rcode == 0 and not got):
+                        problems.append(f"{name}: {case.qname} {subnet or ''} gave rcode {reply.rcode()} {sorted(got)}")
+        for problem in dict.fromkeys(problems):
             print(f"bench: WRONG ANSWER: {problem}", file=sys.stderr)
             self.notes.append(f"Wrong answer before the runs: {problem}")
 
     # --- the main benchmark -----------------------------------------------------------------------
 
+    def query_file(self, number: int, ecs_file: Path | None) -> tuple[Path, bool]:
+        case = CASES[number]
+        if case.ecs:
+            assert ecs_file is not None
+            if case.qname == GSLB_NAME and case.rtype == "A":
+                return ecs_file, True
+            # Another name: the same subnets, the question renamed (it follows the 12-byte header).
+            return queries.renamed_query_file(ecs_file, GSLB_NAME, case.qname, case.rtype,
+                                              self.workdir / f"ecs-case{number}.bin"), True
+        return queries.write_text_query(self.workdir / f"case{number}.txt", case.qname, case.rtype), False
+
     def run(self) -> str:
         a = self.args
         cases = sorted(a.cases)
-        files = {1: (queries.write_text_query(self.workdir / "static.txt", STATIC), False),
-                 2: (queries.write_text_query(self.workdir / "gslb.txt", GSLB_NAME), False),
-                 4: (queries.write_text_query(self.workdir / "nx.txt", NX), False)}
+        ecs_file: Path | None = None
         ecs_summary: dict = {"regions": {}, "examples": {}}
-        if {3, 5} & set(cases):
+        if any(CASES[number].ecs for number in cases):
             started = time.monotonic()
             ecs_file, ecs_summary = queries.ecs_query_file(GSLB_NAME, a.geoip, ZONE_FILE, a.subnets)
             print(f"bench: {a.subnets} ECS queries in {ecs_file} ({time.monotonic() - started:.1f} s)", file=sys.stderr)
-            files[3] = files[5] = (ecs_file, True)
+        references = {CASES[number].reference for number in cases} - {None}
+        files = {number: self.query_file(number, ecs_file) for number in {*cases, *references} if number is not None}
 
-        self.start("gslb", lambda: servers.gslb(self.workdir, a.server_cpus, ZONES, a.geoip))
-        self.start("nsd", lambda: servers.nsd(self.workdir, a.server_cpus, ZONE_FILE))
-        if 3 in cases:
-            if shutil.which("gdnsd"):
-                self.start("gdnsd", lambda: servers.gdnsd(self.workdir, a.server_cpus, ZONE_FILE, a.geoip))
-            else:
-                self.unavailable["gdnsd"] = f"not installed ({INSTALL['gdnsd']})"
-        if 5 in cases:
-            self.start("gslb-workers2", lambda: servers.gslb(self.workdir, a.server_cpus, ZONES, a.geoip, workers=2))
+        wanted = ["gslb", "nsd", *(name for number in cases for name in CASES[number].servers)]
         if a.per_datagram:
-            self.start("gslb-pd", lambda: servers.gslb(self.workdir, a.server_cpus, ZONES, a.geoip, udp_io="per-datagram"))
+            wanted.append("gslb-pd")
+        for name in SERVER_KINDS:  # in the table's order
+            if name in wanted:
+                self.start(name, lambda name=name: SERVER_KINDS[name](self))
         for name, server in self.servers.items():
             if name.startswith("gslb"):
                 self.notes.append(f"{name}: {server.udp_line()}")
         if "gslb" not in self.servers or "nsd" not in self.servers:
             raise SystemExit("bench: gslb and NSD must both start; see the messages above")
-        self.check_answers(list(self.servers), ecs_summary["examples"])
+        self.check_answers(list(self.servers), ecs_summary["examples"], cases)
 
         runs: list[Run] = []
         for round_ in range(1, a.rounds + 1):
-            plan = [(case, name) for case in cases for name in SERVERS[case]]
+            plan = [(number, name) for number in cases for name in CASES[number].servers]
             if a.per_datagram:  # right after gslb's run of the same case: the closest comparison
-                plan = [step for case, name in plan
-                        for step in ([(case, name), (case, "gslb-pd")] if name == "gslb" else [(case, name)])]
-            if (1, "nsd") not in plan and {2, 3, 5} & set(cases):
-                plan.insert(0, (1, "nsd"))  # the reference for the ratio
-            for case, name in plan:
+                plan = [step for number, name in plan
+                        for step in ([(number, name), (number, "gslb-pd")] if name == "gslb" else [(number, name)])]
+            for reference in sorted((r for r in references if r is not None), reverse=True):
+                if (reference, "nsd") not in plan:
+                    plan.insert(0, (reference, "nsd"))  # the reference for the ratios
+            for number, name in plan:
                 server = self.servers.get(name)
                 if server is None:
                     continue
-                datafile, binary = files[case]
-                run = self.dnsperf(server, datafile, binary, case, round_)
+                datafile, binary = files[number]
+                run = self.dnsperf(server, datafile, binary, number, round_, CASES[number].dnsperf)
                 runs.append(run)
-                print(f"bench: round {round_} case {case} {name}: {run.qps:,.0f} QPS, lost {run.lost}, "
+                print(f"bench: round {round_} case {number} {name}: {run.qps:,.0f} QPS, lost {run.lost}, "
                       f"{run.cpu_us:.1f} us/query, server CPU busy elsewhere {run.other:.0%}", file=sys.stderr)
         rss = {name: server.rss_mb() for name, server in self.servers.items()}
 
         if 1 in cases and not a.no_dnslib:  # once, after the rounds: its own row, compared with round 1
             server = self.start("dnslib", lambda: servers.dnslib_server(self.workdir, a.server_cpus))
             if server is not None:
-                self.check_answers(["dnslib"], {})
+                self.check_answers(["dnslib"], {}, [1])
                 run = self.dnsperf(server, files[1][0], False, 1, 1)
                 runs.append(run)
                 rss["dnslib"] = server.rss_mb()
@@ -236,27 +317,36 @@ class Bench:
 
     def report(self, cases: list[int], runs: list[Run], rss: dict[str, float], ecs_summary: dict) -> str:
         a = self.args
-        nsd_qps = {(r.case, r.round): r.qps for r in runs if r.server == "nsd"}
-        rows = ["| case | server | QPS (median) | ratio to NSD | avg latency ms | max latency ms | lost | "
-                "CPU us/query | RSS MB |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        order = ["gslb", "gslb-pd", "gslb-workers2", "nsd", "gdnsd", "dnslib"]
-        for case in sorted({r.case for r in runs}):
-            label = CASES[case].format(subnets=f"{a.subnets:,}")
-            for name in sorted({r.server for r in runs if r.case == case}, key=order.index):
-                mine = [r for r in runs if r.case == case and r.server == name]
-                reference = 4 if case == 4 else 1
-                ratios = [r.qps / nsd_qps[(reference, r.round)] for r in mine if (reference, r.round) in nsd_qps]
-                ratio = f"{statistics.median(ratios):.2f}" if ratios and case != 5 else "n/c" if case == 5 else "-"
+        nsd = {(r.case, r.round): r for r in runs if r.server == "nsd"}
+        rows = ["| case | server | QPS (median) | QPS ratio to NSD | CPU us/query | CPU ratio to NSD | avg latency ms | "
+                "p50 ms | p99 ms | max latency ms | lost | RSS MB |",
+                "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        order = [*SERVER_KINDS, "dnslib"]
+        split: list[str] = []
+        for number in sorted({r.case for r in runs}):
+            case = CASES[number]
+            label = case.label.format(subnets=f"{a.subnets:,}")
+            for name in sorted({r.server for r in runs if r.case == number}, key=order.index):
+                mine = [r for r in runs if r.case == number and r.server == name]
+                reference = case.reference
+                qps_ratios = [r.qps / nsd[(reference, r.round)].qps for r in mine if (reference, r.round) in nsd]
+                cpu_ratios = [r.cpu_us / nsd[(reference, r.round)].cpu_us for r in mine if (reference, r.round) in nsd]
                 rows.append(
-                    f"| {case}. {label} | {name} | {statistics.median(r.qps for r in mine):,.0f} | {ratio} | "
-                    f"{statistics.median(r.avg_ms for r in mine):.2f} | {max(r.max_ms for r in mine):.1f} | "
-                    f"{sum(r.lost for r in mine)} | {statistics.median(r.cpu_us for r in mine):.1f} | "
-                    f"{rss.get(name, float('nan')):.0f} |")
-        for case in cases:
-            for name in SERVERS[case]:
+                    f"| {number}. {label} | {name} | {statistics.median(r.qps for r in mine):,.0f} | "
+                    f"{_ratio(qps_ratios, reference)} | "
+                    f"{statistics.median(r.cpu_us for r in mine):.1f} | {_ratio(cpu_ratios, reference)} | "
+                    f"{statistics.median(r.avg_ms for r in mine):.2f} | {_ms(statistics.median(r.p50_ms for r in mine))} | "
+                    f"{_ms(statistics.median(r.p99_ms for r in mine))} | {max(r.max_ms for r in mine):.1f} | "
+                    f"{sum(r.lost for r in mine)} | {rss.get(name, float('nan')):.0f} |")
+                processes = sorted({p for r in mine for p in r.by_process}, key=lambda p: (p != "main", p))
+                if processes:
+                    split.append(f"case {number} {name}: " + ", ".join(
+                        f"{p} {statistics.median(r.by_process.get(p, 0.0) for r in mine):.1f}" for p in processes))
+        for number in cases:
+            for name in CASES[number].servers:
                 if name in self.unavailable:
-                    rows.append(f"| {case}. {CASES[case].format(subnets=f'{a.subnets:,}')} | {name} | "
-                                f"not available: {self.unavailable[name]} | | | | | | |")
+                    rows.append(f"| {number}. {CASES[number].label.format(subnets=f'{a.subnets:,}')} | {name} | "
+                                f"not available: {self.unavailable[name]} | | | | | | | | | |")
         table = "\n".join(rows)
         elsewhere = statistics.median(r.other for r in runs)
         if elsewhere > 0.15:
@@ -264,18 +354,24 @@ class Bench:
                 f"The servers' CPU was busy with something else {elsewhere:.0%} of the time (median over the runs; "
                 f"load average at the start: {self.load_at_start}): other processes shared the machine, so QPS is "
                 "understated and noisy. CPU us/query is the steadier figure; rerun on a quiet machine to compare QPS.")
+        if split:
+            self.notes.append(
+                "CPU us/query by process (median over the rounds; main answers DNS as worker 0, each other pid "
+                f"is a worker or a helper process; all pinned to CPU {a.server_cpus}): " + "; ".join(split) + ".")
+        mode = (f"dnsperf at a fixed {a.rate:,} QPS (-Q), p50/p99 from its per-query latencies (-v)" if a.rate else
+                "dnsperf at saturation (no -Q); p50/p99 only with --rate")
         lines = [
             "## dnsperf: gslb beside NSD",
             "",
             f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {a.rounds} round(s) of {a.seconds} s per "
-            f"case, interleaved; servers pinned to CPU {a.server_cpus}, dnsperf to CPU {a.client_cpus}. "
+            f"case, interleaved; servers pinned to CPU {a.server_cpus}, dnsperf to CPU {a.client_cpus}; {mode}. "
             "QPS, latency and CPU are medians over the rounds, lost is the sum, max latency the maximum; "
-            "the ratio is to NSD in the same round (case 4: NSD's NXDOMAIN; other cases: NSD's static A); "
+            "the ratios are to NSD in the same round (NXDOMAIN: NSD's NXDOMAIN; other cases: NSD's static A); "
             "dnslib ran once, after the rounds; n/c: reported, not compared.",
             "",
             table,
             "",
-            f"ECS subnets (case 3, 5): {sum(ecs_summary['regions'].values()):,} distinct, by region: "
+            f"ECS subnets: {sum(ecs_summary['regions'].values()):,} distinct, by region: "
             + ", ".join(f"{region} {count:,}" for region, count in ecs_summary["regions"].items())
             + f"; GeoIP file {a.geoip}." if ecs_summary["regions"] else f"GeoIP file {a.geoip}.",
             "",
@@ -283,13 +379,22 @@ class Bench:
             "" if self.notes else "",
             "Per run:",
             "",
-            "| round | case | server | sent | completed | lost | QPS | avg ms | max ms | CPU us/query | "
+            "| round | case | server | sent | completed | lost | QPS | avg ms | p50 ms | p99 ms | max ms | CPU us/query | "
             "server CPU busy elsewhere | response codes |",
-            "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
             *[f"| {r.round} | {r.case} | {r.server} | {r.sent} | {r.completed} | {r.lost} | {r.qps:,.0f} | "
-              f"{r.avg_ms:.2f} | {r.max_ms:.1f} | {r.cpu_us:.1f} | {r.other:.0%} | {r.rcodes} |" for r in runs],
+              f"{r.avg_ms:.2f} | {_ms(r.p50_ms)} | {_ms(r.p99_ms)} | {r.max_ms:.1f} | {r.cpu_us:.1f} | {r.other:.0%} | "
+              f"{r.rcodes} |" for r in runs],
         ]
         return "\n".join(lines) + "\n"
+
+
+def _ratio(values: list[float], reference: int | None) -> str:
+    return "n/c" if reference is None else f"{statistics.median(values):.2f}" if values else "-"
+
+
+def _ms(value: float) -> str:
+    return "-" if value != value else f"{value:.3f}"  # NaN: not measured
 
 
 # --- the environment -----------------------------------------------------------------------------
@@ -354,7 +459,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="rounds, each running every case once (default 3)")
     parser.add_argument("--seconds", type=int, default=10, help="dnsperf -l: seconds per run (default 10)")
-    parser.add_argument("--cases", default="1,2,3,4,5", help="comma-separated case numbers (default 1,2,3,4,5)")
+    parser.add_argument("--cases", default=CASE_NUMBERS, help=f"comma-separated case numbers (default {CASE_NUMBERS})")
     parser.add_argument("--out", type=Path, default=BENCH / "last-run.md", help="markdown report (default bench/last-run.md)")
     parser.add_argument("--geoip", type=Path, help="GeoIP .mmdb for gslb, gdnsd and the ECS subnets "
                         "(default: gslb's embedded file, else the MaxMind test file)")
@@ -364,6 +469,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-cpus", default="0", help="taskset -c for the servers (default 0)")
     parser.add_argument("--client-cpus", default="1", help="taskset -c for dnsperf (default 1)")
     parser.add_argument("--no-dnslib", action="store_true", help="skip the dnslib DNSServer row")
+    parser.add_argument("--rate", type=int, metavar="Q",
+                        help="dnsperf -Q Q: every run at a fixed Q queries per second instead of saturation (the issue's "
+                             "figure: 40000); adds p50/p99 latency from dnsperf -v")
     parser.add_argument("--per-datagram", action="store_true",
                         help="also run gslb with GSLB_UDP_IO=per-datagram (row gslb-pd) after gslb in cases 1-4")
     mode = parser.add_mutually_exclusive_group()

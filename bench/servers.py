@@ -75,6 +75,18 @@ def cpu_seconds(pid: int) -> float:
     return total / CLOCK_TICKS
 
 
+def cpu_by_process(root: int) -> dict[int, float]:
+    """utime + stime of each live process of the tree, by pid (a --workers server's split)."""
+    seconds = {}
+    for each in process_tree(root):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[each] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return seconds
+
+
 def cpu_list(spec: str) -> list[int]:
     """taskset's list syntax: "0", "0-3", "0,2"."""
     cpus: list[int] = []

@@ -9,7 +9,10 @@ Two steps, so the fast path can cache the first:
   in, with the widest prefix over which that region holds. It depends only on the address, so
   the fast path keeps it per ECS option bytes or per source address.
 - `Resolver.decide`: the region's pools, health and the record's policy (through the Selector)
-  -> endpoints, TTL and ECS scope. It runs for every answer: policies keep state.
+  -> endpoints, TTL and ECS scope. It runs for every general-path answer: policies keep state.
+  The fast path takes the same decision in two parts instead: what depends only on the region
+  and the health version, kept as a `gslb.plan.Plan`, and the policy's pick (or one step along
+  its laid-out schedule) per query.
 """
 
 from __future__ import annotations

@@ -146,13 +146,27 @@ class Selector:
         return Selector(self._records, self.health if health is None else health, _Copies(self._policies))
 
     def select(self, record: DynamicRecord, region: str | None, client_key: int = 0) -> Selection:
-        check = record.check
         policy = self._policies[id(record)]
-        count = record.answers
-        if self._everything_up():
+        if self._everything_up():  # the common case, without building a walk first
             candidate = record.regions_for(region)[0]  # the order holds only regions with pools
             pool = record.pools[candidate]
-            return Selection(policy.pick(pool, count, client_key, self.health, check), candidate, candidate != region)
+            return Selection(policy.pick(pool, record.answers, client_key, self.health, record.check), candidate,
+                             candidate != region)
+        walk = self.walk(record, region)
+        if walk.region is None:
+            return walk  # nothing to pick from: SERVFAIL, the fixed answer, or nothing at all
+        return Selection(policy.pick(walk.endpoints, record.answers, client_key, self.health, record.check),
+                         walk.region, walk.degraded, walk.all_down)
+
+    def walk(self, record: DynamicRecord, region: str | None) -> Selection:
+        """`select` without the pick: the endpoints the policy picks from (all of them, when
+        `region` is None: the fixed `when_all_down` answer, or none), which depend only on the
+        record, the client's region and the health view - what gslb/plan.py keeps per health
+        version."""
+        check = record.check
+        if self._everything_up():
+            candidate = record.regions_for(region)[0]
+            return Selection(record.pools[candidate], candidate, candidate != region)
         status = self.health.status
         need = record.min_up
         if need:  # min_healthy: a region with fewer UP endpoints counts as down
@@ -161,13 +175,12 @@ class Selector:
                 pool = record.pools[candidate]
                 up = [e for e in pool if status(check, e.address) is Status.UP]
                 if len(up) >= need[candidate]:
-                    degraded = candidate != region or len(up) < len(pool)
-                    return Selection(policy.pick(up, count, client_key, self.health, check), candidate, degraded)
+                    return Selection(up, candidate, candidate != region or len(up) < len(pool))
                 if up and fallback is None:
                     fallback = candidate, up
             if fallback is not None:  # no region has enough: healthy endpoints beat dead ones
                 candidate, up = fallback
-                return Selection(policy.pick(up, count, client_key, self.health, check), candidate, True)
+                return Selection(up, candidate, True)
         else:
             for index, candidate in enumerate(record.regions_for(region)):
                 pool = record.pools[candidate]
@@ -176,8 +189,7 @@ class Selector:
                     # drain: serve only when nothing else in the region is up
                     up = [e for e in pool if status(check, e.address) is Status.DRAIN]
                 if up:
-                    degraded = index > 0 or candidate != region or len(up) < len(pool)
-                    return Selection(policy.pick(up, count, client_key, self.health, check), candidate, degraded)
+                    return Selection(up, candidate, index > 0 or candidate != region or len(up) < len(pool))
         how = record.when_all_down
         if how == "servfail":
             return Selection((), None, True, all_down=True, servfail=True)
@@ -188,7 +200,6 @@ class Selector:
             for candidate in record.regions_for(region):
                 allowed = [e for e in record.pools[candidate] if not forced_down(check, e.address)]
                 if allowed:
-                    return Selection(policy.pick(allowed, count, client_key, self.health, check), candidate, True,
-                                     all_down=True)
+                    return Selection(allowed, candidate, True, all_down=True)
             return Selection((), None, True, all_down=True)
         return Selection(how, None, True, all_down=True)  # type: ignore[arg-type]

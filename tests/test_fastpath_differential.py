@@ -27,6 +27,9 @@ import dns.rrset
 import pytest
 
 from gslb import service
+from gslb.health.admin import Overrides
+from gslb.health.probes import ProbeResult
+from gslb.health.status import Status
 from gslb.settings import ServerSettings
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -40,6 +43,8 @@ NAMES = [
     "10.2.0.192.in-addr.arpa.", "99.2.0.192.in-addr.arpa.", "example.org.", "wire.example.org.", ".",
     "geo.example.", "www.geo.example.", "WWW.GEO.example.", "www6.geo.example.", "partial.geo.example.",
     "static.geo.example.", "nope.geo.example.",
+    "out.pools.example.", "OUT.Pools.example.", "in.pools.example.", "cross.pools.example.", "mixed.pools.example.",
+    "alias.pools.example.", "down.pools.example.", "x.out.pools.example.",
     # wildcards (RFC 4592): hits at several depths, the literal '*', NODATA, ENTs, NXDOMAIN, CNAMEs, GSLB
     "foo.apps.wild.example.", "Foo.APPS.wild.example.", "a.b.c.apps.wild.example.", "*.apps.wild.example.",
     "x.*.apps.wild.example.", "real.apps.wild.example.", "y.apps.wild.example.", "z.y.apps.wild.example.",
@@ -47,6 +52,39 @@ NAMES = [
     "q.chain.wild.example.", "q.out.wild.example.", "x.deleg.wild.example.", "Shop.Geo.wild.example.",
     "*.geo.wild.example.", "v6.geo6.wild.example.",
 ]
+# GSLB CNAME records (pools of host names): targets outside every zone (the fast path answers A,
+# AAAA and CNAME from pre-packed bytes), in this zone, in another zone served here (geo.example,
+# a GSLB A there) and a mix (the general path follows them), a static CNAME to one, and one with
+# a fixed when_all_down name. Stateless policies only: both paths
+# answer from one policy state here (the stateful ones are compared below).
+POOLS_ZONE = """
+origin: pools.example.
+ttl: 300
+soa: {mname: ns1.pools.example., rname: hostmaster.pools.example., serial: 1, minimum: 60}
+ns: [ns1.pools.example.]
+regions:
+  us-east: {location: [39.04, -77.49], serves: [NA]}
+  eu:      {location: [50.11, 8.68], serves: [EU]}
+  asia:    {location: [1.35, 103.82], serves: [AS]}
+subnets:
+  127.0.0.0/8: eu
+default_region: us-east
+records:
+  ns1: {type: A, value: 192.0.2.53}
+  static: {type: A, value: 192.0.2.1}
+  out:
+    type: CNAME
+    ttl: 120
+    pools:
+      us-east: [lb-us.example.net.]
+      eu: [lb-eu1.example.net., lb-eu2.example.net.]
+      asia: [{value: lb-asia.example.net., weight: 2}]
+  in: {type: CNAME, policy: hash, pools: {eu: [static.pools.example., ns1.pools.example.], us-east: [www.geo.example.]}}
+  cross: {type: CNAME, pools: {eu: [www.geo.example.], asia: [www6.geo.example.]}}
+  mixed: {type: CNAME, pools: {eu: [static.pools.example.], us-east: [lb-us.example.net.]}}
+  alias: {type: CNAME, value: out.pools.example.}
+  down: {type: CNAME, when_all_down: [fixed.example.net.], pools: {eu: [lb-eu1.example.net.]}}
+"""
 TYPES = ["A", "AAAA", "NS", "SOA", "MX", "TXT", "SRV", "CAA", "PTR", "CNAME", "ANY", "DS", "HTTPS", 65280, "AXFR"]
 SUBNETS = ["81.2.69.160/27", "175.16.199.0/24", "216.160.83.56/29", "10.1.2.0/24", "8.8.8.0/24", "0.0.0.0/0",
            "2001:218::/32", "2001:480:10::/48", "fd00::/16", "81.2.69.142/32"]
@@ -59,6 +97,7 @@ def loaded(tmp_path_factory):
     for source in (DATA / "zones_wire", DATA / "zones_geo", DATA / "zones_wild"):
         for file in source.glob("*.yaml"):
             shutil.copy(file, zones / file.name)
+    (zones / "pools.example.yaml").write_text(POOLS_ZONE)
     settings = ServerSettings(zones=zones, geoip=DATA / "geo" / "GeoIP2-City-Test.mmdb", node_name="diff-node")
     result, problems = service.load(settings)
     assert result is not None, problems
@@ -191,9 +230,19 @@ records:
   failover: {type: A, policy: failover, pools: {eu: [192.0.2.51, 192.0.2.52], us-east: [198.51.100.51]}}
   all2: {type: A, policy: all, answers: 2, pools: {asia: [203.0.113.1, 203.0.113.2, 203.0.113.3]}}
   alias: {type: CNAME, value: rr.policy.example.}
+  cname-rr: {type: CNAME, policy: round_robin,
+             pools: {eu: [a.cdn.example.net., b.cdn.example.net., c.cdn.example.net.], us-east: [us.cdn.example.net.]}}
+  cname-weighted: {type: CNAME, policy: weighted,
+                   pools: {eu: [{value: w1.cdn.example.net., weight: 3}, w2.cdn.example.net., w3.cdn.example.net.]}}
+  cname-hash: {type: CNAME, policy: hash, pools: {eu: [h1.cdn.example.net., h2.cdn.example.net., h3.cdn.example.net.],
+                                                  us-east: [h4.cdn.example.net.]}}
+  cname-in: {type: CNAME, policy: round_robin, pools: {eu: [rr.policy.example., hash.policy.example.],
+                                                       us-east: [weighted.policy.example.]}}
+  cname-alias: {type: CNAME, value: cname-rr.policy.example.}
   "*.wrr": {type: A, policy: round_robin, pools: {eu: [192.0.2.61, 192.0.2.62, 192.0.2.63], us-east: [198.51.100.61]}}
 """
 POLICY_NAMES = ["weighted", "weighted2", "rr", "rr2", "hash", "hash2", "failover", "all2", "alias", "ns1",
+                "cname-rr", "cname-weighted", "cname-hash", "cname-in", "cname-alias",
                 "a.wrr", "B.c.wrr"]
 POLICY_SUBNETS = ["10.1.0.0/24", "10.1.7.0/24", "10.2.0.0/24", "10.2.99.0/24", "10.3.5.0/24", "10.9.0.0/16",
                   "10.1.0.0/0", "2001:db8:1::/56", "2001:db8:2:ff00::/56", "10.1.2.3/32"]
@@ -216,7 +265,8 @@ def policy_queries(seed: int = 11, count: int = 3000):
     rng = random.Random(seed)
     for index in range(count):
         name = rng.choice(POLICY_NAMES) + ".policy.example."
-        rdtype = "AAAA" if name.startswith("rr2") else rng.choice(["A", "A", "A", "AAAA", "TXT"])
+        rdtype = "AAAA" if name.startswith("rr2") else rng.choice(["A", "A", "A", "AAAA", "TXT"] if not
+                                                                  name.startswith("cname") else ["A", "A", "AAAA", "CNAME", "TXT"])
         options = []
         if rng.random() < 0.8:
             network = ipaddress.ip_network(rng.choice(POLICY_SUBNETS), strict=False)
@@ -247,7 +297,8 @@ def test_fast_and_general_paths_agree_on_stateful_policies(policy_zones) -> None
             tuple(r.to_text() for rrset in message.answer for r in rrset))
     assert handled > 2200, handled
     # The comparison means something only if the policies really moved between answers.
-    for name in ("weighted", "weighted2", "rr", "rr2", "hash", "alias", "a.wrr"):
+    for name in ("weighted", "weighted2", "rr", "rr2", "hash", "alias", "cname-rr", "cname-weighted", "cname-hash",
+                 "cname-in", "cname-alias", "a.wrr"):
         assert len(seen[f"{name}.policy.example."]) > 2, (name, seen[f"{name}.policy.example."])
 
 
@@ -258,6 +309,207 @@ def test_the_general_path_alone_follows_the_same_sequence(policy_zones) -> None:
     client = ipaddress.ip_address("127.0.0.1")
     for packet in policy_queries(count=500):
         assert one.respond(packet, client, False) == two.respond(packet, client, False)
+
+
+# -- every policy and every health rule, through the fast path's plans, with health changing -------
+
+HEALTH_ZONE = """
+origin: health.example.
+ttl: 300
+soa: {mname: ns1.health.example., rname: hostmaster.health.example., serial: 1, minimum: 60}
+ns: [ns1.health.example.]
+regions:
+  eu: {location: [50.11, 8.68]}
+  us-east: {location: [39.04, -77.49]}
+  asia: {location: [1.35, 103.82]}
+subnets:
+  10.1.0.0/16: eu
+  10.2.0.0/16: us-east
+  10.3.0.0/16: asia
+  127.0.0.0/8: eu
+default_region: us-east
+checks:
+  web: {http: {path: /healthz}}
+  loaded: {http: {path: /healthz, load: {json: load}}}
+records:
+  ns1: {type: A, value: 192.0.2.53}
+  weighted:
+    type: A
+    policy: weighted
+    pools:
+      eu: [{value: 10.10.0.1, weight: 5}, {value: 10.10.0.2, weight: 1}, {value: 10.10.0.3, weight: 0}]
+      us-east: [{value: 10.10.1.1, weight: 2}, {value: 10.10.1.2, weight: 3}]
+  weighted2: {type: A, policy: weighted, answers: 2,
+              pools: {eu: [{value: 10.11.0.1, weight: 3}, 10.11.0.2, 10.11.0.3], asia: [10.11.2.1, 10.11.2.2]}}
+  rr: {type: A, policy: round_robin, pools: {eu: [10.12.0.1, 10.12.0.2, 10.12.0.3], us-east: [10.12.1.1, 10.12.1.2]}}
+  rr2: {type: A, policy: round_robin, answers: 2, pools: {eu: [10.13.0.1, 10.13.0.2, 10.13.0.3], asia: [10.13.2.1]}}
+  hash: {type: A, policy: hash, pools: {eu: [10.14.0.1, 10.14.0.2, 10.14.0.3], us-east: [10.14.1.1, 10.14.1.2]}}
+  failover: {type: A, policy: failover, pools: {eu: [10.15.0.1, 10.15.0.2], us-east: [10.15.1.1]}}
+  all: {type: A, policy: all, pools: {eu: [10.16.0.1, 10.16.0.2, 10.16.0.3], asia: [10.16.2.1]}}
+  random: {type: A, policy: random, pools: {eu: [10.17.0.1, 10.17.0.2, 10.17.0.3], us-east: [10.17.1.1]}}
+  fastest: {type: A, policy: fastest, check: web,
+            pools: {eu: [10.18.0.1, 10.18.0.2, 10.18.0.3], us-east: [10.18.1.1, 10.18.1.2]}}
+  leastloaded: {type: A, policy: least_loaded, check: loaded,
+                pools: {eu: [10.19.0.1, 10.19.0.2, 10.19.0.3], us-east: [10.19.1.1]}}
+  minhealthy: {type: A, policy: weighted, min_healthy: 2,
+               pools: {eu: [10.20.0.1, 10.20.0.2, 10.20.0.3], us-east: [10.20.1.1, 10.20.1.2], asia: [10.20.2.1, 10.20.2.2]}}
+  servfail: {type: A, policy: round_robin, when_all_down: servfail, pools: {eu: [10.21.0.1, 10.21.0.2], us-east: [10.21.1.1]}}
+  fixed: {type: A, policy: weighted, when_all_down: [10.22.9.9, 10.22.9.8], pools: {eu: [10.22.0.1, 10.22.0.2]}}
+  failopen: {type: A, policy: round_robin, check: web, when_all_down: all,
+             pools: {eu: [10.23.0.1, 10.23.0.2], asia: [10.23.2.1]}}
+"""
+HEALTH_RECORDS = ["weighted", "weighted2", "rr", "rr2", "hash", "failover", "all", "random", "fastest", "leastloaded",
+                  "minhealthy", "servfail", "fixed", "failopen"]
+HEALTH_SUBNETS = ["10.1.0.0/24", "10.1.9.0/24", "10.2.0.0/24", "10.2.5.0/24", "10.3.0.0/24", "10.9.0.0/16", "10.1.2.3/32"]
+
+
+def _records(loaded) -> dict[str, object]:
+    return {r.path.removeprefix("records."): r for zone in loaded.catalog.zones
+            for node in zone.nodes.values() for r in node.dynamic.values()}
+
+
+def _addresses(record) -> list[str]:
+    return [e.address for e in record.endpoints]
+
+
+class Twins:
+    """Two generations of one zone: `general` answers by the general path only, `served` by its
+    fast path (or its general path where the fast path declines). Every health change is made on
+    both boards at the same point of the query sequence."""
+
+    def __init__(self, zones: Path) -> None:
+        self.general, self.served = _load(zones), _load(zones)
+        self.records = _records(self.general)
+        for loaded in (self.general, self.served):  # the same random draws on both sides
+            loaded.selector.policy(_records(loaded)["random"])._random.seed(12)
+        self.client = ipaddress.ip_address("127.0.0.1")
+        self.handled = 0
+
+    def boards(self):
+        return (self.general.selector.health, self.served.selector.health)
+
+    def overrides(self, statuses: dict[str, Status]) -> None:
+        for board in self.boards():
+            board.set_overrides(Overrides(by_address=dict(statuses)))
+
+    def probe(self, check: str, address: str, ok: bool, rtt: float | None = None, load: float | None = None,
+              times: int = 1) -> None:
+        for board in self.boards():
+            for _ in range(times):
+                board.record(check, address, ProbeResult(ok, "HTTP 200" if ok else "HTTP 503", rtt=rtt, load=load))
+
+    def ask(self, packet: bytes) -> bytes:
+        expected = self.general.answerer.respond(packet, self.client, False)
+        outcome = self.served.answerer.fast.answer(packet, "127.0.0.1")
+        if outcome is None:
+            got = self.served.answerer.respond(packet, self.client, False)
+        else:
+            self.handled += 1
+            got = outcome[0]
+        assert expected is not None and got is not None
+        assert normalised(got) == normalised(expected), packet.hex()
+        return bytes(expected)
+
+
+def health_query(rng: random.Random, name: str, index: int) -> bytes:
+    options = []
+    if rng.random() < 0.85:
+        network = ipaddress.ip_network(rng.choice(HEALTH_SUBNETS), strict=False)
+        options.append(dns.edns.ECSOption(str(network.network_address), network.prefixlen))
+    message = dns.message.make_query(f"{name}.health.example.", "A", use_edns=0 if options or rng.random() < 0.5 else False,
+                                     options=options)
+    message.id = index & 0xFFFF
+    return message.to_wire()
+
+
+@pytest.fixture()
+def twins(tmp_path) -> Twins:
+    (tmp_path / "health.example.yaml").write_text(HEALTH_ZONE)
+    return Twins(tmp_path)
+
+
+def test_fast_and_general_paths_agree_while_health_changes(twins) -> None:
+    """Every policy, min_healthy, drain, fallback and each when_all_down through the fast path's
+    plans: health changes every few queries (overrides and probe results, RTT and load), and the
+    very next query after each change must already agree with the general path."""
+    rng = random.Random(21)
+    records = twins.records
+    everything = sorted({a for r in records.values() for a in _addresses(r)})
+
+    answers: dict[str, set] = {}
+    for index in range(6000):
+        if index % 60 == 0:
+            change = rng.random()
+            if change < 0.15:
+                twins.overrides({})  # everything back up
+            elif change < 0.35:
+                whole = records[rng.choice(HEALTH_RECORDS)]  # one record entirely down: when_all_down
+                twins.overrides({a: Status.DOWN for a in _addresses(whole)})
+            elif change < 0.8:
+                twins.overrides({a: rng.choice([Status.DOWN, Status.DRAIN, Status.UP])
+                                 for a in rng.sample(everything, rng.randint(1, 12))})
+            else:
+                for address in _addresses(records["fastest"]):
+                    twins.probe("web", address, True, rtt=rng.uniform(0.001, 0.2))
+                for address in _addresses(records["leastloaded"]):
+                    twins.probe("loaded", address, True, rtt=0.01, load=rng.choice([0.1, 0.2, 0.5, 0.9]))
+                for address in _addresses(records["failopen"]):  # probes down (not forced): fail open
+                    twins.probe("web", address, rng.random() < 0.5, rtt=0.01, times=3)
+        name = rng.choice(HEALTH_RECORDS)
+        reply = dns.message.from_wire(twins.ask(health_query(rng, name, index)))
+        answers.setdefault(name, set()).add(tuple(sorted(r.to_text() for rrset in reply.answer for r in rrset)))
+    assert twins.handled > 4000, twins.handled
+    for name in HEALTH_RECORDS:  # each record's answer really moved with health and rotation
+        assert len(answers[name]) > 2, (name, answers[name])
+
+
+def test_a_health_change_reaches_the_very_next_fast_answer(twins) -> None:
+    """Scripted: a plan made while everything is up must not outlive a change, including one
+    that moves only `forced_down` (an operator sets `down` on an endpoint the probes already
+    failed: its status stays DOWN, but fail-open must now leave it out)."""
+    rng = random.Random(3)
+    failopen = _addresses(twins.records["failopen"])
+    fixed = _addresses(twins.records["fixed"])
+
+    def fast_addresses(name: str, subnet: str = "10.1.0.0/24") -> set[str]:
+        query = dns.message.make_query(f"{name}.health.example.", "A", use_edns=0,
+                                       options=[dns.edns.ECSOption(subnet.split("/")[0], int(subnet.split("/")[1]))])
+        wire = twins.ask(query.to_wire())
+        return {r.address for rrset in dns.message.from_wire(wire).answer for r in rrset}
+
+    for _ in range(3):
+        assert fast_addresses("failopen") <= set(failopen[:2])  # eu's pool, planned
+    for address in failopen:
+        twins.probe("web", address, False, times=3)  # every endpoint down by its probes: fail open
+    assert fast_addresses("failopen") <= set(failopen[:2]) and twins.handled
+    twins.overrides({failopen[0]: Status.DOWN})  # forced down: status unchanged, fail-open changes
+    assert all(fast_addresses("failopen") == {failopen[1]} for _ in range(4))
+    twins.overrides({failopen[0]: Status.DOWN, failopen[1]: Status.DOWN})  # eu all forced: asia fails open
+    assert fast_addresses("failopen") == {failopen[2]}
+    assert fast_addresses("fixed") <= set(fixed[:2])
+    twins.overrides({fixed[0]: Status.DOWN, fixed[1]: Status.DOWN})
+    assert fast_addresses("fixed") == {"10.22.9.9", "10.22.9.8"}  # the fixed when_all_down answer
+    twins.overrides({})
+    assert fast_addresses("fixed") <= set(fixed[:2])
+    for _ in range(50):  # and the rotation goes on in step with the general path
+        twins.ask(health_query(rng, rng.choice(HEALTH_RECORDS), 7))
+
+
+def test_explain_forks_see_the_rotation_the_fast_path_moved(twins) -> None:
+    """Selector.fork (explain, what-if) copies the policies' state, schedules included: a fork
+    picks what the next fast-path answer will be, and picking from it moves nothing live."""
+    served = twins.served
+    for name in ("weighted", "weighted2", "rr", "rr2"):
+        record = twins.records[name]
+        live_record = _records(served)[name]
+        query = dns.message.make_query(f"{name}.health.example.", "A").to_wire()
+        for _ in range(5):
+            assert served.answerer.fast.answer(query, "127.0.0.1") is not None
+        fork = served.selector.fork()
+        predicted = [sorted(e.address for e in fork.select(live_record, "eu").endpoints) for _ in range(6)]
+        got = [sorted(r.address for rrset in dns.message.from_wire(served.answerer.fast.answer(query, "127.0.0.1")[0]).answer
+                      for r in rrset) for _ in range(6)]
+        assert got == predicted, (name, record)
 
 
 # -- wildcard CNAME chains across zones ----------------------------------------------------------------

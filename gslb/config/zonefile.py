@@ -14,13 +14,15 @@ from gslb.config.problems import Problems, join_path, shown
 from gslb.config.rdata import PARSERS, _integer, article, seconds
 from gslb.config.regions import parse_regions
 from gslb.config.yamlload import load_yaml
+from gslb.dnssec.config import build_signer, parse_dnssec
+from gslb.dnssec.signer import ZoneSigner
 from gslb.geo.rules import RegionRules
 from gslb.health.checks import Check, parse_checks
 from gslb.names import WILDCARD, Name, NameError_, is_subdomain, is_wildcard, parse_absolute, parse_owner, to_text
 from gslb.zone import Node, Referral, RRset, Zone
 
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
-ZONE_KEYS = {"origin", "ttl", "soa", "ns", "records", "regions", "subnets", "default_region", "checks"}
+ZONE_KEYS = {"origin", "ttl", "soa", "ns", "records", "regions", "subnets", "default_region", "checks", "dnssec"}
 SOA_DEFAULTS = {"refresh": 3600, "retry": 600, "expire": 1209600, "minimum": 60}
 STATIC_RECORD_KEYS = {"type", "value", "values", "ttl"}
 A, NS, CNAME, SOA_TYPE, AAAA = 1, 2, 5, 6, 28
@@ -61,6 +63,7 @@ class ZoneBuilder:
         # name -> type -> (ttl, rdatas, path)
         self.static: dict[Name, dict[int, tuple[int, list[RD], str]]] = {}
         self.dynamic: dict[Name, dict[int, Any]] = {}
+        self.signer: ZoneSigner | None = None
 
     # -- top level ---------------------------------------------------------------------------
     def build(self) -> Zone | None:
@@ -95,6 +98,11 @@ class ZoneBuilder:
         self._records(doc.get("records", {}))
         soa, serial, minimum = self._soa(doc.get("soa", {}))
         self._check_tree()
+        if "dnssec" in doc:
+            # The keys are read here, once; the denial TTL needs the SOA.
+            spec = parse_dnssec(doc["dnssec"], Path(self.file).parent, self.problems)
+            if spec is not None and soa is not None:
+                self.signer = build_signer(spec, self.origin, min(soa.ttl, minimum), self.problems)
         if self.problems or soa is None:
             return None
         return self._freeze(soa, serial, minimum)
@@ -232,9 +240,9 @@ class ZoneBuilder:
                     self.problems.add(path, f"a wildcard cannot stand below the delegation {to_text(under[0])}: "
                                       "names there are answered by the child zone; put it in the child zone")
                     continue
-            if CNAME in all_types and len(all_types) > 1:
+            if CNAME in types and len(all_types) > 1:  # a GSLB CNAME beside others: reported at it, below
                 self.problems.add(path, "a CNAME cannot stand beside other records at the same name (RFC 1034 section 3.6.2)")
-            if name == self.origin and CNAME in all_types:
+            if name == self.origin and CNAME in types:
                 self.problems.add(path, "the zone apex cannot be a CNAME (it holds SOA and NS)")
             below_cut = [cut for cut in cuts if is_subdomain(name, cut) and (name != cut)]
             at_cut = name in cuts
@@ -249,7 +257,21 @@ class ZoneBuilder:
         for name, records in self.dynamic.items():
             if any(is_subdomain(name, cut) for cut in cuts):
                 self.problems.add(next(iter(records.values())).path, "a GSLB record cannot stand at or below a delegation")
+            elif CNAME in records:
+                self._gslb_cname_alone(name, records)
         self._cname_loops()
+
+    def _gslb_cname_alone(self, name: Name, records: dict[int, Any]) -> None:
+        """A GSLB CNAME, like any CNAME, is the only data at its name (RFC 1034 3.6.2, RFC 2181 10.1)."""
+        path = records[CNAME].path
+        if name == self.origin:
+            self.problems.add(path, "the zone apex cannot be a CNAME (it holds SOA and NS)")
+            return
+        others = (set(self.static.get(name, {})) | set(records)) - {CNAME}
+        if others:
+            names = ", ".join(QTYPE.get(t) for t in sorted(others))
+            self.problems.add(path, f"a CNAME cannot stand beside other records at the same name ({names} here; "
+                                    "RFC 1034 section 3.6.2): move them to another name or remove them")
 
     def _cname_loops(self) -> None:
         """A chain of CNAMEs inside the zone that comes back to itself never reaches data: every
@@ -345,6 +367,7 @@ class ZoneBuilder:
             apex_glue=glue_for(nodes[self.origin].rrsets[NS]),
             region_rules=self.rules,  # the locator is built from them later (gslb.geo.locate_catalog)
             checks=MappingProxyType(dict(self.checks)),
+            signer=self.signer,
             wildcards=MappingProxyType({name[1:]: node for name, node in nodes.items() if is_wildcard(name)}),
         )
 

@@ -346,6 +346,10 @@ class HealthBoard:
             if before is None:
                 self._version += 1
                 continue
+            if (override_status is Status.DOWN) is not (before[_OVERRIDE] is Status.DOWN) and serving is before[_SERVING]:
+                # `forced_down` changed under an unchanged status (set `down` on a dead endpoint):
+                # what fail-open serves depends on it, so readers that cache (gslb/plan.py) must see it.
+                self._version += 1
             if serving is not before[_SERVING]:
                 self._version += 1
                 self.serving_changed(key, serving)

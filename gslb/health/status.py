@@ -39,8 +39,9 @@ class HealthView(Protocol):
 
     @property
     def version(self) -> int:
-        """Grows whenever what `status()` answers changes: a reader that saw version N and sees
-        N again knows nothing it read has changed (alerts, caches)."""
+        """Grows whenever what `status()` or `forced_down()` answers changes: a reader that saw
+        version N and sees N again knows nothing it read has changed (alerts, caches such as
+        gslb/plan.py's). RTT and load do not move it."""
         ...
 
 

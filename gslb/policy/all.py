@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from gslb.dynamic import Endpoint
 from gslb.health.status import ALWAYS_UP, HealthView
-from gslb.policy.base import Policy
+from gslb.policy.base import Policy, Schedule, constant
 
 
 class AllPolicy(Policy):
@@ -17,6 +17,9 @@ class AllPolicy(Policy):
 
     def fork(self) -> Policy:
         return self
+
+    def schedule(self, healthy: Sequence[Endpoint], count: int) -> Schedule | None:
+        return constant(healthy, count, healthy[:count] if count else healthy)
 
     def pick(self, healthy: Sequence[Endpoint], count: int, client_key: int,
              health: HealthView = ALWAYS_UP, check: str | None = None) -> Sequence[Endpoint]:
