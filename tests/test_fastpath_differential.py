@@ -50,7 +50,7 @@ NAMES = [
     "x.*.apps.wild.example.", "real.apps.wild.example.", "y.apps.wild.example.", "z.y.apps.wild.example.",
     "apps.wild.example.", "nothing.wild.example.", "nope.target.wild.example.", "q.alias.wild.example.",
     "q.chain.wild.example.", "q.out.wild.example.", "x.deleg.wild.example.", "Shop.Geo.wild.example.",
-    "*.geo.wild.example.", "v6.geo6.wild.example.",
+    "*.geo.wild.example.", "v6.geo6.wild.example.", "Api.Pool.wild.example.", "x.inpool.wild.example.",
 ]
 # GSLB CNAME records (pools of host names): targets outside every zone (the fast path answers A,
 # AAAA and CNAME from pre-packed bytes), in this zone, in another zone served here (geo.example,

@@ -206,6 +206,24 @@ def test_gslb_wildcard_nodata_and_ent_keep_scope_zero(server: GslbProcess, tcp: 
     assert scope(reply) == 0
 
 
+@pytest.mark.parametrize("subnet, target", [("81.2.69.160/27", "lb-eu.example.net."),
+                                            ("216.160.83.56/29", "lb-us.example.net.")])  # US-WA: no pool, nearest
+def test_gslb_cname_wildcard_answers_each_region_with_the_synthesised_owner(server: GslbProcess, tcp: bool,
+                                                                            subnet: str, target: str) -> None:
+    reply = ask(server, "Api.Pool.wild.example.", "A", tcp, subnet)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert owners(reply) == ["Api.Pool.wild.example."]
+    assert rrset_texts(reply.answer, rdtype="CNAME") == {target}
+    literal = ask(server, "*.pool.wild.example.", "A", tcp, subnet)
+    assert scope(reply) == scope(literal)
+
+
+def test_gslb_cname_wildcard_to_names_served_here_is_followed(server: GslbProcess, tcp: bool) -> None:
+    reply = ask(server, "x.inpool.wild.example.", "A", tcp, "81.2.69.160/27")
+    assert owners(reply) == ["x.inpool.wild.example.", "eu.apps.wild.example."]
+    assert rrset_texts(reply.answer, "eu.apps.wild.example.", "A") == {"192.0.2.80"}
+
+
 # -- dig -------------------------------------------------------------------------------------------
 
 def dig(server: GslbProcess, *args: str) -> str:
