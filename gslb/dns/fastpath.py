@@ -17,12 +17,14 @@ import ipaddress
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dnslib import RR, DNSLabel
 from dnslib.label import DNSBuffer
 
 from gslb.dns import ecs
 from gslb.dns.client import client_address
+from gslb.dns.dnssec_answer import APEX_KEY_TYPES, apex_keys, signer_of
 from gslb.dns.lookup import C_IN, REFUSED, T_ANY, T_AXFR, T_CNAME, T_IXFR, Reply, lookup, nodata, nxdomain
 from gslb.dynamic import DynamicRecord
 from gslb.model.decision import Decision
@@ -30,6 +32,9 @@ from gslb.names import Name
 from gslb.resolve import Place, RegionLocator, Resolver, place
 from gslb.stats import CountKey
 from gslb.zone import Catalog, Zone
+
+if TYPE_CHECKING:
+    from gslb.dns.fastpath_dnssec import SignedFast
 
 MAX_CACHE = 200_000  # region placements kept per zone (ECS option bytes or source address)
 
@@ -100,6 +105,14 @@ class FastPath:
         self._clients: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
         for zone in catalog.zones:
             self._compile(catalog, zone)
+        # DO answers for signed zones (gslb/dns/fastpath_dnssec.py), None when no zone is signed.
+        self.dnssec: SignedFast | None = None
+        self.signed_zones: frozenset[str] = frozenset()
+        if any(signer_of(zone) is not None for zone in catalog.zones):
+            from gslb.dns.fastpath_dnssec import SignedFast  # it builds on this module's packing
+
+            self.dnssec = SignedFast(catalog)
+            self.signed_zones = frozenset(self.dnssec.signers)
         self.refused = _static_from(Reply(rcode=REFUSED, authoritative=False), (), "")
 
     # -- the build step --------------------------------------------------------------------------
@@ -152,6 +165,10 @@ class FastPath:
                     (0x04, 0), (len(rrset.records), 0, glue_count), answer + glue, label)
             if not node.dynamic or self.resolver is not None:
                 self.nodata[key] = nodata_static
+        for qtype in APEX_KEY_TYPES:  # a signed zone's DNSKEY, CDS, CDNSKEY: zone data, DO or not
+            keys = apex_keys(catalog, zone.origin, DNSLabel(list(zone.origin)), qtype)
+            if keys is not None:
+                self.table[wire_name(zone.origin) + struct.pack("!HH", qtype, C_IN)] = _static_from(keys, zone.origin, label)
 
     # -- the hot path ----------------------------------------------------------------------------
     def answer(self, data: bytes, source: str) -> tuple[bytes, CountKey, bool] | None:
@@ -187,6 +204,7 @@ class FastPath:
                 return None
             edns = False
             limit = 512
+            do_bit = 0
         elif arcount == b"\x00\x01":
             # OPT: root name, type 41, class = UDP size, ttl = ext-rcode/version/flags, rdlen
             if size < end + 11 or data[end:end + 3] != b"\x00\x00\x29" or data[end + 6] != 0:
@@ -252,8 +270,20 @@ class FastPath:
                 region = ""
             rcode = 0
             flags = bytes((0x84 | (data[2] & 0x01), data[3] & 0x10))
-            counts = struct.pack("!HHH", len(endpoints), 0, 1 if edns else 0)
+            answers = len(endpoints)
+            if do_bit and entry.zone in self.signed_zones:
+                if not endpoints:
+                    return None  # nothing to sign: the general path
+                rrsig, signatures = self.dnssec.rrsig(  # type: ignore[union-attr]
+                    entry.zone, name + data[qend:qend + 2] + body, entry.record.name, endpoints, degraded)
+                body += rrsig
+                answers += signatures
+            counts = struct.pack("!HHH", answers, 0, 1 if edns else 0)
         else:
+            if do_bit and entry.zone in self.signed_zones:
+                entry = self.dnssec.static(name, data[qend:qend + 2])  # type: ignore[union-attr]
+                if entry is None:
+                    return None
             aa, rcode = entry.aa_rcode  # type: ignore[union-attr]
             region = ""
             flags = bytes((0x80 | aa | (data[2] & 0x01), (data[3] & 0x10) | rcode))

@@ -1,0 +1,103 @@
+"""The fast path's DO answers for signed zones: signed replies packed once and kept.
+
+A DO query for a signed zone stays on the fast path (`fastpath.py`). What it answers is what the
+general path answers - `lookup` and `dnssec_answer.secure` - packed once per (name, type) and
+kept with the time it must be rebuilt: before the earliest of its signatures comes within the
+signer's refresh margin of expiry. Rebuilding asks the signer again, which re-signs only what
+its own cache no longer holds, so a reply is fresh without a reload and a hit costs no crypto.
+
+A GSLB answer's RRSIG depends on the endpoints chosen for the client: it is packed once per
+distinct answer RRset (the answer's bytes are the key) and kept. Both tables are bounded; when
+one is full it is emptied, and the entries come back on the next queries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from dnslib import RR, DNSLabel
+
+from gslb.dns.dnssec_answer import Signer, apex_keys, secure, signer_of
+from gslb.dns.fastpath import Static, pack_rr
+from gslb.dns.fastpath import _static_from as static_from
+from gslb.dns.lookup import lookup
+from gslb.dynamic import Endpoint
+from gslb.names import Name
+from gslb.zone import Catalog
+
+MAX_SIGNED = 100_000  # signed replies kept: (name, type) pairs, NXDOMAIN names included
+MAX_RRSIGS = 10_000  # GSLB answer RRsets with their packed RRSIGs
+REBUILD_AT_MOST_EVERY = 60.0  # seconds: a reply whose signer still returns old signatures is not rebuilt per query
+REFRESH_MARGIN = 0.25  # of a signature's validity: rebuilt (and, if the signer agrees, re-signed) with this much left
+
+
+def name_of(wire: bytes) -> Name:
+    labels = []
+    position = 0
+    while wire[position]:
+        length = wire[position]
+        labels.append(wire[position + 1:position + 1 + length])
+        position += length + 1
+    return tuple(labels)
+
+
+def refresh_time(rrs: Sequence[RR], now: float) -> float:
+    """When a reply holding `rrs` must be rebuilt: a margin before its first RRSIG expires."""
+    due = now + 86400.0
+    for rr in rrs:
+        if rr.rtype == 46:
+            sig = rr.rdata
+            due = min(due, sig.sig_exp - (sig.sig_exp - sig.sig_inc) * REFRESH_MARGIN)
+    return max(due, now + REBUILD_AT_MOST_EVERY)
+
+
+class SignedFast:
+    """DO variants of the fast path's answers for the signed zones of one catalog."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.signers: dict[str, Signer] = {}
+        for zone in catalog.zones:
+            signer = signer_of(zone)
+            if signer is not None:
+                self.signers[zone.label] = signer
+        self.replies: dict[bytes, tuple[Static | None, float]] = {}
+        self.rrsigs: dict[bytes, tuple[bytes, int, float]] = {}
+
+    def static(self, name: bytes, qtype: bytes) -> Static | None:
+        """The signed reply to (name, type) as packed bytes; None when the general path must
+        answer (a GSLB record at the end of a CNAME chain)."""
+        key = name + qtype
+        hit = self.replies.get(key)
+        now = time.time()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        qname = name_of(name)
+        owner = DNSLabel(list(qname))
+        number = int.from_bytes(qtype, "big")
+        reply = apex_keys(self.catalog, qname, owner, number) or lookup(self.catalog, qname, owner, number)
+        entry: Static | None = None
+        if not reply.client_dependent:
+            secure(self.catalog, reply, qname, owner)
+            entry = static_from(reply, qname, reply.zone)
+        if len(self.replies) >= MAX_SIGNED:
+            self.replies.clear()
+        self.replies[key] = (entry, refresh_time((*reply.answer, *reply.authority, *reply.additional), now))
+        return entry
+
+    def rrsig(self, zone: str, key: bytes, qname: Name, endpoints: Sequence[Endpoint],
+              degraded: bool) -> tuple[bytes, int]:
+        """The packed RRSIG(s) of a GSLB answer (`key`: the question's name and type and the
+        answer's bytes) and how many there are."""
+        hit = self.rrsigs.get(key)
+        now = time.time()
+        if hit is not None and hit[2] > now:
+            return hit[0], hit[1]
+        rrs = [e.degraded_record if degraded else e.record for e in endpoints]
+        sigs = self.signers[zone].sign(rrs)
+        packed = b"".join(pack_rr(sig, qname) for sig in sigs)
+        if len(self.rrsigs) >= MAX_RRSIGS:
+            self.rrsigs.clear()
+        self.rrsigs[key] = (packed, len(sigs), refresh_time(sigs, now))
+        return packed, len(sigs)
