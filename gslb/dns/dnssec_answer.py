@@ -37,7 +37,7 @@ class Signer(Protocol):
 
     def apex_rrsets(self) -> dict[int, list[RR]]: ...
     def sign(self, rrs: list[RR], labels: int | None = None) -> list[RR]: ...
-    def denial(self, owner: Name, types: Iterable[int], nxname: bool) -> RR: ...
+    def denial(self, owner: DNSLabel, types: Iterable[int], nxname: bool) -> RR: ...
 
 
 def signer_of(zone: Zone | None) -> Signer | None:
@@ -122,9 +122,9 @@ def _last_name(qname: Name, answer: Sequence[RR]) -> tuple[Name, DNSLabel | None
     return name, label
 
 
-def _denial(catalog: Catalog, name: Name, label: DNSLabel | None) -> RR | None:
-    """The compact-denial NSEC (unsigned) for a negative answer about `name`; None when the name
-    is not signed data (unsigned zone, or not ours)."""
+def _denial(catalog: Catalog, name: Name, label: DNSLabel) -> tuple[RR, Signer] | None:
+    """The compact-denial NSEC (unsigned) for a negative answer about `name` (written `label`),
+    with the signer of its zone; None when the name is not signed data."""
     zone = catalog.zone_for(name)
     signer = signer_of(zone)
     if zone is None or signer is None:
@@ -132,16 +132,12 @@ def _denial(catalog: Catalog, name: Name, label: DNSLabel | None) -> RR | None:
     found, where = zone.find(name)
     if found is Found.NODE:
         assert isinstance(where, Node)
-        nsec = signer.denial(name, sorted(node_types(zone, where)), False)
-    elif found is Found.EMPTY_NONTERMINAL:
-        nsec = signer.denial(name, (), False)
-    elif found is Found.REFERRAL:
-        nsec = signer.denial(name, (T_NS,), False)  # a DS query at a cut: NS, no DS
-    else:
-        nsec = signer.denial(name, (), True)
-    if label is not None:
-        return RR(label, nsec.rtype, nsec.rclass, nsec.ttl, nsec.rdata)
-    return nsec
+        return signer.denial(label, sorted(node_types(zone, where)), False), signer
+    if found is Found.EMPTY_NONTERMINAL:
+        return signer.denial(label, (), False), signer
+    if found is Found.REFERRAL:
+        return signer.denial(label, (T_NS,), False), signer  # a DS query at a cut: NS, no DS
+    return signer.denial(label, (), True), signer
 
 
 def secure(catalog: Catalog, reply: Reply, qname: Name, owner: DNSLabel) -> Reply:
@@ -161,15 +157,14 @@ def secure(catalog: Catalog, reply: Reply, qname: Name, owner: DNSLabel) -> Repl
             zone = catalog.zone_for(name)
             signer = signer_of(zone)
             if signer is not None:
-                nsec = signer.denial(name, (T_NS,), False)
+                nsec = signer.denial(rrset[0].rname, (T_NS,), False)
                 authority.append(nsec)
                 authority.extend(signer.sign([nsec]))
     if any(rr.rtype == T_SOA for rr in reply.authority):  # lookup puts a SOA there only when negative
         name, label = _last_name(qname, reply.answer)
-        nsec = _denial(catalog, name, label if label is not None else owner)
-        if nsec is not None:
-            signer = signer_of(catalog.zone_for(name))
-            assert signer is not None
+        denial = _denial(catalog, name, label if label is not None else owner)
+        if denial is not None:
+            nsec, signer = denial
             authority.append(nsec)
             authority.extend(signer.sign([nsec]))
             if reply.rcode == NXDOMAIN:
