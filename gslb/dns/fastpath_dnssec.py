@@ -14,7 +14,7 @@ one is full it is emptied, and the entries come back on the next queries.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from dnslib import RR, DNSLabel
 
@@ -64,13 +64,14 @@ class SignedFast:
                 self.signers[zone.label] = signer
         self.replies: dict[bytes, tuple[Static | None, float]] = {}
         self.rrsigs: dict[bytes, tuple[bytes, int, float]] = {}
+        self.clock: Callable[[], float] = time.time  # the signers' clock (tests move both)
 
     def static(self, name: bytes, qtype: bytes) -> Static | None:
         """The signed reply to (name, type) as packed bytes; None when the general path must
         answer (a GSLB record at the end of a CNAME chain)."""
         key = name + qtype
         hit = self.replies.get(key)
-        now = time.time()
+        now = self.clock()
         if hit is not None and hit[1] > now:
             return hit[0]
         qname = name_of(name)
@@ -91,7 +92,7 @@ class SignedFast:
         """The packed RRSIG(s) of a GSLB answer (`key`: the question's name and type and the
         answer's bytes) and how many there are."""
         hit = self.rrsigs.get(key)
-        now = time.time()
+        now = self.clock()
         if hit is not None and hit[2] > now:
             return hit[0], hit[1]
         rrs = [e.degraded_record if degraded else e.record for e in endpoints]
