@@ -97,6 +97,25 @@ def build_parser() -> argparse.ArgumentParser:
     reload.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
                         help="how long to wait for the reload's result (default 60; 0: only ask for it)")
 
+    dnssec = commands.add_parser("dnssec", help="DNSSEC keys of a signed zone: create, DS for the parent, list, "
+                                                "and activate/retire/remove for a rollover (docs/dnssec.md)")
+    actions = dnssec.add_subparsers(dest="action", required=True)
+    for action, text in (("keygen", "create a key (ECDSA P-256, algorithm 13) in the zone's dnssec.keys directory"),
+                         ("ds", "print the DS records to give the parent zone"),
+                         ("list", "list the keys of a zone (or of every signed zone) and their states"),
+                         ("activate", "make a key sign (rollover step)"),
+                         ("retire", "stop a key signing; it stays in the DNSKEY set (rollover step)"),
+                         ("remove", "delete a retired or published key's files (last rollover step)")):
+        sub = actions.add_parser(action, help=text)
+        sub.add_argument("--zones", type=Path, required=True, help="the directory of *.yaml zone files")
+        sub.add_argument("zone", nargs="?" if action == "list" else None, metavar="ZONE",
+                         help="the zone's origin, like gslb.example.com")
+        if action == "keygen":
+            sub.add_argument("--role", choices=("csk", "ksk", "zsk"), default="csk",
+                             help="csk: one key signs everything (default); ksk + zsk: a pair")
+        if action in ("activate", "retire", "remove"):
+            sub.add_argument("tag", metavar="TAG", help="the key tag (gslb dnssec list)")
+
     status = commands.add_parser("status", help="a short summary of the running server: zones, regions, "
                                                 "endpoints down, last reload, alerts")
     _api_client(status)
@@ -130,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     if args.command in ("reload", "status"):
         return _control(args)
+    if args.command == "dnssec":
+        from gslb.dnssec.commands import run
+
+        return run(args.action, args.zones, args.zone, role=getattr(args, "role", "csk"), tag=getattr(args, "tag", None))
     flags = {k: v for k, v in vars(args).items() if k in SERVER_FLAGS}
     settings, problems = load_settings(args.config, flags)
     if problems:

@@ -18,6 +18,7 @@ from dnslib import RR
 from gslb.names import Name, is_subdomain, to_text
 
 if TYPE_CHECKING:
+    from gslb.dnssec.signer import ZoneSigner
     from gslb.dynamic import DynamicRecord
     from gslb.geo.facts import GeoFacts
     from gslb.geo.rules import RegionRules
@@ -96,6 +97,7 @@ class Zone:
     region_map: RegionLocator | None = None  # set by the build step (gslb.geo.locate_catalog), not by config
     checks: Mapping[str, Check] = field(default_factory=lambda: MappingProxyType({}))  # health checks by name
     region_rules: RegionRules | None = None  # regions:, subnets:, default_region:, validated
+    signer: ZoneSigner | None = None  # dnssec: the zone's online signer, its keys read at load; None: unsigned
 
     @property
     def label(self) -> str:

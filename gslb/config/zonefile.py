@@ -14,13 +14,15 @@ from gslb.config.problems import Problems, join_path, shown
 from gslb.config.rdata import PARSERS, _integer, article, seconds
 from gslb.config.regions import parse_regions
 from gslb.config.yamlload import load_yaml
+from gslb.dnssec.config import build_signer, parse_dnssec
+from gslb.dnssec.signer import ZoneSigner
 from gslb.geo.rules import RegionRules
 from gslb.health.checks import Check, parse_checks
 from gslb.names import Name, NameError_, is_subdomain, parse_absolute, parse_owner, to_text
 from gslb.zone import Node, Referral, RRset, Zone
 
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
-ZONE_KEYS = {"origin", "ttl", "soa", "ns", "records", "regions", "subnets", "default_region", "checks"}
+ZONE_KEYS = {"origin", "ttl", "soa", "ns", "records", "regions", "subnets", "default_region", "checks", "dnssec"}
 SOA_DEFAULTS = {"refresh": 3600, "retry": 600, "expire": 1209600, "minimum": 60}
 STATIC_RECORD_KEYS = {"type", "value", "values", "ttl"}
 A, NS, CNAME, SOA_TYPE, AAAA = 1, 2, 5, 6, 28
@@ -61,6 +63,7 @@ class ZoneBuilder:
         # name -> type -> (ttl, rdatas, path)
         self.static: dict[Name, dict[int, tuple[int, list[RD], str]]] = {}
         self.dynamic: dict[Name, dict[int, Any]] = {}
+        self.signer: ZoneSigner | None = None
 
     # -- top level ---------------------------------------------------------------------------
     def build(self) -> Zone | None:
@@ -95,6 +98,11 @@ class ZoneBuilder:
         self._records(doc.get("records", {}))
         soa, serial, minimum = self._soa(doc.get("soa", {}))
         self._check_tree()
+        if "dnssec" in doc:
+            # The keys are read here, once; the denial TTL needs the SOA.
+            spec = parse_dnssec(doc["dnssec"], Path(self.file).parent, self.problems)
+            if spec is not None and soa is not None:
+                self.signer = build_signer(spec, self.origin, min(soa.ttl, minimum), self.problems)
         if self.problems or soa is None:
             return None
         return self._freeze(soa, serial, minimum)
@@ -324,6 +332,7 @@ class ZoneBuilder:
             apex_glue=glue_for(nodes[self.origin].rrsets[NS]),
             region_rules=self.rules,  # the locator is built from them later (gslb.geo.locate_catalog)
             checks=MappingProxyType(dict(self.checks)),
+            signer=self.signer,
         )
 
 
