@@ -8,8 +8,10 @@ unsigned, byte for byte, by both paths. And a DO query stays on the fast path.
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 
+import dns._features
 import dns.dnssec
 import dns.edns
 import dns.flags
@@ -25,6 +27,12 @@ from dnsserver import GslbProcess, rrset_texts
 from gslb import service
 from gslb.settings import ServerSettings
 from test_dnssec_e2e import DATA, ZONE, signed_zones
+
+# dnspython 2.9 gates its DNSSEC validation on cryptography >= 50; the cryptography installed
+# (the one gslb signs with) has the ECDSA P-256 it needs, so the gate is lifted for these tests.
+if dns.dnssec.validate is dns.dnssec._need_pyca:
+    dns._features.force("dnssec", True)
+    importlib.reload(dns.dnssec)
 
 ORIGIN = dns.name.from_text(ZONE)
 NXNAME = 128

@@ -19,12 +19,12 @@ they are zone data. Without DO nothing else changes: `secure` is only called for
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+from collections.abc import Sequence
 
 from dnslib import RR, DNSLabel
 
 from gslb.dns.lookup import NOERROR, NXDOMAIN, T_CNAME, T_NS, T_SOA, Reply
+from gslb.dnssec.signer import ZoneSigner as Signer
 from gslb.names import Name
 from gslb.zone import Catalog, Found, Node, Zone
 
@@ -32,16 +32,8 @@ T_DNSKEY, T_CDS, T_CDNSKEY = 48, 59, 60
 APEX_KEY_TYPES = (T_DNSKEY, T_CDS, T_CDNSKEY)
 
 
-class Signer(Protocol):
-    """What answering asks of a zone's signer (gslb/dnssec/signer.py's ZoneSigner)."""
-
-    def apex_rrsets(self) -> dict[int, list[RR]]: ...
-    def sign(self, rrs: list[RR], labels: int | None = None) -> list[RR]: ...
-    def denial(self, owner: DNSLabel, types: Iterable[int], nxname: bool) -> RR: ...
-
-
 def signer_of(zone: Zone | None) -> Signer | None:
-    return getattr(zone, "signer", None) if zone is not None else None
+    return zone.signer if zone is not None else None
 
 
 def _lower(label: DNSLabel) -> Name:

@@ -18,10 +18,11 @@ from collections.abc import Callable, Sequence
 
 from dnslib import RR, DNSLabel
 
-from gslb.dns.dnssec_answer import Signer, apex_keys, secure, signer_of
+from gslb.dns.dnssec_answer import apex_keys, secure, signer_of
 from gslb.dns.fastpath import Static, pack_rr
 from gslb.dns.fastpath import _static_from as static_from
 from gslb.dns.lookup import lookup
+from gslb.dnssec.signer import ZoneSigner
 from gslb.dynamic import Endpoint
 from gslb.names import Name
 from gslb.zone import Catalog
@@ -57,7 +58,7 @@ class SignedFast:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self.signers: dict[str, Signer] = {}
+        self.signers: dict[str, ZoneSigner] = {}
         for zone in catalog.zones:
             signer = signer_of(zone)
             if signer is not None:
