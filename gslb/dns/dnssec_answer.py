@@ -124,12 +124,19 @@ def _denial(catalog: Catalog, name: Name, label: DNSLabel) -> tuple[RR, Signer] 
     found, where = zone.find(name)
     if found is Found.NODE:
         assert isinstance(where, Node)
-        return signer.denial(label, sorted(node_types(zone, where)), False), signer
-    if found is Found.EMPTY_NONTERMINAL:
-        return signer.denial(label, (), False), signer
-    if found is Found.REFERRAL:
-        return signer.denial(label, (T_NS,), False), signer  # a DS query at a cut: NS, no DS
-    return signer.denial(label, (), True), signer
+        types: Sequence[int] = sorted(node_types(zone, where))
+    elif found is Found.REFERRAL:
+        types = (T_NS,)  # a DS query at a cut: NS, no DS
+    else:
+        types = ()
+    return _nsec(signer, name, label, types, found is Found.NXDOMAIN), signer
+
+
+def _nsec(signer: Signer, name: Name, label: DNSLabel, types: Sequence[int], nxname: bool) -> RR:
+    """The NSEC made from the lowercase name - so its next name, and its signature, are the same
+    whatever case a client asks in - with the owner as the client wrote it."""
+    nsec = signer.denial(DNSLabel(list(name)), types, nxname)
+    return RR(label, nsec.rtype, nsec.rclass, nsec.ttl, nsec.rdata)
 
 
 def secure(catalog: Catalog, reply: Reply, qname: Name, owner: DNSLabel) -> Reply:
@@ -149,7 +156,7 @@ def secure(catalog: Catalog, reply: Reply, qname: Name, owner: DNSLabel) -> Repl
             zone = catalog.zone_for(name)
             signer = signer_of(zone)
             if signer is not None:
-                nsec = signer.denial(rrset[0].rname, (T_NS,), False)
+                nsec = _nsec(signer, name, rrset[0].rname, (T_NS,), False)
                 authority.append(nsec)
                 authority.extend(signer.sign([nsec]))
     if any(rr.rtype == T_SOA for rr in reply.authority):  # lookup puts a SOA there only when negative

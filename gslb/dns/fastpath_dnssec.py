@@ -16,12 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from dnslib import RR, DNSLabel
+from dnslib import RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from gslb.dns.dnssec_answer import apex_keys, secure, signer_of
-from gslb.dns.fastpath import Static, pack_rr
-from gslb.dns.fastpath import _static_from as static_from
-from gslb.dns.lookup import lookup
+from gslb.dns.fastpath import Static, pack_rr, wire_name
+from gslb.dns.lookup import Reply, lookup
 from gslb.dnssec.signer import ZoneSigner
 from gslb.dynamic import Endpoint
 from gslb.names import Name
@@ -53,6 +52,18 @@ def refresh_time(rrs: Sequence[RR], now: float) -> float:
     return max(due, now + REBUILD_AT_MOST_EVERY)
 
 
+def _packed(reply: Reply, owner: DNSLabel, qtype: int) -> Static:
+    """The reply's sections packed as dnslib packs them on the general path, names compressed
+    (a signed reply names its zone in every RRSIG and SOA): the bytes after a question of the
+    same length, so the pointers hold for the client's question whatever its case."""
+    message = DNSRecord(DNSHeader(), q=DNSQuestion(owner, qtype))
+    message.rr, message.auth, message.ar = reply.answer, reply.authority, list(reply.additional)
+    start = 12 + len(wire_name(tuple(owner.label))) + 4
+    body = bytes(message.pack()[start:])
+    counts = (len(reply.answer), len(reply.authority), len(reply.additional))
+    return Static((0x04 if reply.authoritative else 0, reply.rcode), counts, body, reply.zone)
+
+
 class SignedFast:
     """DO variants of the fast path's answers for the signed zones of one catalog."""
 
@@ -82,7 +93,7 @@ class SignedFast:
         entry: Static | None = None
         if not reply.client_dependent:
             secure(self.catalog, reply, qname, owner)
-            entry = static_from(reply, qname, reply.zone)
+            entry = _packed(reply, owner, number)
         if len(self.replies) >= MAX_SIGNED:
             self.replies.clear()
         self.replies[key] = (entry, refresh_time((*reply.answer, *reply.authority, *reply.additional), now))
