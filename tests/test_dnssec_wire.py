@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+from pathlib import Path
 
 import dns._features
 import dns.dnssec
@@ -26,7 +27,9 @@ from conftest import StartServer
 from dnsserver import GslbProcess, rrset_texts
 from gslb import service
 from gslb.settings import ServerSettings
+from opsserver import start_with_api
 from test_dnssec_e2e import DATA, ZONE, signed_zones
+from test_metrics_e2e import scrape, value
 
 # dnspython 2.9 gates its DNSSEC validation on cryptography >= 50; the cryptography installed
 # (the one gslb signs with) has the ECDSA P-256 it needs, so the gate is lifted for these tests.
@@ -255,3 +258,18 @@ def test_fast_path_signed_replies_are_refreshed_before_their_signatures_expire(p
         fast.dnssec.replies.clear()
         fast.dnssec.rrsigs.clear()
 
+
+
+async def test_metrics_count_signatures_and_signer_cache_lookups(tmp_path: Path) -> None:
+    zones, _ = signed_zones(tmp_path)
+    server, url = start_with_api(zones, tmp_path / "logs", probe_name=ZONE)
+    try:
+        for _ in range(3):  # TCP: the general path, which asks the signer every time
+            server.query(f"text.{ZONE}", "TXT", use_edns=0, want_dnssec=True, tcp=True)
+        samples, types, _ = await scrape(url)
+    finally:
+        server.stop()
+    assert types["gslb_dnssec_signatures"] == "counter"
+    assert value(samples, "gslb_dnssec_signatures_total", zone=ZONE) >= 1
+    assert value(samples, "gslb_dnssec_signature_cache_lookups_total", zone=ZONE, result="hit") >= 2
+    assert value(samples, "gslb_dnssec_signature_cache_rrsets", zone=ZONE) >= 1
