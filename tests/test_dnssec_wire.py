@@ -26,6 +26,7 @@ import pytest
 from conftest import StartServer
 from dnsserver import GslbProcess, rrset_texts
 from gslb import service
+from gslb.dns.fastpath import FastPath
 from gslb.settings import ServerSettings
 from opsserver import start_with_api
 from test_dnssec_e2e import DATA, ZONE, signed_zones
@@ -273,3 +274,14 @@ async def test_metrics_count_signatures_and_signer_cache_lookups(tmp_path: Path)
     assert value(samples, "gslb_dnssec_signatures_total", zone=ZONE) >= 1
     assert value(samples, "gslb_dnssec_signature_cache_lookups_total", zone=ZONE, result="hit") >= 2
     assert value(samples, "gslb_dnssec_signature_cache_rrsets", zone=ZONE) >= 1
+
+
+def test_a_fast_path_without_signed_answers_leaves_do_queries_to_the_general_path(pair) -> None:
+    # FastPath built without the build step's SignedFast (as the API's probes and tests build it):
+    # a DO query to a signed zone must not get an unsigned answer from it.
+    bare = FastPath(pair[0].catalog, None, 1232)
+    assert bare.signed_zones == frozenset({ZONE}) and bare.dnssec is None
+    do = dns.message.make_query(f"static.{ZONE}", "A", use_edns=0, want_dnssec=True).to_wire()
+    plain = dns.message.make_query(f"static.{ZONE}", "A", use_edns=0).to_wire()
+    assert bare.answer(do, "127.0.0.1") is None
+    assert bare.answer(plain, "127.0.0.1") is not None

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from dnslib import RR, DNSLabel
 from dnslib.label import DNSBuffer
@@ -26,15 +26,12 @@ from gslb.dns import ecs
 from gslb.dns.client import client_address
 from gslb.dns.dnssec_answer import APEX_KEY_TYPES, apex_keys, signer_of
 from gslb.dns.lookup import C_IN, REFUSED, T_ANY, T_AXFR, T_CNAME, T_IXFR, Reply, lookup, nodata, nxdomain
-from gslb.dynamic import DynamicRecord
+from gslb.dynamic import DynamicRecord, Endpoint
 from gslb.model.decision import Decision
 from gslb.names import Name
 from gslb.resolve import Place, RegionLocator, Resolver, place
 from gslb.stats import CountKey
 from gslb.zone import Catalog, Zone
-
-if TYPE_CHECKING:
-    from gslb.dns.fastpath_dnssec import SignedFast
 
 MAX_CACHE = 200_000  # region placements kept per zone (ECS option bytes or source address)
 
@@ -80,6 +77,14 @@ class Dynamic:
     zone: str  # metrics label
 
 
+class SignedAnswers(Protocol):
+    """DO answers for signed zones, packed and kept (gslb/dns/fastpath_dnssec.py's SignedFast)."""
+
+    def static(self, name: bytes, qtype: bytes) -> Static | None: ...
+    def rrsig(self, zone: str, key: bytes, qname: Name, endpoints: Sequence[Endpoint],
+              degraded: bool) -> tuple[bytes, int]: ...
+
+
 def _no_resolver(record: DynamicRecord, where: Place) -> Decision:
     raise RuntimeError("a GSLB entry in a fast path built without a resolver")
 
@@ -105,14 +110,10 @@ class FastPath:
         self._clients: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
         for zone in catalog.zones:
             self._compile(catalog, zone)
-        # DO answers for signed zones (gslb/dns/fastpath_dnssec.py), None when no zone is signed.
-        self.dnssec: SignedFast | None = None
-        self.signed_zones: frozenset[str] = frozenset()
-        if any(signer_of(zone) is not None for zone in catalog.zones):
-            from gslb.dns.fastpath_dnssec import SignedFast  # it builds on this module's packing
-
-            self.dnssec = SignedFast(catalog)
-            self.signed_zones = frozenset(self.dnssec.signers)
+        # DO queries to signed zones are answered by `dnssec`, which the build step sets
+        # (gslb/dns/fastpath_dnssec.py); without it they take the general path.
+        self.signed_zones = frozenset(zone.label for zone in catalog.zones if signer_of(zone) is not None)
+        self.dnssec: SignedAnswers | None = None
         self.refused = _static_from(Reply(rcode=REFUSED, authoritative=False), (), "")
 
     # -- the build step --------------------------------------------------------------------------
@@ -272,16 +273,16 @@ class FastPath:
             flags = bytes((0x84 | (data[2] & 0x01), data[3] & 0x10))
             answers = len(endpoints)
             if do_bit and entry.zone in self.signed_zones:
-                if not endpoints:
-                    return None  # nothing to sign: the general path
-                rrsig, signatures = self.dnssec.rrsig(  # type: ignore[union-attr]
+                if not endpoints or self.dnssec is None:
+                    return None  # nothing to sign, or no signed answers here: the general path
+                rrsig, signatures = self.dnssec.rrsig(
                     entry.zone, name + data[qend:qend + 2] + body, entry.record.name, endpoints, degraded)
                 body += rrsig
                 answers += signatures
             counts = struct.pack("!HHH", answers, 0, 1 if edns else 0)
         else:
             if do_bit and entry.zone in self.signed_zones:
-                entry = self.dnssec.static(name, data[qend:qend + 2])  # type: ignore[union-attr]
+                entry = self.dnssec.static(name, data[qend:qend + 2]) if self.dnssec is not None else None
                 if entry is None:
                     return None
             aa, rcode = entry.aa_rcode  # type: ignore[union-attr]

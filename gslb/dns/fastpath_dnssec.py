@@ -65,7 +65,8 @@ def _packed(reply: Reply, owner: DNSLabel, qtype: int) -> Static:
 
 
 class SignedFast:
-    """DO variants of the fast path's answers for the signed zones of one catalog."""
+    """DO variants of the fast path's answers for the signed zones of one catalog (the fast
+    path's `SignedAnswers`)."""
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
