@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,10 +25,12 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rdata
 import dns.rdatatype
 import pytest
 
 from conftest import StartServer
+from dnssec_check import dnssec
 from dnsserver import REPO, GslbProcess, gslb_command, rrset_texts, wait_for
 from opsserver import write_atomically
 from resolvers import DELV, UNBOUND, UdpProxy, run_unbound
@@ -309,3 +312,71 @@ def test_resolvers_reject_expired_signatures(world: World, past_server: GslbProc
     assert "validation failure" in log and "expired" in log, log
     output = delv(world, f"static.{ZONE}", "A", port=past_server.port)
     assert "RRSIG has expired" in output and "resolution failed" in output, output
+
+
+# -- key rollover -------------------------------------------------------------------------------
+
+ROLL = "roll.example."
+ROLL_ZONE = f"""origin: {ROLL}
+ttl: 1
+soa: {{mname: ns1.{ROLL}, rname: hostmaster.{ROLL}, serial: 1, minimum: 1}}
+ns: [ns1.{ROLL}]
+dnssec: {{keys: keys, dnskey_ttl: 1}}
+subnets: {{127.0.0.0/8: here}}
+regions: {{here: {{location: [0, 0]}}}}
+records:
+  ns1: {{type: A, value: 192.0.2.53}}
+  static: {{type: A, value: 192.0.2.1}}
+  www: {{type: A, ttl: 1, pools: {{here: [192.0.2.80]}}}}
+"""
+
+
+def keygen(zones: Path, role: str) -> int:
+    return int(gslb_cli("dnssec", "keygen", "--zones", str(zones), ROLL, "--role", role).split()[0])
+
+
+def key_tag(dnskey: dns.rdata.Rdata) -> int:
+    return int(dnssec.key_id(dnskey))
+
+
+def roll_key_tags(port: int) -> tuple[set[int], set[int]]:
+    """(the tags of the DNSKEY set served, the tags that signed static's A) straight from gslb."""
+    keys = ask(port, ROLL, "DNSKEY")
+    answer = ask(port, f"static.{ROLL}")
+    tags = {key_tag(r) for rrset in keys.answer if rrset.rdtype == dns.rdatatype.DNSKEY for r in rrset}
+    signers = {r.key_tag for rrset in answer.answer if rrset.rdtype == dns.rdatatype.RRSIG for r in rrset}
+    return tags, signers
+
+
+def test_unbound_keeps_validating_through_a_zsk_pre_publish_rollover(start_server: StartServer,
+                                                                     tmp_path: Path) -> None:
+    """docs/dnssec.md's ZSK pre-publish, with 1 s TTLs so each wait is short: after every step
+    (and reload), unbound - which cached the step before - must answer securely throughout."""
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "roll.example.yaml").write_text(ROLL_ZONE)
+    ksk, old = keygen(zones, "ksk"), keygen(zones, "zsk")
+    ds = [line for line in gslb_cli("dnssec", "ds", "--zones", str(zones), ROLL).splitlines() if " DS " in line]
+    server = start_server(zones, probe_name=ROLL)
+    body = unbound_body(server.port, ds, ecs=False).replace(ZONE, ROLL)
+
+    def step(expected_keys: set[int], expected_signer: int) -> None:
+        server.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: roll_key_tags(server.port) == (expected_keys, {expected_signer}), 15,
+                 f"gslb to serve keys {expected_keys} signed by {expected_signer}")
+        deadline = time.monotonic() + 2.5  # longer than every TTL: unbound refetches meanwhile
+        while time.monotonic() < deadline:
+            for name in (f"static.{ROLL}", f"www.{ROLL}", f"nope.{ROLL}"):
+                reply = ask(port, name)
+                assert secure(reply), (expected_keys, name, reply)
+
+    (tmp_path / "unbound").mkdir()
+    with run_unbound(tmp_path / "unbound", body, ROLL) as port:
+        assert secure(ask(port, f"static.{ROLL}"))
+        new = keygen(zones, "zsk")  # 1. publish the new ZSK
+        step({ksk, old, new}, old)
+        gslb_cli("dnssec", "activate", "--zones", str(zones), ROLL, str(new))  # 2. it signs, the old one retires
+        gslb_cli("dnssec", "retire", "--zones", str(zones), ROLL, str(old))
+        step({ksk, old, new}, new)
+        gslb_cli("dnssec", "remove", "--zones", str(zones), ROLL, str(old))  # 3. the old one goes
+        step({ksk, new}, new)
