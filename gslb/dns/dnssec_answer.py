@@ -122,8 +122,7 @@ def _denial(catalog: Catalog, name: Name, label: DNSLabel) -> tuple[RR, Signer] 
     if zone is None or signer is None:
         return None
     found, where = zone.find(name)
-    if found is Found.NODE:
-        assert isinstance(where, Node)
+    if isinstance(where, Node):  # the name's node (or the wildcard's that answers for it)
         types: Sequence[int] = sorted(node_types(zone, where))
     elif found is Found.REFERRAL:
         types = (T_NS,)  # a DS query at a cut: NS, no DS

@@ -81,7 +81,7 @@ class SignedAnswers(Protocol):
     """DO answers for signed zones, packed and kept (gslb/dns/fastpath_dnssec.py's SignedFast)."""
 
     def static(self, name: bytes, qtype: bytes) -> Static | None: ...
-    def rrsig(self, zone: str, key: bytes, qname: Name, endpoints: Sequence[Endpoint],
+    def rrsig(self, zone: str, key: bytes, qname: bytes, endpoints: Sequence[Endpoint],
               degraded: bool) -> tuple[bytes, int]: ...
 
 
@@ -276,7 +276,7 @@ class FastPath:
                 if not endpoints or self.dnssec is None:
                     return None  # nothing to sign, or no signed answers here: the general path
                 rrsig, signatures = self.dnssec.rrsig(
-                    entry.zone, name + data[qend:qend + 2] + body, entry.record.name, endpoints, degraded)
+                    entry.zone, name + data[qend:qend + 2] + body, name, endpoints, degraded)
                 body += rrsig
                 answers += signatures
             counts = struct.pack("!HHH", answers, 0, 1 if edns else 0)

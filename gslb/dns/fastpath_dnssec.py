@@ -100,17 +100,21 @@ class SignedFast:
         self.replies[key] = (entry, refresh_time((*reply.answer, *reply.authority, *reply.additional), now))
         return entry
 
-    def rrsig(self, zone: str, key: bytes, qname: Name, endpoints: Sequence[Endpoint],
+    def rrsig(self, zone: str, key: bytes, qname: bytes, endpoints: Sequence[Endpoint],
               degraded: bool) -> tuple[bytes, int]:
-        """The packed RRSIG(s) of a GSLB answer (`key`: the question's name and type and the
-        answer's bytes) and how many there are."""
+        """The packed RRSIG(s) of a GSLB answer to `qname` (wire form, lowercase) and how many
+        there are; `key`: the question's name and type and the answer's bytes. The RRset is
+        signed under the question's name, so a name a wildcard synthesised is signed as if it
+        existed (online signing needs no wildcard proof)."""
         hit = self.rrsigs.get(key)
         now = self.clock()
         if hit is not None and hit[2] > now:
             return hit[0], hit[1]
+        name = name_of(qname)
+        owner = DNSLabel(list(name))
         rrs = [e.degraded_record if degraded else e.record for e in endpoints]
-        sigs = self.signers[zone].sign(rrs)
-        packed = b"".join(pack_rr(sig, qname) for sig in sigs)
+        sigs = self.signers[zone].sign([RR(owner, r.rtype, r.rclass, r.ttl, r.rdata) for r in rrs])
+        packed = b"".join(pack_rr(sig, name) for sig in sigs)
         if len(self.rrsigs) >= MAX_RRSIGS:
             self.rrsigs.clear()
         self.rrsigs[key] = (packed, len(sigs), refresh_time(sigs, now))
