@@ -133,6 +133,8 @@ def test_rollover_commands_change_the_state_and_refuse_to_leave_nothing_signing(
 
 def test_command_errors_are_one_line(tmp_path):
     zones = zones_dir(tmp_path)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "signed.yaml").write_text("origin: signed.example.\nrecords: {\n")
     cases = [
         (("keygen", "--zones", str(zones), "plain.example"),
          f"gslb dnssec keygen: {zones / 'plain.yaml'}: the zone has no dnssec: section; add one like "
@@ -146,6 +148,9 @@ def test_command_errors_are_one_line(tmp_path):
          "create one with `gslb dnssec keygen --zones DIR signed.example.`"),
         (("activate", "--zones", str(zones), "signed.example", "12345"),
          f"gslb dnssec activate: {zones / 'keys/signed.example'}: no key '12345' for signed.example.; its keys: none"),
+        (("keygen", "--zones", str(tmp_path / "broken"), "signed.example"),
+         f"gslb dnssec keygen: {tmp_path / 'broken'}: no zone file with origin signed.example. (1 file could not be "
+         "read; see gslb check)"),
         (("keygen", "--zones", str(zones), "bad..name"),
          "gslb dnssec keygen: ZONE: 'bad..name' has an empty label"),
     ]

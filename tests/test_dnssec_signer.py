@@ -161,6 +161,19 @@ def test_signatures_refresh_when_a_quarter_of_the_window_is_left(signer, clock):
     validate(records, signer.sign(records), dnskeys(signer), now=T0 + VALIDITY + 3600)
 
 
+def test_sign_until_says_when_the_signatures_are_replaced(signer, clock, tmp_path):
+    records = RRSETS["A"]
+    sigs, until = signer.sign_until(records)
+    assert until == T0 + VALIDITY - (VALIDITY + CLOCK_SKEW) / 4
+    assert signer.sign_until(records) == (sigs, until)  # a hit: the same RRSIGs, the same deadline
+    clock.now = until
+    fresh, later = signer.sign_until(records)
+    assert later == until + (clock.now - T0) and fresh[0].rdata != sigs[0].rdata
+    unsigned = ZoneSigner(ZONE, [keygen(tmp_path / "z", ZONE, "zsk", state="published")], negative_ttl=300, now=clock)
+    assert unsigned.sign_until(records) == ([], float("inf"))
+    assert signer.sign_until([]) == ([], float("inf"))
+
+
 def test_cache_is_a_bounded_lru(csk, clock):
     signer = ZoneSigner(ZONE, [csk], negative_ttl=300, now=clock, max_entries=3)
     sets = [[rr(f"h{i}.example.com.", A("192.0.2.1"))] for i in range(5)]
@@ -175,6 +188,21 @@ def test_cache_is_a_bounded_lru(csk, clock):
     assert signer.signatures_made == made  # kept
     signer.sign(sets[1])
     assert signer.signatures_made == made + 1  # evicted, signed again
+
+
+def test_a_flood_of_denials_does_not_evict_the_answers(csk, clock):
+    signer = ZoneSigner(ZONE, [csk], negative_ttl=300, now=clock, max_entries=20, max_denials=2)
+    answers = [[rr(f"h{i}.example.com.", A("192.0.2.1"))] for i in range(20)]
+    for records in answers:
+        signer.sign(records)
+    for i in range(50):  # random names, each a new NSEC to sign
+        signer.sign([signer.denial(DNSLabel(f"nx{i}.example.com."), [], nxname=True)])
+    assert signer.cache_size == 22
+    made = signer.signatures_made
+    for records in answers:
+        signer.sign(records)
+    assert signer.signatures_made == made  # every answer still cached
+    assert ZoneSigner(ZONE, [csk], negative_ttl=300, max_entries=100_000).max_denials == 10_000
 
 
 def test_key_roles_decide_what_each_key_signs(tmp_path, clock):

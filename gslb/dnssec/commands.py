@@ -45,7 +45,8 @@ def find_zone(zones_dir: Path, origin: Name) -> ZoneKeys:
     """The zone file in `zones_dir` whose origin is `origin`, and its `dnssec:` settings."""
     if not zones_dir.is_dir():
         raise CommandError(f"{zones_dir}: zones directory not found; pass --zones DIR")
-    for path, document in _documents(zones_dir):
+    documents = _documents(zones_dir)
+    for path, document in documents:
         if not isinstance(document, dict) or _origin(document.get("origin")) != origin:
             continue
         if "dnssec" not in document:
@@ -56,7 +57,9 @@ def find_zone(zones_dir: Path, origin: Name) -> ZoneKeys:
         if spec is None:
             raise CommandError(str(next(iter(problems))))
         return ZoneKeys(path, origin, spec)
-    raise CommandError(f"{zones_dir}: no zone file with origin {to_text(origin)}")
+    unread = len(zone_files(zones_dir)) - len(documents)
+    also = f" ({unread} file{'s' if unread != 1 else ''} could not be read; see gslb check)" if unread else ""
+    raise CommandError(f"{zones_dir}: no zone file with origin {to_text(origin)}{also}")
 
 
 def signed_zones(zones_dir: Path) -> list[ZoneKeys]:

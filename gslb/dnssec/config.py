@@ -46,7 +46,7 @@ def parse_dnssec(value: Any, zones_dir: Path, problems: Problems, path: str = "d
             problems.add(join_path(path, key), f"unknown key; expected one of {', '.join(DNSSEC_KEYS)}")
             ok = False
     directory = value.get("keys")
-    if not isinstance(directory, str) or not directory.strip():
+    if not isinstance(directory, str) or not directory.strip() or "\x00" in directory:
         problems.add(join_path(path, "keys"), f"must be the key directory, relative to the zones directory, "
                                               f"like keys/example.com; got {shown(directory)}")
         ok = False

@@ -10,6 +10,7 @@ r || s of RFC 6605 section 4.
 
 from __future__ import annotations
 
+import math
 import struct
 import time
 from collections import OrderedDict
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from dnslib import DNSKEY, DS, QTYPE, RD, RR, RRSIG, DNSBuffer, DNSLabel
+from dnslib import AAAA, DNSKEY, DS, QTYPE, RD, RR, RRSIG, A, DNSBuffer, DNSLabel
 
 from gslb.dnssec.keys import ALGORITHM, DIGEST_SHA256, PROTOCOL, Key, ds_digest, owner_wire
 from gslb.names import Name, to_text
@@ -33,8 +34,11 @@ CLOCK_SKEW = 3600  # inception this far in the past, for validators whose clocks
 DEFAULT_VALIDITY = 7 * 86400
 DEFAULT_DNSKEY_TTL = 3600
 DEFAULT_MAX_ENTRIES = 100_000
+DENIALS_SHARE = 10  # the denial cache holds a tenth of max_entries, unless told otherwise
 MIN_VALIDITY = 3 * 3600  # shorter leaves too little between refresh and expiry for caches to keep up
 MAX_VALIDITY = 90 * 86400
+_ADDRESS_TYPES = (A, AAAA)  # dnslib keeps their address as a tuple of byte values
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())  # immutable: built once, not per signature
 
 
 class _CanonicalBuffer(DNSBuffer):  # type: ignore[misc]  # dnslib is untyped
@@ -55,6 +59,9 @@ class _CanonicalBuffer(DNSBuffer):  # type: ignore[misc]  # dnslib is untyped
 
 
 def canonical_rdata(rtype: int, rdata: RD) -> bytes:
+    """RDATA in RFC 4034 section 6.2 canonical form (per RRset on every sign(), hit or miss)."""
+    if type(rdata) in _ADDRESS_TYPES:  # the GSLB answers: their bytes as they are, without a buffer
+        return bytes(rdata.data)
     buffer = _CanonicalBuffer(rtype in LOWERCASE_TYPES)
     rdata.pack(buffer)
     return bytes(buffer.data)
@@ -98,12 +105,11 @@ class CompactNSEC(RD):  # type: ignore[misc]  # dnslib is untyped
         return f"{self.label} {' '.join(type_name(t) for t in self.types)}"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Entry:
     refresh_at: float
-    rdatas: tuple[RRSIG, ...]
-    rrs: tuple[RR, ...]
-    owner_labels: tuple[bytes, ...]  # the owner exactly as first asked for, case kept
+    rrs: tuple[RR, ...]  # the RRSIG RRs, owner as first asked for
+    owner_labels: tuple[bytes, ...]  # that owner exactly, case kept
 
 
 def _successor(owner: Name) -> tuple[bytes, ...]:
@@ -123,21 +129,27 @@ def _successor(owner: Name) -> tuple[bytes, ...]:
 
 class ZoneSigner:
     """The signer of one zone, built once at load from its keys; per query it only signs on a
-    cache miss. The cache is an LRU bounded at `max_entries` RRsets."""
+    cache miss. Two LRU caches: `max_entries` RRsets of answers, and `max_denials` denial NSECs
+    apart, so a flood of queries for random names (each a new NSEC to sign) cannot evict the
+    signatures of the names that exist. An entry is about 1.1 KB."""
 
     def __init__(self, origin: Name, keys: Sequence[Key], *, negative_ttl: int,
                  validity: int = DEFAULT_VALIDITY, dnskey_ttl: int = DEFAULT_DNSKEY_TTL,
-                 max_entries: int = DEFAULT_MAX_ENTRIES, now: Callable[[], float] = time.time) -> None:
+                 max_entries: int = DEFAULT_MAX_ENTRIES, max_denials: int | None = None,
+                 now: Callable[[], float] = time.time) -> None:
         if not MIN_VALIDITY <= validity <= MAX_VALIDITY:
             raise ValueError(f"validity must be from {MIN_VALIDITY} to {MAX_VALIDITY} seconds, got {validity}")
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
+        if max_denials is None:
+            max_denials = max(1, max_entries // DENIALS_SHARE)
+        if max_entries < 1 or max_denials < 1:
+            raise ValueError("max_entries and max_denials must be at least 1")
         self.origin = origin
         self.keys = tuple(keys)
         self.negative_ttl = negative_ttl
         self.validity = validity
         self.dnskey_ttl = dnskey_ttl
         self.max_entries = max_entries
+        self.max_denials = max_denials
         self.now = now
         self.signer_name = DNSLabel(to_text(origin))
         self._signer_wire = owner_wire(origin)
@@ -146,6 +158,7 @@ class ZoneSigner:
         self._zone_signers = tuple((key.tag, key.private_key) for key in active if key.signs_zone)
         self._apex = self._build_apex()
         self._cache: OrderedDict[tuple[object, ...], _Entry] = OrderedDict()
+        self._denials: OrderedDict[tuple[object, ...], _Entry] = OrderedDict()
         self.signatures_made = 0  # one per key per RRset signed: the crypto done
         self.hits = 0
         self.misses = 0
@@ -176,44 +189,52 @@ class ZoneSigner:
     # -- signatures --------------------------------------------------------------------------
     @property
     def cache_size(self) -> int:
-        return len(self._cache)
+        """RRsets whose signatures are cached: answers and denial NSECs."""
+        return len(self._cache) + len(self._denials)
 
     def sign(self, rrs: Sequence[RR], labels: int | None = None) -> list[RR]:
         """RRSIGs over the RRset `rrs` (one owner, type and class), one per active key that signs
         its type; [] when `rrs` is empty or no such key is active. `labels` overrides the Labels
         field: for an answer synthesised from a wildcard, the wildcard owner's label count
         without the `*` (RFC 4035 section 5.3.2)."""
+        return self.sign_until(rrs, labels)[0]
+
+    def sign_until(self, rrs: Sequence[RR], labels: int | None = None) -> tuple[list[RR], float]:
+        """`sign`, and the time (of `now`) until which those RRSIGs are the ones to serve: a
+        caller that keeps packed answers with them (the fast path) drops its copy then, and
+        asks again (inf: nothing to sign with, nothing will change before a reload)."""
         if not rrs:
-            return []
+            return [], math.inf
         first = rrs[0]
         rtype, rclass, ttl, rname = first.rtype, first.rclass, first.ttl, first.rname
         given = tuple(rname.label)
-        owner = tuple(label.lower() for label in given)
+        owner = tuple(map(bytes.lower, given))
         rdatas = tuple(sorted({canonical_rdata(rtype, rr.rdata) for rr in rrs}))  # RFC 4034 6.3: sorted, no duplicates
         key = (owner, rtype, rclass, ttl, rdatas, labels)
         now = self.now()
-        entry = self._cache.get(key)
+        cache = self._denials if rtype == NSEC_TYPE else self._cache
+        entry = cache.get(key)
         if entry is not None and now < entry.refresh_at:
-            self._cache.move_to_end(key)
+            cache.move_to_end(key)
             self.hits += 1
             if entry.owner_labels == given:
-                return list(entry.rrs)
-            return [RR(rname, RRSIG_TYPE, rclass, ttl, rdata) for rdata in entry.rdatas]
+                return list(entry.rrs), entry.refresh_at
+            return [RR(rname, RRSIG_TYPE, rclass, ttl, rr.rdata) for rr in entry.rrs], entry.refresh_at
         self.misses += 1
         signers = self._key_set_signers if rtype in KEY_SET_TYPES else self._zone_signers
         if not signers:
-            return []
-        entry = self._sign(owner, rtype, rclass, ttl, rdatas, labels, now, signers)
-        entry.rrs = tuple(RR(rname, RRSIG_TYPE, rclass, ttl, rdata) for rdata in entry.rdatas)
-        entry.owner_labels = given
-        self._cache[key] = entry
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
-        return list(entry.rrs)
+            return [], math.inf
+        refresh_at, made = self._sign(owner, rtype, rclass, ttl, rdatas, labels, now, signers)
+        entry = _Entry(refresh_at, tuple(RR(rname, RRSIG_TYPE, rclass, ttl, rdata) for rdata in made), given)
+        cache[key] = entry
+        cache.move_to_end(key)  # a refreshed entry was somewhere in the middle
+        limit = self.max_denials if rtype == NSEC_TYPE else self.max_entries
+        while len(cache) > limit:
+            cache.popitem(last=False)
+        return list(entry.rrs), refresh_at
 
     def _sign(self, owner: Name, rtype: int, rclass: int, ttl: int, rdatas: tuple[bytes, ...], labels: int | None,
-              now: float, signers: tuple[tuple[int, ec.EllipticCurvePrivateKey], ...]) -> _Entry:
+              now: float, signers: tuple[tuple[int, ec.EllipticCurvePrivateKey], ...]) -> tuple[float, list[RRSIG]]:
         own_labels = len(owner) - (1 if owner and owner[0] == b"*" else 0)
         if labels is None:
             labels = own_labels
@@ -230,7 +251,7 @@ class ZoneSigner:
         for tag, private_key in signers:
             header = struct.pack("!HBBIIIH", rtype, ALGORITHM, labels, ttl, expiration & 0xFFFFFFFF,
                                  inception & 0xFFFFFFFF, tag) + self._signer_wire
-            der = private_key.sign(header + rrset_wire, ec.ECDSA(hashes.SHA256()))
+            der = private_key.sign(header + rrset_wire, _ECDSA_SHA256)
             r, s = decode_dss_signature(der)
             signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
             made.append(RRSIG(rtype, ALGORITHM, labels, ttl, expiration & 0xFFFFFFFF, inception & 0xFFFFFFFF, tag,
@@ -239,7 +260,7 @@ class ZoneSigner:
         # Refreshed once less than a quarter of the window is left: caches that took the old
         # signature with a TTL up to that quarter still hold a valid one.
         refresh_at = expiration - (expiration - inception) / 4
-        return _Entry(refresh_at, tuple(made), (), ())
+        return refresh_at, made
 
     # -- denial of existence -----------------------------------------------------------------
     def denial(self, owner: DNSLabel, types: Iterable[int], nxname: bool) -> RR:
