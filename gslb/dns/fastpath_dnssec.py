@@ -113,9 +113,9 @@ class SignedFast:
         name = name_of(qname)
         owner = DNSLabel(list(name))
         rrs = [e.degraded_record if degraded else e.record for e in endpoints]
-        sigs = self.signers[zone].sign([RR(owner, r.rtype, r.rclass, r.ttl, r.rdata) for r in rrs])
+        sigs, until = self.signers[zone].sign_until([RR(owner, r.rtype, r.rclass, r.ttl, r.rdata) for r in rrs])
         packed = b"".join(pack_rr(sig, name) for sig in sigs)
         if len(self.rrsigs) >= MAX_RRSIGS:
             self.rrsigs.clear()
-        self.rrsigs[key] = (packed, len(sigs), refresh_time(sigs, now))
+        self.rrsigs[key] = (packed, len(sigs), until)
         return packed, len(sigs)
