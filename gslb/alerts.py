@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gslb.health.status import Status
-from gslb.names import to_text
 from gslb.settings import AlertThresholds
 from gslb.stats import QueryStats
 
@@ -52,7 +51,7 @@ MIN_RESPONSES = 20  # responses in the window before the SERVFAIL rate may alert
 
 
 def record_label(record: DynamicRecord) -> str:
-    return f"{to_text(record.name)} {'AAAA' if record.rtype == 28 else 'A'}"
+    return record.display_name
 
 
 def iso8601(when: float | None) -> str | None:

@@ -17,11 +17,15 @@ from dnslib import RR
 
 from gslb.names import Name, to_text
 
+TYPE_NAMES = {1: "A", 28: "AAAA", 5: "CNAME"}  # the types a GSLB record may have
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     region: str
-    address: str  # canonical text form: the key for health state and admin overrides
+    # The key for health state and admin overrides, in canonical text form: the address of an
+    # A/AAAA endpoint, the host name (lower case, with the trailing dot) of a CNAME endpoint.
+    address: str
     weight: int
     record: RR  # the answer RR (owner = the record's name, the record's TTL), built at load
     degraded_record: RR  # the same with the degraded TTL
@@ -29,12 +33,21 @@ class Endpoint:
     # for the fast path: an answer is then these bytes joined, with no packing per query.
     wire: bytes = b""
     degraded_wire: bytes = b""
+    # A CNAME endpoint's `probe:` address: where its health checks connect instead of the name
+    # resolved through the system resolver. None for A/AAAA endpoints (probed at `address`).
+    probe: str | None = None
+
+    @property
+    def host(self) -> str | None:
+        """A CNAME endpoint's host name without the trailing dot (HTTP Host, TLS SNI); None for
+        an address."""
+        return self.address[:-1] if self.address.endswith(".") else None
 
 
 @dataclass(frozen=True, slots=True)
 class DynamicRecord:
     name: Name
-    rtype: int  # 1 (A) or 28 (AAAA)
+    rtype: int  # 1 (A), 28 (AAAA) or 5 (CNAME: pools of host names, one per answer)
     ttl: int
     ttl_degraded: int
     policy: str
@@ -58,7 +71,7 @@ class DynamicRecord:
     def display_name(self) -> str:
         """`app.example.org. A`: how runtime logs, metrics and status name the record (its DNS
         name and type); `path` is for problems in the zone file."""
-        return f"{to_text(self.name)} {'A' if self.rtype == 1 else 'AAAA' if self.rtype == 28 else self.rtype}"
+        return f"{to_text(self.name)} {TYPE_NAMES.get(self.rtype, self.rtype)}"
 
     def regions_for(self, region: str | None) -> tuple[str, ...]:
         found = self.order.get(region)

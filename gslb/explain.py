@@ -16,6 +16,7 @@ from dnslib import EDNS0, QTYPE, DNSRecord, EDNSOption
 
 from gslb.dns import ecs
 from gslb.dns.answer import Answerer
+from gslb.dns.lookup import T_CNAME
 from gslb.geo.rules import asn_text
 from gslb.health.status import HealthView
 from gslb.names import NameError_, parse_absolute, to_text
@@ -72,8 +73,10 @@ class Explanation:
             lines.append(f"policy:  {self.record['policy']}; regions tried: {' > '.join(self.record['order'])}")
             if self.record.get("min_healthy") is not None:
                 lines.append(f"min_healthy: {self.record['min_healthy']} per region")
+            probes = self.record.get("probes", {})
             for region, addresses in self.record["pools"].items():
-                lines.append(f"pool:    {region}: {', '.join(addresses)}")
+                shown = [f"{a} (probe {probes[a]})" if a in probes else a for a in addresses]
+                lines.append(f"pool:    {region}: {', '.join(shown)}")
             for address, why in self.record.get("not_serving", {}).items():
                 lines.append(f"down:    {address}: {why}")
         if self.regions:
@@ -153,6 +156,8 @@ def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None 
     if zone is not None and zone.region_map is not None:
         found = zone.nodes.get(qname)
         dynamic = found.dynamic.get(QTYPE.reverse[type_name]) if found is not None else None
+        if dynamic is None and found is not None and type_name != "ANY":
+            dynamic = found.dynamic.get(T_CNAME)  # a GSLB CNAME answers every type with its choice
         if dynamic is not None:
             placement = zone.region_map.locate(address)
             result.rule = placement.rule
@@ -169,6 +174,9 @@ def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None 
                 "not_serving": not_serving(answerer, dynamic),
                 "min_healthy": dynamic.min_healthy,
             }
+            probes = {e.address: e.probe for e in dynamic.endpoints if e.probe is not None}
+            if probes:  # CNAME pools: where the host names are probed instead of resolving them
+                result.record["probes"] = probes
             rules = zone.region_map.rules
             asn_of = getattr(zone.region_map, "asn", None)
             number = asn_of(address) if asn_of is not None else None

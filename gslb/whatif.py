@@ -88,6 +88,8 @@ def resolve(catalog: Catalog, names: Iterable[str]) -> frozenset[str]:
             if address not in endpoints:
                 raise AssumeDownError(f"down: {name} is not an endpoint of any GSLB record")
             down.add(address)
+        elif name.lower() in endpoints and name.endswith("."):  # a CNAME pool's host name
+            down.add(name.lower())
         elif name in by_region:
             down.update(by_region[name])
         else:

@@ -142,11 +142,13 @@ def test_a_dead_http_site_fails_over_within_fall_probes_and_returns_after_rise(w
     until_answer(server, "www.failover.test", EU, normal(["127.0.0.11"]), 3, "eu served by its own site")
     sites.stop("127.0.0.11")
     _, took = until_answer(server, "www.failover.test", EU, degraded(["127.0.0.21"]), 3, "eu falls back to us-east")
-    assert (FALL - 1) * INTERVAL - 0.05 <= took <= DETECTION + MARGIN, f"failover took {took:.3f}s"
+    # Only an upper bound on time: under load the scheduler may run a late probe and the next one
+    # close together. That FALL failures were needed is what the log line below proves.
+    assert took <= DETECTION + MARGIN, f"failover took {took:.3f}s"
     assert ask(server, "www.failover.test", US) == ("NOERROR", ["127.0.0.21"], TTL)  # us-east itself is fine
     sites.http("127.0.0.11")
     _, took = until_answer(server, "www.failover.test", EU, normal(["127.0.0.11"]), 3, "eu back on its own site")
-    assert (RISE - 1) * INTERVAL - 0.05 <= took <= RECOVERY + MARGIN, f"recovery took {took:.3f}s"
+    assert took <= RECOVERY + MARGIN, f"recovery took {took:.3f}s"
     log = server.stderr_text()
     assert log.count("www.failover.test. eu 127.0.0.11 DOWN after 2 failures: connection refused") == 1
     assert log.count("www.failover.test. eu 127.0.0.11 UP after 2 successes: HTTP 200") == 1

@@ -45,7 +45,42 @@ NAMES = [
     "signed.example.", "static.signed.example.", "WWW.signed.example.", "both.signed.example.", "alias.signed.example.",
     "geo-alias.signed.example.", "lost.signed.example.", "b.signed.example.", "nope.signed.example.",
     "big.signed.example.", "deleg.signed.example.", "x.deleg.signed.example.",
+    "out.pools.example.", "OUT.Pools.example.", "in.pools.example.", "cross.pools.example.", "mixed.pools.example.",
+    "alias.pools.example.", "down.pools.example.", "x.out.pools.example.",
 ]
+# GSLB CNAME records (pools of host names): targets outside every zone (the fast path answers A,
+# AAAA and CNAME from pre-packed bytes), in this zone, in another zone served here (geo.example,
+# a GSLB A there) and a mix (the general path follows them), a static CNAME to one, and one with
+# a fixed when_all_down name. Stateless policies only: both paths
+# answer from one policy state here (the stateful ones are compared below).
+POOLS_ZONE = """
+origin: pools.example.
+ttl: 300
+soa: {mname: ns1.pools.example., rname: hostmaster.pools.example., serial: 1, minimum: 60}
+ns: [ns1.pools.example.]
+regions:
+  us-east: {location: [39.04, -77.49], serves: [NA]}
+  eu:      {location: [50.11, 8.68], serves: [EU]}
+  asia:    {location: [1.35, 103.82], serves: [AS]}
+subnets:
+  127.0.0.0/8: eu
+default_region: us-east
+records:
+  ns1: {type: A, value: 192.0.2.53}
+  static: {type: A, value: 192.0.2.1}
+  out:
+    type: CNAME
+    ttl: 120
+    pools:
+      us-east: [lb-us.example.net.]
+      eu: [lb-eu1.example.net., lb-eu2.example.net.]
+      asia: [{value: lb-asia.example.net., weight: 2}]
+  in: {type: CNAME, policy: hash, pools: {eu: [static.pools.example., ns1.pools.example.], us-east: [www.geo.example.]}}
+  cross: {type: CNAME, pools: {eu: [www.geo.example.], asia: [www6.geo.example.]}}
+  mixed: {type: CNAME, pools: {eu: [static.pools.example.], us-east: [lb-us.example.net.]}}
+  alias: {type: CNAME, value: out.pools.example.}
+  down: {type: CNAME, when_all_down: [fixed.example.net.], pools: {eu: [lb-eu1.example.net.]}}
+"""
 TYPES = ["A", "AAAA", "NS", "SOA", "MX", "TXT", "SRV", "CAA", "PTR", "CNAME", "ANY", "DS", "HTTPS", 65280, "AXFR",
          "DNSKEY", "CDS"]
 SUBNETS = ["81.2.69.160/27", "175.16.199.0/24", "216.160.83.56/29", "10.1.2.0/24", "8.8.8.0/24", "0.0.0.0/0",
@@ -61,6 +96,7 @@ def loaded(tmp_path_factory):
             shutil.copy(file, zones / file.name)
     shutil.copy(DATA / "zones_dnssec" / "signed.example.yaml", zones)
     keygen(zones / "keys", (b"signed", b"example"), "csk")
+    (zones / "pools.example.yaml").write_text(POOLS_ZONE)
     settings = ServerSettings(zones=zones, geoip=DATA / "geo" / "GeoIP2-City-Test.mmdb", node_name="diff-node")
     result, problems = service.load(settings)
     assert result is not None, problems
@@ -179,8 +215,18 @@ records:
   failover: {type: A, policy: failover, pools: {eu: [192.0.2.51, 192.0.2.52], us-east: [198.51.100.51]}}
   all2: {type: A, policy: all, answers: 2, pools: {asia: [203.0.113.1, 203.0.113.2, 203.0.113.3]}}
   alias: {type: CNAME, value: rr.policy.example.}
+  cname-rr: {type: CNAME, policy: round_robin,
+             pools: {eu: [a.cdn.example.net., b.cdn.example.net., c.cdn.example.net.], us-east: [us.cdn.example.net.]}}
+  cname-weighted: {type: CNAME, policy: weighted,
+                   pools: {eu: [{value: w1.cdn.example.net., weight: 3}, w2.cdn.example.net., w3.cdn.example.net.]}}
+  cname-hash: {type: CNAME, policy: hash, pools: {eu: [h1.cdn.example.net., h2.cdn.example.net., h3.cdn.example.net.],
+                                                  us-east: [h4.cdn.example.net.]}}
+  cname-in: {type: CNAME, policy: round_robin, pools: {eu: [rr.policy.example., hash.policy.example.],
+                                                       us-east: [weighted.policy.example.]}}
+  cname-alias: {type: CNAME, value: cname-rr.policy.example.}
 """
-POLICY_NAMES = ["weighted", "weighted2", "rr", "rr2", "hash", "hash2", "failover", "all2", "alias", "ns1"]
+POLICY_NAMES = ["weighted", "weighted2", "rr", "rr2", "hash", "hash2", "failover", "all2", "alias", "ns1",
+                "cname-rr", "cname-weighted", "cname-hash", "cname-in", "cname-alias"]
 POLICY_SUBNETS = ["10.1.0.0/24", "10.1.7.0/24", "10.2.0.0/24", "10.2.99.0/24", "10.3.5.0/24", "10.9.0.0/16",
                   "10.1.0.0/0", "2001:db8:1::/56", "2001:db8:2:ff00::/56", "10.1.2.3/32"]
 
@@ -202,7 +248,8 @@ def policy_queries(seed: int = 11, count: int = 3000):
     rng = random.Random(seed)
     for index in range(count):
         name = rng.choice(POLICY_NAMES) + ".policy.example."
-        rdtype = "AAAA" if name.startswith("rr2") else rng.choice(["A", "A", "A", "AAAA", "TXT"])
+        rdtype = "AAAA" if name.startswith("rr2") else rng.choice(["A", "A", "A", "AAAA", "TXT"] if not
+                                                                  name.startswith("cname") else ["A", "A", "AAAA", "CNAME", "TXT"])
         options = []
         if rng.random() < 0.8:
             network = ipaddress.ip_network(rng.choice(POLICY_SUBNETS), strict=False)
@@ -233,7 +280,8 @@ def test_fast_and_general_paths_agree_on_stateful_policies(policy_zones) -> None
             tuple(r.to_text() for rrset in message.answer for r in rrset))
     assert handled > 2200, handled
     # The comparison means something only if the policies really moved between answers.
-    for name in ("weighted", "weighted2", "rr", "rr2", "hash", "alias"):
+    for name in ("weighted", "weighted2", "rr", "rr2", "hash", "alias", "cname-rr", "cname-weighted", "cname-hash",
+                 "cname-in", "cname-alias"):
         assert len(seen[f"{name}.policy.example."]) > 2, (name, seen[f"{name}.policy.example."])
 
 

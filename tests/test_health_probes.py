@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -15,6 +13,7 @@ from aiohttp import web
 from gslb.health.checks import HttpSpec, LoadSource, TcpSpec
 from gslb.health.kinds import PROBES
 from gslb.health.probes import HttpProbe, TcpProbe, reported_load
+from sites import self_signed
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -177,32 +176,10 @@ async def test_tcp_probe_succeeds_on_a_handshake_and_fails_when_refused():
 
 # -- TLS ---------------------------------------------------------------------------------------
 
-def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @pytest.fixture
 async def tls_site(tmp_path) -> AsyncIterator[Site]:
-    cert, key = _self_signed(tmp_path, "www.example.com")
+    pytest.importorskip("cryptography")
+    cert, key = self_signed(tmp_path, "www.example.com")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     server = Site()
@@ -226,3 +203,41 @@ async def test_https_verifies_the_certificate_unless_told_not_to(tls_site, sessi
     assert not result.ok
     assert result.reason.startswith("TLS certificate: ")
     assert "self-signed" in result.reason or "VERIFY_FAILED" in result.reason
+
+
+# -- CNAME pool endpoints: a host name, probed at its probe: address or resolved now ----------
+
+async def test_a_host_name_endpoint_is_the_host_header_at_its_probe_address(site, session):
+    result = await HttpProbe(http(site, path="/healthz"), session).probe("127.0.0.1", host="lb-eu.example.net")
+    assert result.ok
+    assert site.requests[-1].headers["Host"] == f"lb-eu.example.net:{site.port}"
+    assert site.local_addresses[-1] == "127.0.0.1"
+    await HttpProbe(http(site, host="www.example.com"), session).probe("127.0.0.1", host="lb-eu.example.net")
+    assert site.requests[-1].headers["Host"] == f"www.example.com:{site.port}"  # the check's own host: wins
+
+
+async def test_without_a_probe_address_the_name_is_resolved_by_the_system_resolver(site, session):
+    """localhost resolves through getaddrinfo (/etc/hosts) to the loopback the site listens on."""
+    for probe in (HttpProbe(http(site), session), TcpProbe(TcpSpec(site.port))):
+        result = await probe.probe("localhost", host="localhost")
+        assert (result.ok, result.reason) == (True, "HTTP 200" if isinstance(probe, HttpProbe) else "TCP connect")
+    assert site.requests[-1].headers["Host"] == f"localhost:{site.port}"
+
+
+async def test_https_sends_the_endpoint_name_as_sni_and_host(tls_site, session):
+    spec = HttpSpec(port=tls_site.port, tls=True, verify_tls=False)
+    result = await HttpProbe(spec, session).probe("127.0.0.1", host="lb-eu.example.net")
+    assert (result.ok, result.reason) == (True, "HTTP 200")
+    assert tls_site.sni[-1] == "lb-eu.example.net"
+    assert tls_site.requests[-1].headers["Host"] == f"lb-eu.example.net:{tls_site.port}"
+
+
+async def test_https_verifies_the_certificate_against_the_endpoint_name(tls_site, session, tmp_path):
+    """The site's certificate is for www.example.com: trusted, it passes for that name only."""
+    trust = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    spec = HttpSpec(port=tls_site.port, tls=True)
+    probe = HttpProbe(spec, session)
+    probe._ssl = trust
+    assert (await probe.probe("127.0.0.1", host="www.example.com")).ok
+    result = await probe.probe("127.0.0.1", host="lb-eu.example.net")
+    assert not result.ok and result.reason.startswith("TLS certificate: ")

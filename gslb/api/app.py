@@ -270,7 +270,7 @@ class Api:
         try:
             address = canonical_address(text)
         except ValueError:
-            raise ApiError(400, f"address: {shown(text)} is not an IP address") from None
+            raise ApiError(400, f"address: {shown(text)} is not an IP address or a host name ending in '.'") from None
         data = await json_object(request, self.limits, ADMIN_EXAMPLE)
         unknown = sorted(set(data) - {"state", "check", "for", "from", "until"})
         if unknown:
@@ -389,7 +389,7 @@ def _address(text: str) -> str:
     try:
         return canonical_address(text)
     except ValueError:
-        raise ApiError(400, f"address: {text!r} is not an IP address") from None
+        raise ApiError(400, f"address: {text!r} is not an IP address or a host name ending in '.'") from None
 
 
 def _external_api(monitor: HealthMonitor) -> ExternalApi:

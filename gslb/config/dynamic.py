@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from dnslib import AAAA, RR, A, DNSLabel
+from dnslib import CNAME as CNAME_RDATA
 
 from gslb.config.problems import Problems, join_path, shown
 from gslb.config.rdata import _integer, seconds
@@ -18,7 +19,7 @@ from gslb.dynamic import DynamicRecord, Endpoint
 from gslb.geo import RegionRules
 from gslb.geo.rules import great_circle_km
 from gslb.health.checks import Check
-from gslb.names import Name, to_text
+from gslb.names import Name, NameError_, parse_absolute, to_text
 from gslb.policy import NEEDS, POLICIES, parse_policy
 
 KEYS = {"type", "ttl", "ttl_degraded", "policy", "answers", "pools", "check", "fallback", "when_all_down",
@@ -26,6 +27,8 @@ KEYS = {"type", "ttl", "ttl_degraded", "policy", "answers", "pools", "check", "f
 PERCENT = re.compile(r"^\s*([0-9]{1,3}(?:\.[0-9]+)?)\s*%\s*$")
 MIN_HEALTHY_HINT = "a number of endpoints like 2, or a share of each pool like 50%"
 DEFAULT_POLICY = "all"
+CNAME_POLICY = "failover"  # a CNAME record's default: `all` with one answer, said plainly
+CNAME = 5
 MIN_DEGRADED_TTL = 5
 
 
@@ -46,8 +49,8 @@ def parse_dynamic(
     for key in entry:
         if key not in KEYS:
             problems.add(join_path(path, key), f"unknown key for a GSLB record; expected one of {', '.join(sorted(KEYS))}")
-    if rtype not in (1, 28):
-        problems.add(join_path(path, "type"), "a GSLB record (with pools) must be of type A or AAAA")
+    if rtype not in (1, 28, CNAME):
+        problems.add(join_path(path, "type"), "a GSLB record (with pools) must be of type A, AAAA or CNAME")
         return None
     if rules is None:
         problems.add(join_path(path, "pools"), "pools are keyed by region: declare regions: in this zone")
@@ -56,8 +59,19 @@ def parse_dynamic(
     degraded_default = max(MIN_DEGRADED_TTL, ttl // 2) if ttl is not None else MIN_DEGRADED_TTL
     ttl_degraded = _int(entry, "ttl_degraded", min(degraded_default, ttl or degraded_default), path, problems,
                         0, 2**31 - 1, seconds)
-    answers = _int(entry, "answers", 0, path, problems, 0, 64)
-    parsed_policy = parse_policy(entry.get("policy", DEFAULT_POLICY), join_path(path, "policy"), problems)
+    if rtype == CNAME:
+        # A name can have one CNAME (RFC 1034 3.6.2, RFC 2181 10.1): one target per answer.
+        answers: int | None = 1
+        if "answers" in entry and (isinstance(entry["answers"], bool) or entry["answers"] != 1):
+            problems.add(join_path(path, "answers"), f"a CNAME record answers with exactly one name: remove answers "
+                                                     f"or set it to 1, got {shown(entry['answers'])}")
+    else:
+        answers = _int(entry, "answers", 0, path, problems, 0, 64)
+    parsed_policy = parse_policy(entry.get("policy", DEFAULT_POLICY if rtype != CNAME else CNAME_POLICY),
+                                 join_path(path, "policy"), problems)
+    if rtype == CNAME and parsed_policy is not None and parsed_policy[0] == "all":
+        problems.add(join_path(path, "policy"), "all answers every healthy endpoint, but a CNAME answers one name; "
+                                                "use failover (the first healthy) or another policy")
     check = entry.get("check")
     if check is not None and (not isinstance(check, str) or check not in check_names):  # a list is unhashable
         known = ", ".join(sorted(check_names)) or "none declared"
@@ -66,6 +80,8 @@ def parse_dynamic(
         _needs(parsed_policy[0], check, checks, join_path(path, "policy"), problems)
     owner = DNSLabel(to_text(name))
     pools = _pools(entry.get("pools"), rtype, owner, ttl or 0, ttl_degraded or 0, join_path(path, "pools"), rules, problems)
+    if rtype == CNAME and pools is not None:
+        _no_self_target(name, pools, join_path(path, "pools"), problems)
     order = _order(entry.get("fallback", "nearest"), pools, rules, join_path(path, "fallback"), problems)
     when = _when_all_down(entry.get("when_all_down", "all"), rtype, owner, ttl or 0, ttl_degraded or 0,
                           join_path(path, "when_all_down"), problems)
@@ -91,6 +107,16 @@ def parse_dynamic(
         min_healthy=min_healthy if min_up else None,
         min_up=MappingProxyType(min_up or {}),
     )
+
+
+def _no_self_target(name: Name, pools: Mapping[str, tuple[Endpoint, ...]], path: str, problems: Problems) -> None:
+    """A CNAME to its own name is a loop no resolver gets out of."""
+    own = to_text(name)
+    for region, pool in pools.items():
+        for index, endpoint in enumerate(pool):
+            if endpoint.address == own:
+                problems.add(join_path(join_path(path, region), index),
+                             f"{own} points at itself; a CNAME pool lists other names")
 
 
 def _min_up(raw: Any, pools: Mapping[str, tuple[Endpoint, ...]] | None, path: str,
@@ -165,13 +191,37 @@ def _address(value: Any, rtype: int) -> str:
 
 def _endpoint(region: str, value: Any, rtype: int, owner: DNSLabel, ttl: int, ttl_degraded: int) -> Endpoint:
     weight = 1
+    probe = None
     if isinstance(value, dict):
-        unknown = set(value) - {"value", "weight"}
+        keys = {"value", "weight", "probe"} if rtype == CNAME else {"value", "weight"}
+        unknown = set(value) - keys
         if unknown or "value" not in value:
+            if rtype == CNAME:
+                raise ValueError("an endpoint is a host name, or {value: NAME, weight: N, probe: ADDRESS}")
+            if "probe" in value:
+                raise ValueError("probe: is for CNAME pools (host names); an address is probed at itself")
             raise ValueError("an endpoint is an address, or {value: ADDRESS, weight: N}")
         if "weight" in value:
             weight = _integer(value["weight"], "weight", 0, 1_000_000)
+        if "probe" in value:
+            probe = _probe_address(value["probe"])
         value = value["value"]
+    if rtype == CNAME:
+        target = _host_name(value)
+        rdata_label = DNSLabel(target)
+        cname = CNAME_RDATA(rdata_label)
+        # Uncompressed: a pointer would need to know where in the message the rdata lands.
+        packed = b"".join(bytes((len(part),)) + part for part in rdata_label.label) + b"\x00"
+        return Endpoint(
+            region=region,
+            address=target,
+            weight=weight,
+            record=RR(owner, rtype, 1, ttl, cname),
+            degraded_record=RR(owner, rtype, 1, ttl_degraded, cname),
+            wire=_pointer_rr(rtype, ttl, packed),
+            degraded_wire=_pointer_rr(rtype, ttl_degraded, packed),
+            probe=probe,
+        )
     address = _address(value, rtype)
     rdata = A(address) if rtype == 1 else AAAA(address)
     packed = ipaddress.ip_address(address).packed
@@ -186,6 +236,47 @@ def _endpoint(region: str, value: Any, rtype: int, owner: DNSLabel, ttl: int, tt
     )
 
 
+def _host_name(value: Any) -> str:
+    """A CNAME pool's target: a fully qualified name -> its canonical text (lower case, with the
+    trailing dot), which is also the endpoint's health key."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be a host name like lb-eu.example.net., got {shown(value)}")
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        raise ValueError(f"{value} is an IP address; a CNAME pool lists host names (a record of type "
+                         f"{'A' if ':' not in value else 'AAAA'} lists addresses)")
+    try:
+        name = parse_absolute(value)
+    except NameError_ as error:
+        raise ValueError(f"{error} (a host name like lb-eu.example.net.)") from None
+    if not name:
+        raise ValueError("the root '.' is not a host name")
+    return to_text(name)
+
+
+class _FieldError(ValueError):
+    """A problem with one key of an endpoint's mapping: reported at that key's path."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _at(path: str, error: ValueError) -> str:
+    return join_path(path, error.key) if isinstance(error, _FieldError) else path
+
+
+def _probe_address(value: Any) -> str:
+    try:
+        return ipaddress.ip_address(value if isinstance(value, str) else "").compressed
+    except ValueError:
+        raise _FieldError("probe", f"{shown(value)} is not an IP address; give the address health checks "
+                                   f"connect to, like 192.0.2.10 (without probe: the name is resolved)") from None
+
+
 def _pointer_rr(rtype: int, ttl: int, rdata: bytes) -> bytes:
     """An RR owned by the question's name: a compression pointer to offset 12 (RFC 1035 4.1.4)."""
     return b"\xc0\x0c" + struct.pack("!HHIH", rtype, 1, ttl, len(rdata)) + rdata
@@ -194,7 +285,7 @@ def _pointer_rr(rtype: int, ttl: int, rdata: bytes) -> bytes:
 def _pools(raw: Any, rtype: int, owner: DNSLabel, ttl: int, ttl_degraded: int, path: str, rules: RegionRules,
            problems: Problems) -> Mapping[str, tuple[Endpoint, ...]] | None:
     if not isinstance(raw, dict) or not raw:
-        problems.add(path, "must map region names to lists of endpoint addresses")
+        problems.add(path, f"must map region names to lists of endpoint {'host names' if rtype == CNAME else 'addresses'}")
         return None
     pools: dict[str, tuple[Endpoint, ...]] = {}
     for region, endpoints in raw.items():
@@ -203,7 +294,7 @@ def _pools(raw: Any, rtype: int, owner: DNSLabel, ttl: int, ttl_degraded: int, p
             problems.add(region_path, f"unknown region {shown(region)}; regions are {', '.join(rules.regions)}")
             continue
         if not isinstance(endpoints, list) or not endpoints:
-            problems.add(region_path, "must be a non-empty list of addresses")
+            problems.add(region_path, f"must be a non-empty list of {'host names' if rtype == CNAME else 'addresses'}")
             continue
         built: list[Endpoint] = []
         seen: set[str] = set()
@@ -211,7 +302,7 @@ def _pools(raw: Any, rtype: int, owner: DNSLabel, ttl: int, ttl_degraded: int, p
             try:
                 endpoint = _endpoint(region, value, rtype, owner, ttl, ttl_degraded)
             except ValueError as error:
-                problems.add(join_path(region_path, index), str(error))
+                problems.add(_at(join_path(region_path, index), error), str(error))
                 continue
             if endpoint.address in seen:
                 problems.add(join_path(region_path, index), f"{endpoint.address} is listed twice in this pool")
@@ -270,7 +361,8 @@ def _when_all_down(raw: Any, rtype: int, owner: DNSLabel, ttl: int, ttl_degraded
             try:
                 endpoints.append(_endpoint("", value, rtype, owner, ttl, ttl_degraded))
             except ValueError as error:
-                problems.add(join_path(path, index), str(error))
+                problems.add(_at(join_path(path, index), error), str(error))
         return tuple(endpoints)
-    problems.add(path, "must be 'all' (answer every endpoint), 'servfail', or a list of addresses")
+    what = "host names" if rtype == CNAME else "addresses"
+    problems.add(path, f"must be 'all' (answer every endpoint), 'servfail', or a list of {what}")
     return None

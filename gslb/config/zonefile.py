@@ -230,9 +230,9 @@ class ZoneBuilder:
                 continue  # every record here was invalid, and is reported already
             path = next(iter(types.values()))[2]
             all_types = set(types) | set(self.dynamic.get(name, {}))
-            if CNAME in all_types and len(all_types) > 1:
+            if CNAME in types and len(all_types) > 1:  # a GSLB CNAME beside others: reported at it, below
                 self.problems.add(path, "a CNAME cannot stand beside other records at the same name (RFC 1034 section 3.6.2)")
-            if name == self.origin and CNAME in all_types:
+            if name == self.origin and CNAME in types:
                 self.problems.add(path, "the zone apex cannot be a CNAME (it holds SOA and NS)")
             below_cut = [cut for cut in cuts if is_subdomain(name, cut) and (name != cut)]
             at_cut = name in cuts
@@ -247,7 +247,21 @@ class ZoneBuilder:
         for name, records in self.dynamic.items():
             if any(is_subdomain(name, cut) for cut in cuts):
                 self.problems.add(next(iter(records.values())).path, "a GSLB record cannot stand at or below a delegation")
+            elif CNAME in records:
+                self._gslb_cname_alone(name, records)
         self._cname_loops()
+
+    def _gslb_cname_alone(self, name: Name, records: dict[int, Any]) -> None:
+        """A GSLB CNAME, like any CNAME, is the only data at its name (RFC 1034 3.6.2, RFC 2181 10.1)."""
+        path = records[CNAME].path
+        if name == self.origin:
+            self.problems.add(path, "the zone apex cannot be a CNAME (it holds SOA and NS)")
+            return
+        others = (set(self.static.get(name, {})) | set(records)) - {CNAME}
+        if others:
+            names = ", ".join(QTYPE.get(t) for t in sorted(others))
+            self.problems.add(path, f"a CNAME cannot stand beside other records at the same name ({names} here; "
+                                    "RFC 1034 section 3.6.2): move them to another name or remove them")
 
     def _cname_loops(self) -> None:
         """A chain of CNAMEs inside the zone that comes back to itself never reaches data: every

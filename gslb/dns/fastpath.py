@@ -89,6 +89,13 @@ def _no_resolver(record: DynamicRecord, where: Place) -> Decision:
     raise RuntimeError("a GSLB entry in a fast path built without a resolver")
 
 
+def _leaves_catalog(catalog: Catalog, record: DynamicRecord) -> bool:
+    """Whether every name a GSLB CNAME record can answer with is outside the zones served here."""
+    fixed = record.when_all_down if isinstance(record.when_all_down, tuple) else ()
+    return all(catalog.zone_for(tuple(part.lower() for part in e.record.rdata.label.label)) is None
+               for e in (*record.endpoints, *fixed))
+
+
 def _static_from(reply: Reply, qname: Name, zone: str) -> Static:
     sections = (reply.answer, reply.authority, reply.additional)
     body = b"".join(pack_rr(rr, qname) for section in sections for rr in section)
@@ -147,7 +154,15 @@ class FastPath:
             self.above[key] = nx_static
             if self.resolver is not None:
                 for qtype, record in node.dynamic.items():
-                    self.table[key + struct.pack("!HH", qtype, C_IN)] = Dynamic(zone.region_map, record, placements, label)
+                    entry = Dynamic(zone.region_map, record, placements, label)
+                    self.table[key + struct.pack("!HH", qtype, C_IN)] = entry
+                    if qtype == T_CNAME and _leaves_catalog(catalog, record):
+                        # A and AAAA get the CNAME alone, the same bytes; a target served here
+                        # would be followed (RFC 1034 4.3.2): the general path does that.
+                        for chased in (1, 28):
+                            self.table[key + struct.pack("!HH", chased, C_IN)] = entry
+            if T_CNAME in node.dynamic:
+                continue  # other types at a GSLB CNAME: the general path
             if node.cname is not None:
                 owner = DNSLabel(list(name))
                 for qtype in (1, 28, T_CNAME):

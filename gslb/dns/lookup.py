@@ -118,10 +118,24 @@ def lookup(catalog: Catalog, qname: Name, owner: DNSLabel, qtype: int, *, tcp: b
         assert isinstance(where, Node)
         node = where
         cname = node.cname
-        if cname is None or qtype in (T_CNAME, T_ANY):
+        if qtype in (T_CNAME, T_ANY):
             break
-        reply.answer.extend(owned(cname, owner))
-        target_label = cname.records[0].rdata.label
+        if cname is not None:
+            reply.answer.extend(owned(cname, owner))
+            target_label = cname.records[0].rdata.label
+        elif T_CNAME in node.dynamic:
+            # A GSLB CNAME: the name chosen for this client, then followed like a static one.
+            reply.client_dependent = True
+            if gslb is None:  # NODATA, as for GSLB A records (and the fast path's build keeps nothing)
+                reply.authority.append(negative_soa(zone))
+                return reply
+            before = len(reply.answer)
+            gslb(zone, node, T_CNAME, owner, client, subnet, reply)
+            if reply.rcode != NOERROR or len(reply.answer) == before:
+                return reply  # SERVFAIL, or every endpoint set down: answered as at the record itself
+            target_label = reply.answer[-1].rdata.label
+        else:
+            break
         target = tuple(label.lower() for label in target_label.label)
         if target in seen:
             # A loop: the chain so far, each CNAME once, NOERROR - as BIND and NSD answer it;

@@ -3,6 +3,7 @@
 ```yaml
 # endpoint address -> up | down | drain, for every check; CHECK/ADDRESS for one check only
 198.51.100.10: down          # withdrawn whatever the probes say
+lb-eu.example.net.: down     # a CNAME pool's endpoint: its host name, with the trailing dot
 203.0.113.11: drain          # served only when nothing else in its region is up
 web/203.0.113.20: up         # served even while the `web` probes fail
 ```
@@ -41,6 +42,7 @@ from gslb.config.files import replace_file
 from gslb.config.problems import Problem, Problems
 from gslb.config.yamlload import load_yaml
 from gslb.health.status import Status
+from gslb.names import NameError_, parse_absolute, to_text
 
 log = logging.getLogger(__name__)
 
@@ -198,10 +200,19 @@ NO_OVERRIDES = Overrides()
 
 
 def canonical_address(text: str) -> str:
+    """An endpoint's health key as written by an operator -> its canonical form: an address
+    compressed, or a CNAME pool's host name (fully qualified, ending in '.') in lower case."""
+    stripped = text.strip()
     try:
-        return ipaddress.ip_address(text.strip()).compressed
+        return ipaddress.ip_address(stripped).compressed
     except ValueError:
-        raise ValueError(f"{text!r} is not an IP address") from None
+        pass
+    if stripped.endswith(".") and stripped != ".":
+        try:
+            return to_text(parse_absolute(stripped))
+        except NameError_:
+            pass
+    raise ValueError(f"{text!r} is not an IP address")
 
 
 def parse_key(key: str) -> tuple[str | None, str]:

@@ -88,6 +88,33 @@ def plan(catalog: Catalog) -> tuple[dict[str, Check], dict[Key, tuple[str, ...]]
     return checks, {key: tuple(names) for key, names in users.items()}, problems
 
 
+def probe_targets(catalog: Catalog) -> tuple[dict[Key, tuple[str, str]], list[Problem]]:
+    """Where the checked CNAME pool endpoints are probed: (check, host name key) -> (where to
+    connect: the `probe:` address, else the name for the system resolver; the HTTP Host / TLS
+    SNI name). One key probed two ways would give one verdict for two different things."""
+    targets: dict[Key, tuple[str, str]] = {}
+    where: dict[Key, str] = {}
+    problems: list[Problem] = []
+    for zone in catalog.zones:
+        for node in zone.nodes.values():
+            for record in node.dynamic.values():
+                if record.check is None:
+                    continue
+                for endpoint in record.endpoints:
+                    host = endpoint.host
+                    if host is None:
+                        continue
+                    key = (record.check, endpoint.address)
+                    target = (endpoint.probe or host, host)
+                    known = targets.setdefault(key, target)
+                    if known != target:
+                        problems.append(Problem(zone.file, record.path, f"{endpoint.address} is probed at "
+                                                f"{target[0]} here and at {known[0]} in {where[key]} with the same "
+                                                f"check {record.check}; give every use of the name the same probe:"))
+                    where.setdefault(key, record.path)
+    return targets, problems
+
+
 @dataclass
 class PendingHealth:
     """What a catalog would change in a monitor: computed by `HealthMonitor.prepare`, applied by
@@ -97,6 +124,7 @@ class PendingHealth:
     checks: dict[str, Check]
     users: dict[Key, tuple[str, ...]]
     problems: list[Problem] = field(default_factory=list)
+    targets: dict[Key, tuple[str, str]] = field(default_factory=dict)  # CNAME endpoints: (connect to, host)
     added: frozenset[Key] = frozenset()  # pairs the board will start tracking (probed ones start per cold start)
     removed: frozenset[Key] = frozenset()  # pairs it will forget (their probes stop)
     committed: bool = False
@@ -137,6 +165,7 @@ class HealthMonitor:
         self._random = rng or random.Random()
         self._checks: dict[str, Check] = {}
         self._probes: dict[str, Probe] = {}
+        self._targets: dict[Key, tuple[str, str]] = {}  # CNAME pool endpoints: (connect to, host name)
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -161,8 +190,9 @@ class HealthMonitor:
         """What taking `catalog` would change, with its problems (checks that conflict across
         zones); touches nothing live."""
         checks, users, problems = plan(catalog)
+        targets, target_problems = probe_targets(catalog)
         before = set(self.board.tracked())
-        return PendingHealth(self, checks, users, problems,
+        return PendingHealth(self, checks, users, [*problems, *target_problems], targets,
                              added=frozenset(users.keys() - before), removed=frozenset(before - users.keys()))
 
     def apply(self, catalog: Catalog) -> list[Problem]:
@@ -177,6 +207,7 @@ class HealthMonitor:
 
     def _commit(self, pending: PendingHealth) -> None:
         self._checks = pending.checks
+        self._targets = pending.targets
         self.board.track(pending.users, pending.checks)
         if self._running:
             self._build_probes()
@@ -188,8 +219,11 @@ class HealthMonitor:
         self._running = True
         self._limit = asyncio.Semaphore(self.connection_limit)
         local_addr = (self.source_address, 0) if self.source_address is not None else None
+        # Host names (CNAME pools without probe:) resolve through the system resolver
+        # (getaddrinfo) at each probe, never from a cache: a probe sees what a new client sees.
         connector = aiohttp.TCPConnector(limit=self.connection_limit, force_close=True, socket_factory=abortive_socket,
-                                         local_addr=local_addr)
+                                         local_addr=local_addr, resolver=aiohttp.ThreadedResolver(),
+                                         use_dns_cache=False)
         self._session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -337,7 +371,8 @@ class HealthMonitor:
         next_start = loop.time()
         while True:
             check = self._checks[check_name]
-            result = await self._probe_once(self._probes[check_name], address, check.timing.timeout)
+            connect, host = self._targets.get(key, (address, None))
+            result = await self._probe_once(self._probes[check_name], connect, host, check.timing.timeout)
             self.board.record(check_name, address, result)
             next_start += check.timing.interval
             delay = next_start - loop.time()
@@ -346,12 +381,12 @@ class HealthMonitor:
                 delay = 0
             await asyncio.sleep(delay)
 
-    async def _probe_once(self, probe: Probe, address: str, timeout: float) -> ProbeResult:
+    async def _probe_once(self, probe: Probe, address: str, host: str | None, timeout: float) -> ProbeResult:
         assert self._limit is not None
         async with self._limit:  # the timeout starts once the probe may run
             try:
                 async with asyncio.timeout(timeout):
-                    return await probe.probe(address)
+                    return await probe.probe(address, host) if host is not None else await probe.probe(address)
             except TimeoutError:
                 return ProbeResult(False, f"timeout after {timeout:g}s")
 

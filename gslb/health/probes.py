@@ -1,5 +1,8 @@
 """One probe of one endpoint, at its own address: an HTTP(S) request or a TCP handshake.
 
+A CNAME pool's endpoint is a host name: it is probed at its `probe:` address, or at the name as
+the system resolver resolves it at probe time, with the name as HTTP Host and TLS SNI.
+
 A probe class is registered with its check kind in gslb/health/kinds.py and has one method, `probe(address)`, which
 returns a `ProbeResult` for every outcome it expects (refused, reset, TLS errors, bad status,
 wrong body). Anything else it raises is a bug; the monitor logs it and restarts the task. The
@@ -79,7 +82,10 @@ class Probe:
     kind: ClassVar[str] = ""
     local_addr: tuple[str, int] | None = None  # where probes leave from (HTTP probes: their session's connector)
 
-    async def probe(self, address: str) -> ProbeResult:
+    async def probe(self, address: str, host: str | None = None) -> ProbeResult:
+        """`address`: where to connect (an IP address, or a host name the system resolver
+        resolves now); `host`: a CNAME pool endpoint's name, the HTTP Host and TLS SNI unless
+        the check sets its own `host:`."""
         raise NotImplementedError
 
 
@@ -102,14 +108,18 @@ class HttpProbe(Probe):
     def url(self, address: str) -> URL:
         return URL(f"{self._scheme}://{url_host(address)}:{self.spec.port}{self.spec.path}")
 
-    async def probe(self, address: str) -> ProbeResult:
+    async def probe(self, address: str, host: str | None = None) -> ProbeResult:
         spec = self.spec
         headers = {"User-Agent": spec.user_agent, "Accept": "*/*"}
-        if self._host_header is not None:
-            headers["Host"] = self._host_header
+        host_header, name = self._host_header, spec.host
+        if name is None and host is not None:
+            name = host
+            host_header = host if spec.port == (443 if spec.tls else 80) else f"{host}:{spec.port}"
+        if host_header is not None:
+            headers["Host"] = host_header
         options: dict[str, Any] = {"headers": headers, "allow_redirects": False, "ssl": self._ssl}
-        if spec.tls and spec.host is not None:
-            options["server_hostname"] = spec.host
+        if spec.tls and name is not None:
+            options["server_hostname"] = name
         started = time.monotonic()
         try:
             async with self.session.get(self.url(address), **options) as response:
@@ -155,7 +165,7 @@ class TcpProbe(Probe):
     def __init__(self, spec: TcpSpec, session: aiohttp.ClientSession | None = None) -> None:
         self.spec = spec
 
-    async def probe(self, address: str) -> ProbeResult:
+    async def probe(self, address: str, host: str | None = None) -> ProbeResult:
         started = time.monotonic()
         try:
             _reader, writer = await asyncio.open_connection(address, self.spec.port, local_addr=self.local_addr)
