@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from dnslib import RR, DNSLabel
 from dnslib.label import DNSBuffer
 
 from gslb.dns import ecs
 from gslb.dns.client import client_address
+from gslb.dns.dnssec_answer import APEX_KEY_TYPES, apex_keys, signer_of
 from gslb.dns.lookup import C_IN, REFUSED, T_ANY, T_AXFR, T_CNAME, T_IXFR, Reply, lookup, nodata, nxdomain
-from gslb.dynamic import DynamicRecord
+from gslb.dynamic import DynamicRecord, Endpoint
 from gslb.model.decision import Decision
 from gslb.names import Name
 from gslb.resolve import Place, RegionLocator, Resolver, place
@@ -75,6 +77,14 @@ class Dynamic:
     zone: str  # metrics label
 
 
+class SignedAnswers(Protocol):
+    """DO answers for signed zones, packed and kept (gslb/dns/fastpath_dnssec.py's SignedFast)."""
+
+    def static(self, name: bytes, qtype: bytes) -> Static | None: ...
+    def rrsig(self, zone: str, key: bytes, qname: bytes, endpoints: Sequence[Endpoint],
+              degraded: bool) -> tuple[bytes, int]: ...
+
+
 def _no_resolver(record: DynamicRecord, where: Place) -> Decision:
     raise RuntimeError("a GSLB entry in a fast path built without a resolver")
 
@@ -107,6 +117,10 @@ class FastPath:
         self._clients: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
         for zone in catalog.zones:
             self._compile(catalog, zone)
+        # DO queries to signed zones are answered by `dnssec`, which the build step sets
+        # (gslb/dns/fastpath_dnssec.py); without it they take the general path.
+        self.signed_zones = frozenset(zone.label for zone in catalog.zones if signer_of(zone) is not None)
+        self.dnssec: SignedAnswers | None = None
         self.refused = _static_from(Reply(rcode=REFUSED, authoritative=False), (), "")
 
     # -- the build step --------------------------------------------------------------------------
@@ -167,6 +181,10 @@ class FastPath:
                     (0x04, 0), (len(rrset.records), 0, glue_count), answer + glue, label)
             if not node.dynamic or self.resolver is not None:
                 self.nodata[key] = nodata_static
+        for qtype in APEX_KEY_TYPES:  # a signed zone's DNSKEY, CDS, CDNSKEY: zone data, DO or not
+            keys = apex_keys(catalog, zone.origin, DNSLabel(list(zone.origin)), qtype)
+            if keys is not None:
+                self.table[wire_name(zone.origin) + struct.pack("!HH", qtype, C_IN)] = _static_from(keys, zone.origin, label)
 
     # -- the hot path ----------------------------------------------------------------------------
     def answer(self, data: bytes, source: str) -> tuple[bytes, CountKey, bool] | None:
@@ -202,6 +220,7 @@ class FastPath:
                 return None
             edns = False
             limit = 512
+            do_bit = 0
         elif arcount == b"\x00\x01":
             # OPT: root name, type 41, class = UDP size, ttl = ext-rcode/version/flags, rdlen
             if size < end + 11 or data[end:end + 3] != b"\x00\x00\x29" or data[end + 6] != 0:
@@ -267,8 +286,20 @@ class FastPath:
                 region = ""
             rcode = 0
             flags = bytes((0x84 | (data[2] & 0x01), data[3] & 0x10))
-            counts = struct.pack("!HHH", len(endpoints), 0, 1 if edns else 0)
+            answers = len(endpoints)
+            if do_bit and entry.zone in self.signed_zones:
+                if not endpoints or self.dnssec is None:
+                    return None  # nothing to sign, or no signed answers here: the general path
+                rrsig, signatures = self.dnssec.rrsig(
+                    entry.zone, name + data[qend:qend + 2] + body, name, endpoints, degraded)
+                body += rrsig
+                answers += signatures
+            counts = struct.pack("!HHH", answers, 0, 1 if edns else 0)
         else:
+            if do_bit and entry.zone in self.signed_zones:
+                entry = self.dnssec.static(name, data[qend:qend + 2]) if self.dnssec is not None else None
+                if entry is None:
+                    return None
             aa, rcode = entry.aa_rcode  # type: ignore[union-attr]
             region = ""
             flags = bytes((0x80 | aa | (data[2] & 0x01), (data[3] & 0x10) | rcode))
