@@ -26,7 +26,8 @@ Which key directories to watch comes from the zones: those of the generation ser
 failed reload also those the zone files name (so the `gslb dnssec keygen` that a newly signed zone
 was waiting for is seen). When a reload changes that set, the new directories' files were read
 without a signature taken first, so their first look counts as a change: one more reload, whose
-signatures were taken before it read them (what `--workers` compare, gslb/workers.py).
+signatures were taken before it read them (what `--workers` compare, gslb/workers.py) - unless the
+reload failed and the new directories hold no key file yet, when there is nothing to read again.
 
 The files are polled once a second: no dependency on inotify, and an editor's save-by-rename
 (a new inode) is seen like any other change. A changed file is read once it has stopped changing
@@ -41,7 +42,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -268,6 +269,11 @@ class Reloader:
                 named = ()
             # Still the served generation's, and whatever the zones now name (a zone waiting for keys).
             self.key_dirs = tuple(sorted({*served_key_dirs(self.current.catalog), *named}))
+            added = tuple(name for name in self.key_dirs if name not in self._seen.key_dirs)
+            if added and not key_file_signatures(added):
+                # Nothing there yet (the usual case: `dnssec:` written before `gslb dnssec keygen`):
+                # any key file from now on is a change against this look, so no reload to take one.
+                self._seen = replace(self._seen, key_dirs=self.key_dirs)
             self._failed(reason, problems, started)
             return False
         # -- commit and swap: on the event loop, no awaits in between, so no query sees half --
