@@ -31,11 +31,11 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
+import queries  # noqa: E402
+
 from gslb import service  # noqa: E402
 from gslb.dnssec.keys import keygen  # noqa: E402
 from gslb.settings import ServerSettings  # noqa: E402
-
-import queries  # noqa: E402
 
 ZONE_FILE = BENCH / "zones" / "bench.example.yaml"
 DEFAULT_GEOIP = REPO / "geodata" / "dbip-city-lite.mmdb"

@@ -41,12 +41,12 @@ NAMES = [
     "10.2.0.192.in-addr.arpa.", "99.2.0.192.in-addr.arpa.", "example.org.", "wire.example.org.", ".",
     "geo.example.", "www.geo.example.", "WWW.GEO.example.", "www6.geo.example.", "partial.geo.example.",
     "static.geo.example.", "nope.geo.example.",
-    "out.pools.example.", "OUT.Pools.example.", "in.pools.example.", "cross.pools.example.", "mixed.pools.example.",
-    "alias.pools.example.", "down.pools.example.", "x.out.pools.example.",
     # signed (tests/data/zones_dnssec): DO queries get RRSIGs and compact denial on both paths
     "signed.example.", "static.signed.example.", "WWW.signed.example.", "both.signed.example.", "alias.signed.example.",
     "geo-alias.signed.example.", "lost.signed.example.", "b.signed.example.", "nope.signed.example.",
     "big.signed.example.", "deleg.signed.example.", "x.deleg.signed.example.",
+    "out.pools.example.", "OUT.Pools.example.", "in.pools.example.", "cross.pools.example.", "mixed.pools.example.",
+    "alias.pools.example.", "down.pools.example.", "x.out.pools.example.",
 ]
 # GSLB CNAME records (pools of host names): targets outside every zone (the fast path answers A,
 # AAAA and CNAME from pre-packed bytes), in this zone, in another zone served here (geo.example,
@@ -94,9 +94,9 @@ def loaded(tmp_path_factory):
     for source in (DATA / "zones_wire", DATA / "zones_geo"):
         for file in source.glob("*.yaml"):
             shutil.copy(file, zones / file.name)
-    (zones / "pools.example.yaml").write_text(POOLS_ZONE)
     shutil.copy(DATA / "zones_dnssec" / "signed.example.yaml", zones)
     keygen(zones / "keys", (b"signed", b"example"), "csk")
+    (zones / "pools.example.yaml").write_text(POOLS_ZONE)
     settings = ServerSettings(zones=zones, geoip=DATA / "geo" / "GeoIP2-City-Test.mmdb", node_name="diff-node")
     result, problems = service.load(settings)
     assert result is not None, problems
