@@ -309,6 +309,8 @@ class FastPath:
                     body = b"".join([e.degraded_wire for e in endpoints])
                 else:
                     body = b"".join([e.wire for e in endpoints])
+            if not ancount:
+                return None  # every endpoint forced down: a NODATA with the SOA, from the general path
             scope = plan.scope(where[2], where[1]) if where[4] else 0
             region = plan.label
             rcode = 0
