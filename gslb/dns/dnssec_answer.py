@@ -28,7 +28,7 @@ from gslb.dnssec.signer import ZoneSigner as Signer
 from gslb.names import Name
 from gslb.zone import Catalog, Found, Node, Zone
 
-T_DNSKEY, T_CDS, T_CDNSKEY = 48, 59, 60
+T_DNSKEY, T_CDS, T_CDNSKEY, T_NSEC = 48, 59, 60, 47
 APEX_KEY_TYPES = (T_DNSKEY, T_CDS, T_CDNSKEY)
 
 
@@ -148,6 +148,15 @@ def _nsec(signer: Signer, name: Name, label: DNSLabel, types: Sequence[int], nxn
 def secure(catalog: Catalog, reply: Reply, qname: Name, owner: DNSLabel, qtype: int | None = None) -> Reply:
     """`reply` (to a DO query for `qname`, written `owner` by the client, of type `qtype`) with
     its DNSSEC records added: changed in place, and returned for convenience."""
+    if qtype == T_NSEC and not reply.answer and any(rr.rtype == T_SOA for rr in reply.authority):
+        # Under compact denial every name has the NSEC made for it; a NODATA for NSEC whose proof
+        # lists NSEC would contradict itself, so that NSEC is the answer.
+        own = _denial(catalog, qname, owner, None)
+        if own is not None:
+            reply.rcode = NOERROR
+            reply.answer = [own[0], *own[1].sign([own[0]])]
+            reply.authority = []
+            return reply
     zones = _Zones(catalog)
     authority: list[RR] = []
     for rrset in _rrsets(reply.authority):
