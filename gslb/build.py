@@ -23,6 +23,7 @@ from gslb.config.problems import Problem
 from gslb.dns.answer import Answerer, AnswerSettings
 from gslb.dns.dynamic_answer import DynamicAnswers
 from gslb.dns.fastpath import FastPath
+from gslb.dns.fastpath_dnssec import SignedFast
 from gslb.geo import AsnDatabase, GeoDatabase, GeoDataError, TableCache, locate_catalog
 from gslb.geo.rules import asn_text
 from gslb.health.external import external_sources
@@ -182,6 +183,8 @@ def _assemble(
     # Resolver: it holds no reference back to the Answerer, so a generation stays a tree (no
     # reference cycle for the collector after each swap: issue 11 item 4).
     answerer.fast = FastPath(catalog, dynamic.resolver, answerer.settings.edns_udp_size)
+    if answerer.fast.signed_zones:
+        answerer.fast.dnssec = SignedFast(catalog)  # DO answers of signed zones stay on the fast path
     answerer.querylog = querylog
     return Loaded(catalog, answerer, selector, geo, health, pending, asn), []
 

@@ -64,6 +64,7 @@ class GslbCollector:
         yield from self._query_log(runtime)
         yield from self._api(runtime)
         yield from self._notify(runtime)
+        yield from self._dnssec(runtime)
         info = GaugeMetricFamily("gslb_build_info", "The gslb version running.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
@@ -222,6 +223,28 @@ class GslbCollector:
         for zone in runtime.loaded.catalog.zones:
             serials.add_metric([zone.label], zone.serial)
         yield serials
+
+    # -- DNSSEC ------------------------------------------------------------------------------------
+    def _dnssec(self, runtime: Runtime) -> Iterator[Metric]:
+        """Per signed zone, since the zone was last loaded (a reload builds a new signer)."""
+        signers = [(zone.label, zone.signer) for zone in runtime.loaded.catalog.zones if zone.signer is not None]
+        if not signers:
+            return
+        made = CounterMetricFamily("gslb_dnssec_signatures", "RRSIGs computed (the crypto done), per signed zone.",
+                                   labels=["zone"])
+        lookups = CounterMetricFamily("gslb_dnssec_signature_cache_lookups",
+                                      "RRsets the signer was asked to sign, by whether its cache held the signatures.",
+                                      labels=["zone", "result"])
+        size = GaugeMetricFamily("gslb_dnssec_signature_cache_rrsets", "RRsets with cached signatures.",
+                                 labels=["zone"])
+        for label, signer in signers:
+            made.add_metric([label], signer.signatures_made)
+            lookups.add_metric([label, "hit"], signer.hits)
+            lookups.add_metric([label, "miss"], signer.misses)
+            size.add_metric([label], signer.cache_size)
+        yield made
+        yield lookups
+        yield size
 
     # -- alerts ------------------------------------------------------------------------------------
     def _alerts(self, runtime: Runtime) -> Iterator[Metric]:

@@ -27,6 +27,7 @@ import dns.rrset
 import pytest
 
 from gslb import service
+from gslb.dnssec.keys import keygen
 from gslb.health.admin import Overrides
 from gslb.health.probes import ProbeResult
 from gslb.health.status import Status
@@ -43,6 +44,10 @@ NAMES = [
     "10.2.0.192.in-addr.arpa.", "99.2.0.192.in-addr.arpa.", "example.org.", "wire.example.org.", ".",
     "geo.example.", "www.geo.example.", "WWW.GEO.example.", "www6.geo.example.", "partial.geo.example.",
     "static.geo.example.", "nope.geo.example.",
+    # signed (tests/data/zones_dnssec): DO queries get RRSIGs and compact denial on both paths
+    "signed.example.", "static.signed.example.", "WWW.signed.example.", "both.signed.example.", "alias.signed.example.",
+    "geo-alias.signed.example.", "lost.signed.example.", "b.signed.example.", "nope.signed.example.",
+    "big.signed.example.", "deleg.signed.example.", "x.deleg.signed.example.",
     "out.pools.example.", "OUT.Pools.example.", "in.pools.example.", "cross.pools.example.", "mixed.pools.example.",
     "alias.pools.example.", "down.pools.example.", "x.out.pools.example.",
     # wildcards (RFC 4592): hits at several depths, the literal '*', NODATA, ENTs, NXDOMAIN, CNAMEs, GSLB
@@ -85,7 +90,8 @@ records:
   alias: {type: CNAME, value: out.pools.example.}
   down: {type: CNAME, when_all_down: [fixed.example.net.], pools: {eu: [lb-eu1.example.net.]}}
 """
-TYPES = ["A", "AAAA", "NS", "SOA", "MX", "TXT", "SRV", "CAA", "PTR", "CNAME", "ANY", "DS", "HTTPS", 65280, "AXFR"]
+TYPES = ["A", "AAAA", "NS", "SOA", "MX", "TXT", "SRV", "CAA", "PTR", "CNAME", "ANY", "DS", "HTTPS", 65280, "AXFR",
+         "DNSKEY", "CDS"]
 SUBNETS = ["81.2.69.160/27", "175.16.199.0/24", "216.160.83.56/29", "10.1.2.0/24", "8.8.8.0/24", "0.0.0.0/0",
            "2001:218::/32", "2001:480:10::/48", "fd00::/16", "81.2.69.142/32"]
 BAD_ECS = [b"\x00\x01\x18", b"\x00\x07\x18\x00\x0a\x00\x00", b"\x00\x01\x17\x00\x0a\x00\x01"]
@@ -97,6 +103,8 @@ def loaded(tmp_path_factory):
     for source in (DATA / "zones_wire", DATA / "zones_geo", DATA / "zones_wild"):
         for file in source.glob("*.yaml"):
             shutil.copy(file, zones / file.name)
+    shutil.copy(DATA / "zones_dnssec" / "signed.example.yaml", zones)
+    keygen(zones / "keys", (b"signed", b"example"), "csk")
     (zones / "pools.example.yaml").write_text(POOLS_ZONE)
     settings = ServerSettings(zones=zones, geoip=DATA / "geo" / "GeoIP2-City-Test.mmdb", node_name="diff-node")
     result, problems = service.load(settings)

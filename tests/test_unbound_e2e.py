@@ -5,8 +5,6 @@ resolver must each get their own region's answer (a wrong ECS scope would leak o
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
 from pathlib import Path
 
@@ -15,29 +13,14 @@ import dns.message
 import dns.query
 import pytest
 
-from dnsserver import GslbProcess, wait_for
+from dnsserver import GslbProcess
+from resolvers import UNBOUND, run_unbound
 
 ZONES = Path(__file__).resolve().parent / "data" / "zones_geo"
-UNBOUND = shutil.which("unbound") or "/usr/sbin/unbound"
 
 pytestmark = pytest.mark.skipif(
     not Path(UNBOUND).exists(), reason="unbound is not installed (apt-get install unbound; CI installs it)"
 )
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 for both UDP and TCP (unbound cannot be told to pick one)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
 
 
 @pytest.fixture(scope="module")
@@ -47,24 +30,7 @@ def gslb(start_server) -> GslbProcess:
 
 @pytest.fixture(scope="module")
 def unbound(gslb: GslbProcess, tmp_path_factory: pytest.TempPathFactory):
-    directory = tmp_path_factory.mktemp("unbound")
-    port = free_port()
-    config = directory / "unbound.conf"
-    config.write_text(f"""
-server:
-    interface: 127.0.0.1
-    port: {port}
-    do-ip6: no
-    do-daemonize: no
-    username: ""
-    chroot: ""
-    directory: "{directory}"
-    pidfile: ""
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
+    body = f"""    verbosity: 1
     module-config: "subnetcache iterator"
     send-client-subnet: 127.0.0.1
     client-subnet-always-forward: yes
@@ -75,31 +41,9 @@ server:
 stub-zone:
     name: "geo.example."
     stub-addr: 127.0.0.1@{gslb.port}
-""")
-    check = subprocess.run(["unbound-checkconf", str(config)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-    log = (directory / "unbound.log").open("wb")
-    process = subprocess.Popen([UNBOUND, "-d", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT)
-
-    def answering() -> bool:
-        try:
-            dns.query.udp(dns.message.make_query("static.geo.example.", "A"), "127.0.0.1", port=port, timeout=0.3)
-            return True
-        except (dns.exception.Timeout, OSError):
-            assert process.poll() is None, (directory / "unbound.log").read_text()
-            return False
-
-    try:
-        wait_for(answering, 15, "unbound to answer")
+"""
+    with run_unbound(tmp_path_factory.mktemp("unbound"), body, "geo.example.") as port:
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
 
 
 def through_unbound(port: int, subnet: str) -> tuple[set[str], dns.message.Message]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dnslib import RR, TXT, DNSError, DNSHeader, DNSLabel, DNSQuestion, DNSRecord, EDNSOption
 
-from gslb.dns import ecs, wire
+from gslb.dns import dnssec_answer, ecs, wire
 from gslb.dns.client import client_address
 from gslb.dns.dynamic_answer import DynamicAnswers
 from gslb.dns.lookup import (
@@ -125,6 +125,7 @@ class Answerer:
         self._nsid = settings.node_name.encode() if settings.node_name else None
         self.fast: FastAnswers | None = None  # set by the serving layer; None = general path only
         self.querylog: QueryLog | None = None  # set by the serving layer; None = no query log
+        self._signed = any(dnssec_answer.signer_of(zone) is not None for zone in catalog.zones)
 
     # -- entry points ------------------------------------------------------------------------
     def respond_udp(self, packet: bytes, source: str) -> bytes | None:
@@ -217,7 +218,11 @@ class Answerer:
         if header.opcode != 0:
             log.debug("NOTIMP to %s: opcode %d", client, header.opcode)
             return self._pack(request, Reply(rcode=NOTIMP, authoritative=False))
-        return self._pack(request, self._answer(request))
+        reply = self._answer(request)
+        if request.edns_do and self._signed:
+            dnssec_answer.secure(self.catalog, reply, request.qname, request.question.qname,
+                                  request.question.qtype)
+        return self._pack(request, reply)
 
     # -- EDNS --------------------------------------------------------------------------------
     def _read_edns(self, record: DNSRecord, request: Request, packet: bytes) -> Outcome | None:
@@ -257,6 +262,10 @@ class Answerer:
             return Reply(rcode=REFUSED, authoritative=False)
         if qtype in (T_AXFR, T_IXFR):
             return Reply(rcode=REFUSED, authoritative=False)  # no zone transfers
+        if self._signed:
+            keys = dnssec_answer.apex_keys(self.catalog, request.qname, request.question.qname, qtype)
+            if keys is not None:
+                return keys
         return lookup(self.catalog, request.qname, request.question.qname, qtype, tcp=request.tcp,
                       client=request.client, subnet=request.subnet, gslb=self.dynamic)
 

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dnslib import RR, DNSLabel
 from dnslib.label import DNSBuffer
 
 from gslb.dns import ecs
 from gslb.dns.client import client_address
+from gslb.dns.dnssec_answer import APEX_KEY_TYPES, apex_keys, signer_of
 from gslb.dns.lookup import C_IN, REFUSED, T_ANY, T_AXFR, T_CNAME, T_IXFR, Reply, lookup, nodata, nxdomain
-from gslb.dynamic import DynamicRecord
+from gslb.dynamic import DynamicRecord, Endpoint
 from gslb.health.status import ALWAYS_UP, HealthView
 from gslb.model.decision import Decision
 from gslb.names import Name, is_wildcard
@@ -76,6 +78,14 @@ class Dynamic:
     cache: dict[bytes | str, Place]  # ECS option bytes / source address -> where the client falls
     zone: str  # metrics label
     plans: Plans = field(default_factory=dict)  # the client's region -> the record's plan (gslb/plan.py)
+
+
+class SignedAnswers(Protocol):
+    """DO answers for signed zones, packed and kept (gslb/dns/fastpath_dnssec.py's SignedFast)."""
+
+    def static(self, name: bytes, qtype: bytes) -> Static | None: ...
+    def rrsig(self, zone: str, key: bytes, qname: bytes, endpoints: Sequence[Endpoint],
+              degraded: bool) -> tuple[bytes, int]: ...
 
 
 def _no_resolver(record: DynamicRecord, where: Place) -> Decision:
@@ -153,6 +163,10 @@ class FastPath:
                     inner.setdefault(zone.origin[start:], set()).add(zone.origin)
         for zone in sorted(catalog.zones, key=lambda z: len(z.origin)):
             self._compile(catalog, zone, inner.get(zone.origin, set()))
+        # DO queries to signed zones are answered by `dnssec`, which the build step sets
+        # (gslb/dns/fastpath_dnssec.py); without it they take the general path.
+        self.signed_zones = frozenset(zone.label for zone in catalog.zones if signer_of(zone) is not None)
+        self.dnssec: SignedAnswers | None = None
         self.refused = _static_from(Reply(rcode=REFUSED, authoritative=False), (), "")
 
     # -- the build step --------------------------------------------------------------------------
@@ -220,6 +234,10 @@ class FastPath:
                 self.wild[wire_name(encloser)] = wire_name(source.name)
             else:
                 self.above[wire_name(encloser)] = None  # every name it synthesises: the general path
+        for qtype in APEX_KEY_TYPES:  # a signed zone's DNSKEY, CDS, CDNSKEY: zone data, DO or not
+            keys = apex_keys(catalog, zone.origin, DNSLabel(list(zone.origin)), qtype)
+            if keys is not None:
+                self.table[wire_name(zone.origin) + struct.pack("!HH", qtype, C_IN)] = _static_from(keys, zone.origin, label)
 
     # -- the hot path ----------------------------------------------------------------------------
     def answer(self, data: bytes, source: str) -> tuple[bytes, CountKey, bool] | None:
@@ -255,6 +273,7 @@ class FastPath:
                 return None
             edns = False
             limit = 512
+            do_bit = 0
         elif arcount == b"\x00\x01":
             # OPT: root name, type 41, class = UDP size, ttl = ext-rcode/version/flags, rdlen
             if size < end + 11 or data[end:end + 3] != b"\x00\x00\x29" or data[end + 6] != 0:
@@ -315,8 +334,9 @@ class FastPath:
                 return None
             schedule = plan.schedule
             if schedule is not None and schedule.live:  # a rotation laid out ahead: one step
-                choice = schedule.step()  # the endpoints: schedule.choices[choice]
+                choice = schedule.step()
                 body, ancount = plan.bodies[choice]
+                endpoints = None  # schedule.choices[choice], looked up only when signing
             else:
                 endpoints = plan.pick(plan.pool, plan.answers, where[3], plan.health, plan.check)
                 ancount = len(endpoints)
@@ -326,12 +346,27 @@ class FastPath:
                     body = b"".join([e.degraded_wire for e in endpoints])
                 else:
                     body = b"".join([e.wire for e in endpoints])
+            if not ancount:
+                return None  # every endpoint forced down: a NODATA with the SOA, from the general path
             scope = plan.scope(where[2], where[1]) if where[4] else 0
             region = plan.label
             rcode = 0
             flags = bytes((0x84 | (data[2] & 0x01), data[3] & 0x10))
+            if do_bit and entry.zone in self.signed_zones:
+                if endpoints is None:
+                    endpoints = schedule.choices[choice]  # type: ignore[union-attr]
+                if not endpoints or self.dnssec is None:
+                    return None  # nothing to sign, or no signed answers here: the general path
+                rrsig, signatures = self.dnssec.rrsig(
+                    entry.zone, name + data[qend:qend + 2] + body, name, endpoints, plan.degraded)
+                body += rrsig
+                ancount += signatures
             counts = struct.pack("!HHH", ancount, 0, 1 if edns else 0)
         else:
+            if do_bit and entry.zone in self.signed_zones:
+                entry = self.dnssec.static(name, data[qend:qend + 2]) if self.dnssec is not None else None
+                if entry is None:
+                    return None
             aa, rcode = entry.aa_rcode  # type: ignore[union-attr]
             region = ""
             flags = bytes((0x80 | aa | (data[2] & 0x01), (data[3] & 0x10) | rcode))
