@@ -412,15 +412,12 @@ WILD_RECORDS = """  "*.apps": {type: A, value: 192.0.2.77}
 
 @pytest.fixture(scope="module")
 def wild(start_server: StartServer, tmp_path_factory: pytest.TempPathFactory) -> World:
-    """signed.example. with a static and a GSLB wildcard; skipped where wildcards are refused
-    (before the wildcard branch is merged)."""
+    """signed.example. with a static and a GSLB wildcard."""
     base = tmp_path_factory.mktemp("dnssec-wild")
     zones, ds = signed_zones(base, WILD_RECORDS)
     check = subprocess.run(gslb_command("check", "--zones", str(zones)), cwd=REPO, capture_output=True, text=True,
                            timeout=60)
-    if check.returncode != 0:
-        refusal = next((line for line in (check.stdout + check.stderr).splitlines() if "*" in line), check.stderr)
-        pytest.skip(f"wildcard records are refused here (wildcards not merged yet): {refusal.strip()}")
+    assert check.returncode == 0, check.stdout + check.stderr
     server = start_server(zones, probe_name=ZONE)
     return World(server, zones, ds, anchors_file(base / "anchors.conf", ds), base / "none", base)
 
