@@ -35,6 +35,7 @@ class Explanation:
     client: str  # the address geo looked up
     subnet: str | None  # the ECS subnet sent, if any
     zone: str | None
+    wildcard: str | None = None  # the '*' record that answers a name with no node of its own
     geo: dict[str, Any] | None = None  # continent, country, subdivision, latitude, longitude
     rule: str | None = None
     region: str | None = None
@@ -56,6 +57,8 @@ class Explanation:
         lines = [f"query:   {self.name} {self.type}"]
         lines.append(f"client:  {self.subnet} (ECS)" if self.subnet else f"client:  {self.client}")
         lines.append(f"zone:    {self.zone or '(none: REFUSED)'}")
+        if self.wildcard is not None:
+            lines.append(f"record:  {self.wildcard} (a wildcard: the name has no node of its own)")
         if self.geo is not None:
             facts = ", ".join(f"{k} {v}" for k, v in self.geo.items() if v is not None) or "nothing known"
             lines.append(f"geoip:   {facts}")
@@ -95,7 +98,7 @@ def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None 
     the selection's walk region by region (why a region was skipped)."""
     catalog: Catalog = answerer.catalog
     try:
-        qname = parse_absolute(name if name.endswith(".") else name + ".")
+        qname = parse_absolute(name if name.endswith(".") else name + ".", wildcard=True)
     except NameError_ as error:
         raise ExplainError(f"name: {error}") from None
     type_name = rtype.upper()
@@ -117,7 +120,7 @@ def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None 
 
     option = ecs.encode_query(str(network.network_address), network.prefixlen) if network is not None else None
     zone = catalog.zone_for(qname)
-    node = zone.nodes.get(qname) if zone is not None else None
+    node = zone.answering(qname) if zone is not None else None  # its own, or the wildcard's (RFC 4592)
     gslb = node.dynamic.get(QTYPE.reverse[type_name]) if node is not None else None
     if gslb is not None and answerer.dynamic is not None and zone is not None:
         # A GSLB record: the decision itself (gslb.resolve), as both DNS paths make it.
@@ -153,8 +156,10 @@ def explain(answerer: Answerer, name: str, rtype: str = "A", client: str | None 
                 for option in rr.rdata or ():
                     if option.code == ecs.OPTION_CODE:
                         result.scope_prefix = option.data[3]
+    if node is not None and node.name != qname:
+        result.wildcard = to_text(node.name)
     if zone is not None and zone.region_map is not None:
-        found = zone.nodes.get(qname)
+        found = node
         dynamic = found.dynamic.get(QTYPE.reverse[type_name]) if found is not None else None
         if dynamic is None and found is not None and type_name != "ANY":
             dynamic = found.dynamic.get(T_CNAME)  # a GSLB CNAME answers every type with its choice

@@ -310,7 +310,7 @@ class QueryLog:
             if rr.rtype not in (1, 28):
                 continue
             owner = tuple(label.lower() for label in rr.rname.label)
-            node = zone.nodes.get(owner)
+            node = zone.answering(owner)  # its own node, or the wildcard that synthesised it
             dynamic = node.dynamic.get(rr.rtype) if node is not None else None
             if dynamic is None:
                 continue

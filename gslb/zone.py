@@ -1,7 +1,8 @@
 """A zone as the server reads it: immutable, built once by the loader, looked up per query.
 
 `Zone.find` does the name-tree part of RFC 1034 section 4.3.2 (delegation cuts, existing names,
-empty non-terminals, NXDOMAIN); what goes in each section of the reply is `dns/answer.py`'s job.
+empty non-terminals, wildcards as RFC 4592 defines them, NXDOMAIN); what goes in each section of
+the reply is `dns/answer.py`'s job.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class Found(Enum):
     EMPTY_NONTERMINAL = "empty non-terminal"
     NXDOMAIN = "nxdomain"
     REFERRAL = "referral"
+    WILDCARD = "wildcard"  # no node, but the closest encloser's '*' child answers (RFC 4592)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,8 @@ class Zone:
     checks: Mapping[str, Check] = field(default_factory=lambda: MappingProxyType({}))  # health checks by name
     region_rules: RegionRules | None = None  # regions:, subnets:, default_region:, validated
     signer: ZoneSigner | None = None  # dnssec: the zone's online signer, its keys read at load; None: unsigned
+    # RFC 4592: closest encloser -> its source of synthesis (the '*' node below it), from the loader
+    wildcards: Mapping[Name, Node] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def label(self) -> str:
@@ -122,7 +126,25 @@ class Zone:
             return Found.NODE, node
         if name in self.nonterminals:
             return Found.EMPTY_NONTERMINAL, None
+        if self.wildcards:
+            # RFC 4592 section 3.3.1: the closest encloser is the nearest ancestor that exists (a
+            # node or an empty non-terminal); only its own '*' child may synthesise the answer,
+            # so a '*' higher up never reaches past an existing name.
+            nodes, nonterminals = self.nodes, self.nonterminals
+            for start in range(1, len(name) - len(self.origin) + 1):
+                ancestor = name[start:]
+                if ancestor in nodes or ancestor in nonterminals:
+                    source = self.wildcards.get(ancestor)
+                    if source is not None:
+                        return Found.WILDCARD, source
+                    break
         return Found.NXDOMAIN, None
+
+    def answering(self, name: Name) -> Node | None:
+        """The node whose records answer `name`: its own, or the wildcard that synthesises it;
+        None for a referral, an empty non-terminal or NXDOMAIN."""
+        where = self.find(name)[1]
+        return where if isinstance(where, Node) else None
 
     def contains(self, name: Name) -> bool:
         return is_subdomain(name, self.origin)

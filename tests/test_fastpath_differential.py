@@ -50,6 +50,12 @@ NAMES = [
     "big.signed.example.", "deleg.signed.example.", "x.deleg.signed.example.",
     "out.pools.example.", "OUT.Pools.example.", "in.pools.example.", "cross.pools.example.", "mixed.pools.example.",
     "alias.pools.example.", "down.pools.example.", "x.out.pools.example.",
+    # wildcards (RFC 4592): hits at several depths, the literal '*', NODATA, ENTs, NXDOMAIN, CNAMEs, GSLB
+    "foo.apps.wild.example.", "Foo.APPS.wild.example.", "a.b.c.apps.wild.example.", "*.apps.wild.example.",
+    "x.*.apps.wild.example.", "real.apps.wild.example.", "y.apps.wild.example.", "z.y.apps.wild.example.",
+    "apps.wild.example.", "nothing.wild.example.", "nope.target.wild.example.", "q.alias.wild.example.",
+    "q.chain.wild.example.", "q.out.wild.example.", "x.deleg.wild.example.", "Shop.Geo.wild.example.",
+    "*.geo.wild.example.", "v6.geo6.wild.example.", "Api.Pool.wild.example.", "x.inpool.wild.example.",
 ]
 # GSLB CNAME records (pools of host names): targets outside every zone (the fast path answers A,
 # AAAA and CNAME from pre-packed bytes), in this zone, in another zone served here (geo.example,
@@ -94,7 +100,7 @@ BAD_ECS = [b"\x00\x01\x18", b"\x00\x07\x18\x00\x0a\x00\x00", b"\x00\x01\x17\x00\
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
     zones = tmp_path_factory.mktemp("zones")
-    for source in (DATA / "zones_wire", DATA / "zones_geo"):
+    for source in (DATA / "zones_wire", DATA / "zones_geo", DATA / "zones_wild"):
         for file in source.glob("*.yaml"):
             shutil.copy(file, zones / file.name)
     shutil.copy(DATA / "zones_dnssec" / "signed.example.yaml", zones)
@@ -182,6 +188,20 @@ def test_question_case_is_kept_by_the_fast_path(loaded) -> None:
     assert dns.message.from_wire(outcome[0]).question[0].name.to_text() == "WwW.GeO.ExAmPlE."
 
 
+@pytest.mark.parametrize("name, rdtype", [("Foo.Apps.wild.example.", "A"), ("a.b.apps.wild.example.", "TXT"),
+                                          ("foo.apps.wild.example.", "AAAA"), ("Any.Geo.wild.example.", "A"),
+                                          ("q.alias.wild.example.", "A"), ("nothing.wild.example.", "MX")])
+def test_wildcard_hits_and_nodata_are_answered_by_the_fast_path(loaded, name: str, rdtype: str) -> None:
+    """The fast path keeps its speed for names a wildcard synthesises: it answers them itself,
+    with the question's name (and case) as the owner, instead of declining to the general path."""
+    query = dns.message.make_query(name, rdtype, use_edns=0)
+    outcome = loaded.answerer.fast.answer(query.to_wire(), "127.0.0.1")
+    assert outcome is not None
+    reply = dns.message.from_wire(bytes(outcome[0]))
+    assert all(rrset.name.to_text() == name for rrset in reply.answer[:1])
+    assert normalised(outcome[0]) == normalised(loaded.answerer.respond(query.to_wire(), ipaddress.ip_address("127.0.0.1"), False))
+
+
 # -- stateful policies -------------------------------------------------------------------------------
 
 POLICY_ZONE = """
@@ -227,9 +247,11 @@ records:
   cname-in: {type: CNAME, policy: round_robin, pools: {eu: [rr.policy.example., hash.policy.example.],
                                                        us-east: [weighted.policy.example.]}}
   cname-alias: {type: CNAME, value: cname-rr.policy.example.}
+  "*.wrr": {type: A, policy: round_robin, pools: {eu: [192.0.2.61, 192.0.2.62, 192.0.2.63], us-east: [198.51.100.61]}}
 """
 POLICY_NAMES = ["weighted", "weighted2", "rr", "rr2", "hash", "hash2", "failover", "all2", "alias", "ns1",
-                "cname-rr", "cname-weighted", "cname-hash", "cname-in", "cname-alias"]
+                "cname-rr", "cname-weighted", "cname-hash", "cname-in", "cname-alias",
+                "a.wrr", "B.c.wrr"]
 POLICY_SUBNETS = ["10.1.0.0/24", "10.1.7.0/24", "10.2.0.0/24", "10.2.99.0/24", "10.3.5.0/24", "10.9.0.0/16",
                   "10.1.0.0/0", "2001:db8:1::/56", "2001:db8:2:ff00::/56", "10.1.2.3/32"]
 
@@ -284,7 +306,7 @@ def test_fast_and_general_paths_agree_on_stateful_policies(policy_zones) -> None
     assert handled > 2200, handled
     # The comparison means something only if the policies really moved between answers.
     for name in ("weighted", "weighted2", "rr", "rr2", "hash", "alias", "cname-rr", "cname-weighted", "cname-hash",
-                 "cname-in", "cname-alias"):
+                 "cname-in", "cname-alias", "a.wrr"):
         assert len(seen[f"{name}.policy.example."]) > 2, (name, seen[f"{name}.policy.example."])
 
 
@@ -496,3 +518,73 @@ def test_explain_forks_see_the_rotation_the_fast_path_moved(twins) -> None:
         got = [sorted(r.address for rrset in dns.message.from_wire(served.answerer.fast.answer(query, "127.0.0.1")[0]).answer
                       for r in rrset) for _ in range(6)]
         assert got == predicted, (name, record)
+
+
+# -- wildcard CNAME chains across zones ----------------------------------------------------------------
+
+LOOP_ONE = """origin: one.test.
+soa: {mname: ns1.one.test., rname: hostmaster.one.test., serial: 1}
+ns: [ns1.one.test.]
+records:
+  ns1: {type: A, value: 192.0.2.53}
+  "*.a": {type: CNAME, value: x.two.test.}
+  "*.b": {type: CNAME, value: plain.two.test.}
+"""
+LOOP_TWO = """origin: two.test.
+soa: {mname: ns1.two.test., rname: hostmaster.two.test., serial: 1}
+ns: [ns1.two.test.]
+records:
+  ns1: {type: A, value: 192.0.2.54}
+  plain: {type: A, value: 192.0.2.55}
+  "*": {type: CNAME, value: y.a.one.test.}
+"""
+
+
+def test_wildcard_cname_loops_across_zones_agree(tmp_path) -> None:
+    """Two zones whose wildcard CNAMEs point at each other (no one file holds the loop, so `gslb
+    check` cannot refuse it): where the chain stops depends on the question - `y.a.one.test`
+    stops one step earlier than `q.a.one.test` - so the '*' name's own entries cannot answer for
+    every name it synthesises. The fast path must give the general path's reply or decline."""
+    (tmp_path / "one.test.yaml").write_text(LOOP_ONE)
+    (tmp_path / "two.test.yaml").write_text(LOOP_TWO)
+    answerer = _load(tmp_path).answerer
+    client = ipaddress.ip_address("127.0.0.1")
+    handled = 0
+    for name in ("q.a.one.test.", "y.a.one.test.", "Y.A.one.test.", "x.two.test.", "z.two.test.", "r.b.one.test.",
+                 "*.a.one.test.", "*.two.test."):
+        for rdtype in ("A", "AAAA", "CNAME", "TXT"):
+            packet = dns.message.make_query(name, rdtype, use_edns=0).to_wire()
+            outcome = answerer.fast.answer(packet, "127.0.0.1")
+            if outcome is not None:
+                handled += 1
+                expected = answerer.respond(packet, client, False)
+                assert normalised(outcome[0]) == normalised(expected), (name, rdtype)
+                # dnspython merges a CNAME sent twice into one RRset: the counts tell them apart.
+                assert outcome[0][6:12] == expected[6:12], (name, rdtype)
+    assert handled >= 8  # the literal '*' names and *.b's uniform chain stay on the fast path
+
+
+def test_a_wildcard_under_a_child_zone_served_here_is_the_child_zones_business(tmp_path) -> None:
+    """`*.c` (and `x.c`) in p.test while c.p.test is a zone of its own here: the most specific zone
+    answers names below c.p.test (RFC 1034 4.3.2 step 2), and it has neither - NXDOMAIN with the
+    child's SOA on both paths. (The fast path once answered from the parent's entries there.)"""
+    (tmp_path / "p.test.yaml").write_text("""origin: p.test.
+soa: {mname: ns1.p.test., rname: hostmaster.p.test., serial: 1}
+ns: [ns1.p.test.]
+records:
+  ns1: {type: A, value: 192.0.2.53}
+  "*.c": {type: A, value: 192.0.2.1}
+  x.c: {type: A, value: 192.0.2.3}
+""")
+    (tmp_path / "c.p.test.yaml").write_text("""origin: c.p.test.
+soa: {mname: ns1.p.test., rname: hostmaster.p.test., serial: 1}
+ns: [ns1.p.test.]
+records:
+  www: {type: A, value: 192.0.2.2}
+""")
+    answerer = _load(tmp_path).answerer
+    for name in ("x.c.p.test.", "y.c.p.test.", "a.b.c.p.test.", "www.c.p.test.", "c.p.test.", "ns1.p.test."):
+        packet = dns.message.make_query(name, "A", use_edns=0).to_wire()
+        expected = answerer.respond(packet, ipaddress.ip_address("127.0.0.1"), False)
+        outcome = answerer.fast.answer(packet, "127.0.0.1")
+        assert outcome is None or normalised(outcome[0]) == normalised(expected), name

@@ -236,6 +236,10 @@ def describe_yaml_error(error: yaml.MarkedYAMLError, text: str | None = None) ->
         # "{type: A, value: 192.0.2.1" with no "}" is noticed at the next line's first key.
         opened = (error.context or "").replace("while parsing a ", "").replace("while scanning a ", "")
         return f"YAML error at {_where(context)}: this {opened} is not closed ({problem} at {_where(mark)})"
+    if context is not None and "scanning an alias" in (error.context or ""):
+        # `*.apps:` unquoted: YAML reads a leading '*' as an alias, not as a wildcard name.
+        return (f"YAML error at {_where(context)}: a name starting with '*' must be quoted, like \"*.apps\": "
+                f"unquoted, YAML reads it as an alias ({problem})")
     if text is not None and "mapping values are not allowed" in problem:
         start = _plain_scalar_start(text, mark)
         if start is not None:

@@ -18,7 +18,7 @@ from gslb.dnssec.config import build_signer, parse_dnssec
 from gslb.dnssec.signer import ZoneSigner
 from gslb.geo.rules import RegionRules
 from gslb.health.checks import Check, parse_checks
-from gslb.names import Name, NameError_, is_subdomain, parse_absolute, parse_owner, to_text
+from gslb.names import WILDCARD, Name, NameError_, is_subdomain, is_wildcard, parse_absolute, parse_owner, to_text
 from gslb.zone import Node, Referral, RRset, Zone
 
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
@@ -224,12 +224,22 @@ class ZoneBuilder:
 
     # -- whole-tree rules --------------------------------------------------------------------
     def _check_tree(self) -> None:
-        cuts = {name for name, types in self.static.items() if NS in types and name != self.origin}
+        cuts = {name for name, types in self.static.items()
+                if NS in types and name != self.origin and not is_wildcard(name)}
         for name, types in self.static.items():
             if not types:
                 continue  # every record here was invalid, and is reported already
             path = next(iter(types.values()))[2]
             all_types = set(types) | set(self.dynamic.get(name, {}))
+            if is_wildcard(name):
+                if NS in types:
+                    self.problems.add(types[NS][2], "NS cannot stand at a wildcard name (RFC 4592 section 4.2): "
+                                      "a delegation needs a real name; name the child zone instead")
+                under = [cut for cut in cuts if is_subdomain(name, cut)]
+                if under:
+                    self.problems.add(path, f"a wildcard cannot stand below the delegation {to_text(under[0])}: "
+                                      "names there are answered by the child zone; put it in the child zone")
+                    continue
             if CNAME in types and len(all_types) > 1:  # a GSLB CNAME beside others: reported at it, below
                 self.problems.add(path, "a CNAME cannot stand beside other records at the same name (RFC 1034 section 3.6.2)")
             if name == self.origin and CNAME in types:
@@ -273,6 +283,17 @@ class ZoneBuilder:
             if found is not None and found[1]:
                 label = found[1][0].label.label
                 targets[name] = tuple(part.lower() for part in label)
+        if any(is_wildcard(name) for name in targets):
+            # A target with no node of its own may be answered by a wildcard CNAME (RFC 4592): the
+            # chain goes on from that '*' record, as `lookup` would follow it.
+            existing = {self.origin}
+            for name in (*self.static, *self.dynamic):
+                existing.update(name[start:] for start in range(len(name) - len(self.origin)))
+            for name, target in targets.items():
+                if target not in existing and is_subdomain(target, self.origin):
+                    encloser = next(target[start:] for start in range(1, len(target) + 1) if target[start:] in existing)
+                    if (WILDCARD,) + encloser in targets:
+                        targets[name] = (WILDCARD,) + encloser
         order = {name: index for index, name in enumerate(targets)}
         walked: set[Name] = set()  # names whose chain was followed already: each link is walked once
         for start in targets:  # file order
@@ -347,6 +368,7 @@ class ZoneBuilder:
             region_rules=self.rules,  # the locator is built from them later (gslb.geo.locate_catalog)
             checks=MappingProxyType(dict(self.checks)),
             signer=self.signer,
+            wildcards=MappingProxyType({name[1:]: node for name, node in nodes.items() if is_wildcard(name)}),
         )
 
 

@@ -29,11 +29,11 @@ from gslb.dns.lookup import C_IN, REFUSED, T_ANY, T_AXFR, T_CNAME, T_IXFR, Reply
 from gslb.dynamic import DynamicRecord, Endpoint
 from gslb.health.status import ALWAYS_UP, HealthView
 from gslb.model.decision import Decision
-from gslb.names import Name
+from gslb.names import Name, is_wildcard
 from gslb.plan import Plan, Planner, Plans
 from gslb.resolve import Place, RegionLocator, Resolver, place
 from gslb.stats import CountKey
-from gslb.zone import Catalog, Zone
+from gslb.zone import Catalog, Found, Node, Zone
 
 MAX_CACHE = 200_000  # region placements kept per zone (ECS option bytes or source address)
 
@@ -110,6 +110,24 @@ def _static_from(reply: Reply, qname: Name, zone: str) -> Static:
     return Static((0x04 if reply.authoritative else 0, reply.rcode), counts, body, zone)
 
 
+def _synthesis_is_uniform(catalog: Catalog, source: Node) -> bool:
+    """Whether the '*' name's own table entries are what every name it synthesises gets, owner
+    aside. Only a CNAME chain can tell them apart: one that comes back to a synthesised name (or
+    to the '*' name) stops at a different place for each question. Those go to the general path."""
+    if source.cname is None:
+        return True
+    owner = DNSLabel(list(source.name))
+    for qtype in (1, 28):
+        for rr in lookup(catalog, source.name, owner, qtype).answer:
+            if rr.rtype != T_CNAME:
+                continue
+            target = tuple(label.lower() for label in rr.rdata.label.label)
+            zone = catalog.zone_for(target)
+            if is_wildcard(target) or zone is not None and zone.find(target)[0] is Found.WILDCARD:
+                return False
+    return True
+
+
 class FastPath:
     def __init__(self, catalog: Catalog, resolver: Resolver | None, edns_size: int) -> None:
         """Tables for every zone of `catalog`; GSLB answers from `resolver` (None: GSLB records
@@ -127,12 +145,24 @@ class FastPath:
         self.table: dict[bytes, Static | Dynamic] = {}
         self.nodata: dict[bytes, Static] = {}  # name -> NODATA for types not in the table
         self.above: dict[bytes, Static | None] = {}  # existing names/ENTs/origins: NXDOMAIN below, or None (general path)
+        # RFC 4592: closest encloser -> its '*' child, whose table entries answer every name the
+        # wildcard synthesises (their owners already point at the question, c00c).
+        self.wild: dict[bytes, bytes] = {}
         self._clients: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
         # ECS options already decoded without error: a static answer to an ECS query only needs
         # to know the option is valid, and decoding it every time was ~40% of that answer's cost.
         self._valid_options: set[bytes] = set()
+        # A child zone served here answers every name below its origin, whatever its parent holds
+        # there: its origin is a cut for the parent, and parents are compiled first, so the
+        # child's entries are the ones left in the tables.
+        origins = {zone.origin for zone in catalog.zones}
+        inner: dict[Name, set[Name]] = {}
         for zone in catalog.zones:
-            self._compile(catalog, zone)
+            for start in range(1, len(zone.origin) + 1):
+                if zone.origin[start:] in origins:
+                    inner.setdefault(zone.origin[start:], set()).add(zone.origin)
+        for zone in sorted(catalog.zones, key=lambda z: len(z.origin)):
+            self._compile(catalog, zone, inner.get(zone.origin, set()))
         # DO queries to signed zones are answered by `dnssec`, which the build step sets
         # (gslb/dns/fastpath_dnssec.py); without it they take the general path.
         self.signed_zones = frozenset(zone.label for zone in catalog.zones if signer_of(zone) is not None)
@@ -140,13 +170,13 @@ class FastPath:
         self.refused = _static_from(Reply(rcode=REFUSED, authoritative=False), (), "")
 
     # -- the build step --------------------------------------------------------------------------
-    def _compile(self, catalog: Catalog, zone: Zone) -> None:
+    def _compile(self, catalog: Catalog, zone: Zone, children: set[Name]) -> None:
         """Index one zone. NXDOMAIN and NODATA replies are the same for every name of a zone (the
         negative SOA), so they are built once per zone from its SOA; a plain RRset is its records
         with the owner pointing at the question; a CNAME chain is what `lookup` answers for it,
         unless the chain ends at a GSLB record. Everything below a delegation stays with the
         general path."""
-        cuts = set(zone.referrals)
+        cuts = set(zone.referrals) | children
 
         def below_cut(name: Name) -> bool:
             return any(name[len(name) - len(cut):] == cut for cut in cuts)
@@ -201,6 +231,13 @@ class FastPath:
             keys = apex_keys(catalog, zone.origin, DNSLabel(list(zone.origin)), qtype)
             if keys is not None:
                 self.table[wire_name(zone.origin) + struct.pack("!HH", qtype, C_IN)] = _static_from(keys, zone.origin, label)
+        for encloser, source in zone.wildcards.items():
+            if below_cut(source.name):
+                continue
+            if _synthesis_is_uniform(catalog, source):
+                self.wild[wire_name(encloser)] = wire_name(source.name)
+            else:
+                self.above[wire_name(encloser)] = None  # every name it synthesises: the general path
 
     # -- the hot path ----------------------------------------------------------------------------
     def answer(self, data: bytes, source: str) -> tuple[bytes, CountKey, bool] | None:
@@ -273,7 +310,7 @@ class FastPath:
                 return None
             entry = self.nodata.get(name)
             if entry is None:
-                entry = self._nxdomain_for(name)
+                entry = self._nxdomain_for(name, data[qend:end])
                 if entry is None:
                     return None
         scope = 0
@@ -356,8 +393,9 @@ class FastPath:
             client = self._clients[source] = client_address(source)
         return client
 
-    def _nxdomain_for(self, name: bytes) -> Static | None:
-        """NXDOMAIN when the nearest existing ancestor is in a zone and not below a cut."""
+    def _nxdomain_for(self, name: bytes, qtype_class: bytes) -> Static | Dynamic | None:
+        """NXDOMAIN when the nearest existing ancestor (the closest encloser) is in a zone and not
+        below a cut - unless its '*' child synthesises the answer (RFC 4592)."""
         above = self.above
         if name in above:
             return None  # the name exists, but this type is not precomputed: the general path
@@ -366,6 +404,11 @@ class FastPath:
             position += name[position] + 1
             found = above.get(name[position:], False)
             if found is not False:
+                if self.wild:
+                    source = self.wild.get(name[position:])
+                    if source is not None:
+                        entry = self.table.get(source + qtype_class)
+                        return entry if entry is not None else self.nodata.get(source)
                 return found  # type: ignore[return-value]
         return self.refused
 

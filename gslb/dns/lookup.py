@@ -150,7 +150,9 @@ def lookup(catalog: Catalog, qname: Name, owner: DNSLabel, qtype: int, *, tcp: b
     else:
         log.debug("CNAME chain longer than %d at %s: answered with the chain so far", MAX_CNAME_CHAIN, owner)
         return reply
-    _node_answer(zone, node, qtype, owner if name == qname else None, owner, tcp, client, subnet, gslb, reply)
+    # A wildcard's answer is synthesised: its owner is always the name asked (RFC 4592 section 3.3.1).
+    gslb_owner = owner if name == qname or found is Found.WILDCARD else None
+    _node_answer(zone, node, qtype, gslb_owner, owner, tcp, client, subnet, gslb, reply)
     return reply
 
 
