@@ -165,6 +165,7 @@ class Run:
     p50_ms: float = float("nan")  # from dnsperf -v's per-query latencies (--rate only)
     p99_ms: float = float("nan")
     by_process: dict[str, float] = field(default_factory=dict)  # "main"/"pid N" -> CPU us per query
+    response_bytes: float = float("nan")  # dnsperf's average response size (shows the RRSIGs of a DO case)
 
 
 class Bench:
@@ -220,6 +221,7 @@ class Bench:
         completed = int(number(r"Queries completed:\s+(\d+)"))
         latency = re.search(r"Average Latency \(s\):\s+([\d.]+) \(min [\d.]+, max ([\d.]+)\)", text)
         rcodes = re.search(r"Response codes:\s+(.*)", text)
+        size = re.search(r"Average packet size:\s+request \d+, response (\d+)", text)
         p50 = p99 = float("nan")
         if a.rate:
             latencies = sorted(float(line.rsplit(None, 1)[1]) for line in text.splitlines() if line.startswith("> "))
@@ -240,7 +242,8 @@ class Bench:
                    max_ms=float(latency.group(2)) * 1000 if latency else float("nan"),
                    cpu_us=cpu / completed * 1e6 if completed else float("nan"), other=other,
                    rcodes=rcodes.group(1).strip() if rcodes else "", command=shlex.join(command),
-                   p50_ms=p50, p99_ms=p99, by_process=by_process)
+                   p50_ms=p50, p99_ms=p99, by_process=by_process,
+                   response_bytes=float(size.group(1)) if size else float("nan"))
 
     # --- servers ----------------------------------------------------------------------------------
 
@@ -444,11 +447,11 @@ class Bench:
             "Per run:",
             "",
             "| round | case | server | sent | completed | lost | QPS | avg ms | p50 ms | p99 ms | max ms | CPU us/query | "
-            "server CPU busy elsewhere | response codes |",
-            "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "server CPU busy elsewhere | response codes | response bytes |",
+            "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
             *[f"| {r.round} | {r.case} | {r.server} | {r.sent} | {r.completed} | {r.lost} | {r.qps:,.0f} | "
               f"{r.avg_ms:.2f} | {_ms(r.p50_ms)} | {_ms(r.p99_ms)} | {r.max_ms:.1f} | {r.cpu_us:.1f} | {r.other:.0%} | "
-              f"{r.rcodes} |" for r in runs],
+              f"{r.rcodes} | {r.response_bytes:.0f} |" for r in runs],
         ]
         return "\n".join(lines) + "\n"
 
@@ -476,8 +479,9 @@ class Bench:
                     f"{statistics.median(r.cpu_us / b.cpu_us for r, b in pairs):.2f} |")
         if not rows:
             return []
-        return ["gslb beside itself (median over the rounds of this case's figure / the other case's, same server, "
-                "same round; at a fixed --rate the QPS ratio is ~1 and the CPU ratio is the cost):", "",
+        return ["Cases beside another case (signed beside unsigned, wildcard beside exact, CNAME pool beside A "
+                "pool): the median over the rounds of this case's figure / the other case's, same server, same round; "
+                "at a fixed --rate the QPS ratio is ~1 and the CPU ratio is the cost:", "",
                 "| case | server | beside | QPS ratio | CPU us/query ratio |", "| --- | --- | --- | ---: | ---: |",
                 *rows, ""]
 
