@@ -432,7 +432,7 @@ class Bench:
             f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {a.rounds} round(s) of {a.seconds} s per "
             f"case, interleaved; servers pinned to CPU {a.server_cpus}, dnsperf to CPU {a.client_cpus}; {mode}. "
             "QPS, latency and CPU are medians over the rounds, lost is the sum, max latency the maximum; "
-            "the ratios are to NSD in the same round (NXDOMAIN: NSD's NXDOMAIN; other cases: NSD's static A); "
+            "the ratios are to NSD in the same round (NXDOMAIN: NSD's NXDOMAIN; wildcard hit: NSD's wildcard hit; other cases: NSD's static A); "
             "dnslib ran once, after the rounds; n/c: reported, not compared.",
             "",
             table,
