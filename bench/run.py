@@ -3,7 +3,7 @@
     python bench/run.py [--rounds 3] [--seconds 10] [--cases 1,2,...,9] [--out bench/last-run.md]
     python bench/run.py --load-scale      # 100,000 static + 1,000 GSLB records: load time and memory
     python bench/run.py --ecs-million     # case 3 with 1,000,000 distinct ECS subnets vs 10,000
-    python bench/run.py --per-datagram    # also gslb on its per-datagram UDP path (gslb-pd), cases 1-4
+    python bench/run.py --per-datagram    # also gslb on its per-datagram UDP path (gslb-pd), every case gslb runs
     python bench/run.py --rate 40000      # every run at a fixed 40,000 QPS: CPU per query, p50/p99 latency
 
 Installs nothing. See bench/README.md for what each case asks and how to read the table.
@@ -570,7 +570,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="dnsperf -Q Q: every run at a fixed Q queries per second instead of saturation (the issue's "
                              "figure: 40000); adds p50/p99 latency from dnsperf -v")
     parser.add_argument("--per-datagram", action="store_true",
-                        help="also run gslb with GSLB_UDP_IO=per-datagram (row gslb-pd) after gslb in cases 1-4")
+                        help="also run gslb with GSLB_UDP_IO=per-datagram (row gslb-pd) after gslb in every case gslb runs (1-4, 6-9)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--load-scale", action="store_true",
                       help="only: load 100,000 static + 1,000 GSLB records with `gslb check` and `gslb serve`")
