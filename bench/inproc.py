@@ -3,7 +3,7 @@
     python bench/inproc.py [--subnets 10000] [--repeat 5] [--geoip FILE]
 
 Loads the bench zone (bench/zones/bench.example.yaml) plus a few records it lacks (round robin,
-hash, a two-answer weighted record) into a temporary directory, builds the same ECS query set
+hash, a two-answer weighted record, a static and a GSLB wildcard) into a temporary directory, builds the same ECS query set
 bench/run.py's case 3 uses (one distinct client subnet per query, 10,000 by default) for each
 record, answers it once to fill the placement cache, then times whole passes over it. The figure
 is this process's CPU time per query, in microseconds: the minimum and the median over `--repeat`
@@ -42,6 +42,11 @@ EXTRA_RECORDS = """
               pools: {na: [{value: 198.51.100.40, weight: 3}, 198.51.100.41, 198.51.100.42],
                       eu: [{value: 203.0.113.70, weight: 2}, 203.0.113.71], asia: [203.0.113.72],
                       jp: [203.0.113.73], oc: [203.0.113.74]}}
+  "*.apps": {type: A, value: 192.0.2.80}
+  "*.shop": {type: A, ttl: 30, policy: weighted,
+             pools: {na: [{value: 198.51.100.10, weight: 3}, {value: 198.51.100.11, weight: 1}],
+                     eu: [203.0.113.10, 203.0.113.11], asia: [{value: 203.0.113.20, weight: 2}, 203.0.113.21],
+                     jp: [203.0.113.30, 203.0.113.31], oc: [203.0.113.40, 203.0.113.41]}}
 """
 # (label, owner name): the static one is bench/run.py's case 1, `www` its weighted case 3.
 CASES = [
@@ -51,6 +56,10 @@ CASES = [
     ("GSLB round robin", "rr"),
     ("GSLB hash", "hashed"),
     ("GSLB weighted, answers 2", "weighted2"),
+    # wildcards (RFC 4592): the exact lookup misses, then one dict lookup per label up to *.apps
+    ("static A, wildcard", "web.apps"),
+    ("static A, wildcard 4 deep", "a.b.c.web.apps"),
+    ("GSLB weighted, wildcard", "web.shop"),  # the same pools as www
 ]
 
 

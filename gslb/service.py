@@ -71,6 +71,7 @@ async def serve(settings: ServerSettings, loaded: Loaded, ready: asyncio.Event |
                        udp_io=settings.udp_io)
     reloader = Reloader(
         server, loaded, zones_dir=settings.zones, geoip_file=settings.geoip_file, asn_file=settings.asn_db,
+        max_zone_file_size=settings.max_zone_file_size,
         build=lambda geo: build(settings, geo, stats=stats, health=loaded.health, querylog=querylog),
     )
     runtime = Runtime(settings, server, reloader, stats, querylog)

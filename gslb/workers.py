@@ -8,13 +8,16 @@ ReplicaBoard. Down the pipe to each worker:
 
 - "health": the board's snapshot whenever it changes (checked every PUBLISH_INTERVAL seconds), so
   every worker answers from the same health state within a second of a change; probes run once.
-- "generation": generation N is ready, with the signatures (mtime, size, inode) of the zone files
-  and the GeoIP file the main process read it from. The worker builds it in a thread (its event
-  loop keeps answering from the generation it has), re-reading the same paths, and swaps it in only
-  if the files still have those signatures before and after its read - so it serves exactly what
-  the main process validated. Signatures rather than the bytes themselves: the GeoIP file alone can
-  be tens of megabytes, and a mismatch only means a newer change is on disk, which the main
-  process sees within its next poll and publishes as generation N+1.
+- "generation": generation N is ready, with the signatures (mtime, size, inode) of the zone files,
+  the GeoIP and ASN files and the signed zones' DNSSEC key files the main process read it from.
+  The worker builds it in a thread (its event loop keeps answering from the generation it has),
+  re-reading the same paths, and swaps it in only if the files still have those signatures before
+  and after its read, and every key directory its zones read is among those the main process
+  signed (a directory a zone newly names is signed from the main process's next generation on,
+  gslb/reload.py) - so it serves exactly what the main process validated, keys included.
+  Signatures rather than the bytes themselves: the GeoIP file alone can be tens of megabytes, and
+  a mismatch only means a newer change is on disk, which the main process sees within its next
+  poll and publishes as generation N+1.
 - "reopen": SIGHUP reached the main process; reopen the query log (log rotation).
 
 Up the pipe, every STATS_INTERVAL seconds: the worker's query counters since the last report
@@ -46,7 +49,7 @@ from gslb.build import Loaded, build
 from gslb.dns.server import DnsServer, Listener
 from gslb.health.board import ReplicaBoard
 from gslb.querylog import QueryLog
-from gslb.reload import Files
+from gslb.reload import Files, served_key_dirs
 from gslb.runtime import run_event_loop
 from gslb.settings import ServerSettings
 from gslb.stats import QueryStats
@@ -158,7 +161,8 @@ class Worker:
 
     def _build(self, ready: Ready) -> tuple[Loaded | None, str]:
         """In a thread: the generation `ready` names, or why not. Nothing live changes."""
-        before = Files.look(self.settings.zones, self.settings.geoip_file, self.settings.asn_db)
+        key_dirs = ready.files.key_dirs
+        before = Files.look(self.settings.zones, self.settings.geoip_file, self.settings.asn_db, key_dirs)
         if before != ready.files:
             return None, f"the files changed since the main process read them ({', '.join(ready.files.changes(before))})"
         reuse: GeoDatabase | None = None
@@ -167,9 +171,13 @@ class Worker:
         loaded, problems = build(self.settings, reuse, stats=self.stats, board=self.board, querylog=self.querylog)
         if loaded is None:
             return None, "; ".join(str(problem) for problem in problems) or "no configuration"
-        after = Files.look(self.settings.zones, self.settings.geoip_file, self.settings.asn_db)
+        after = Files.look(self.settings.zones, self.settings.geoip_file, self.settings.asn_db, key_dirs)
         if after != ready.files:
             return None, f"the files changed while this worker read them ({', '.join(ready.files.changes(after))})"
+        unsigned = [name for name in served_key_dirs(loaded.catalog) if name not in key_dirs]
+        if unsigned:
+            return None, (f"key director{'ies' if len(unsigned) > 1 else 'y'} {', '.join(unsigned)} not among the files "
+                          "the main process signed; waiting for its next generation")
         return loaded, ""
 
     async def run(self, listeners: list[Listener]) -> None:

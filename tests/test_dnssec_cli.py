@@ -116,6 +116,8 @@ def test_rollover_commands_change_the_state_and_refuse_to_leave_nothing_signing(
     activated = gslb("dnssec", "activate", "--zones", str(zones), "signed.example", str(new))
     assert activated.returncode == 0 and activated.stdout.split()[:3] == [str(new), "csk", "active"]
     assert "gslb reload" in activated.stderr
+    # The running server watches the key files (gslb/reload.py): no manual reload is needed.
+    assert "within a second (its poll interval), or at once on `gslb reload`" in activated.stderr, activated.stderr
     assert states() == {old: "active", new: "active"}
     refused = gslb("dnssec", "remove", "--zones", str(zones), "signed.example", str(old))
     assert refused.returncode == 1 and "is active; retire it first" in refused.stderr

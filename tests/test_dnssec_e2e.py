@@ -111,7 +111,7 @@ def world(start_server: StartServer, tmp_path_factory: pytest.TempPathFactory) -
     external.write_text("# the monitoring system's verdicts\n")
     config = base / "gslb.yaml"
     config.write_text("external_health: {file: ext.txt, poll_interval: 100ms}\n")
-    server = start_server(zones, probe_name=ZONE, config=config)
+    server = start_server(zones, probe_name=ZONE, config=config, extra=["--state", str(base / "state.yaml")])
     return World(server, zones, ds, anchors_file(base / "anchors.conf", ds), external, base)
 
 
@@ -194,6 +194,26 @@ def test_unbound_validates_the_answer_after_a_health_change_moves_it(world: Worl
         assert secure(moved), moved
     finally:
         write_atomically(world.external, "# all up\n")
+
+
+def test_a_gslb_record_with_every_endpoint_forced_down_is_a_validated_nodata(world: World, unbound: int) -> None:
+    # when_all_down: all serves every endpoint but those forced down: with both forced down there
+    # is nothing to answer, and the reply must be a NODATA a validator can prove (SOA + NSEC
+    # without the A bit), not an empty NOERROR it cannot.
+    state = world.base / "state.yaml"  # the admin overrides: `down` there is an operator's, forced
+    write_atomically(state, "203.0.113.30: down\n198.51.100.30: down\n")
+    try:
+        direct = wait_for(lambda: (reply := world.server.query(f"hw.{ZONE}", "A", use_edns=0, want_dnssec=True))
+                          and not reply.answer and reply, 10, "hw has nothing to answer")
+        assert direct.rcode() == dns.rcode.NOERROR
+        assert any(rrset.rdtype == dns.rdatatype.SOA for rrset in direct.authority), direct
+        plain = world.server.query(f"hw.{ZONE}", "A")
+        assert not plain.answer and any(rrset.rdtype == dns.rdatatype.SOA for rrset in plain.authority), plain
+        reply = wait_for(lambda: (r := ask(unbound, f"hw.{ZONE}")) and not r.answer and r, 10,
+                         "unbound sees the empty answer")
+        assert reply.rcode() == dns.rcode.NOERROR and secure(reply), reply
+    finally:
+        write_atomically(state, "{}\n")
 
 
 def test_unbound_answers_over_tcp_to_a_client_and_gslb(world: World, tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -123,6 +123,21 @@ def test_nodata_lists_the_types_the_name_has(signed, keys, tcp: bool) -> None:
         assert nsec_of(reply) == (name.lower(), types | rrsig_nsec), (name, rdtype)
 
 
+def test_a_query_for_nsec_gets_the_names_nsec_as_its_answer(signed, keys, tcp: bool) -> None:
+    # Under compact denial every name "has" the NSEC gslb makes for it: a NODATA for type NSEC
+    # whose own NSEC lists NSEC would contradict itself, so the NSEC is the answer.
+    server, _ = signed
+    for name, types in ((f"static.{ZONE}", {dns.rdatatype.A}), (f"nope.{ZONE}", {NXNAME})):
+        reply = server.query(name, "NSEC", use_edns=0, want_dnssec=True, tcp=tcp)
+        assert reply.rcode() == dns.rcode.NOERROR and not reply.authority, reply
+        assert verified(reply, keys, "answer") == [(name, "NSEC")]
+        rdata = reply.answer[0][0] if reply.answer[0].rdtype == dns.rdatatype.NSEC else reply.answer[1][0]
+        assert rdata.next == dns.name.from_text("\\000." + name)
+        listed = {window * 256 + i * 8 + bit for window, bitmap in rdata.windows for i, byte in enumerate(bitmap)
+                  for bit in range(8) if byte & (0x80 >> bit)}
+        assert listed == types | {dns.rdatatype.RRSIG, dns.rdatatype.NSEC}
+
+
 def test_a_cname_to_a_missing_name_denies_the_target(signed, keys) -> None:
     server, _ = signed
     reply = server.query(f"lost.{ZONE}", "A", use_edns=0, want_dnssec=True)

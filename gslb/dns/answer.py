@@ -220,7 +220,8 @@ class Answerer:
             return self._pack(request, Reply(rcode=NOTIMP, authoritative=False))
         reply = self._answer(request)
         if request.edns_do and self._signed:
-            dnssec_answer.secure(self.catalog, reply, request.qname, request.question.qname)
+            dnssec_answer.secure(self.catalog, reply, request.qname, request.question.qname,
+                                  request.question.qtype)
         return self._pack(request, reply)
 
     # -- EDNS --------------------------------------------------------------------------------

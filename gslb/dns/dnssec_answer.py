@@ -28,7 +28,7 @@ from gslb.dnssec.signer import ZoneSigner as Signer
 from gslb.names import Name
 from gslb.zone import Catalog, Found, Node, Zone
 
-T_DNSKEY, T_CDS, T_CDNSKEY = 48, 59, 60
+T_DNSKEY, T_CDS, T_CDNSKEY, T_NSEC = 48, 59, 60, 47
 APEX_KEY_TYPES = (T_DNSKEY, T_CDS, T_CDNSKEY)
 
 
@@ -114,16 +114,23 @@ def _last_name(qname: Name, answer: Sequence[RR]) -> tuple[Name, DNSLabel | None
     return name, label
 
 
-def _denial(catalog: Catalog, name: Name, label: DNSLabel) -> tuple[RR, Signer] | None:
+def _denial(catalog: Catalog, name: Name, label: DNSLabel, qtype: int | None) -> tuple[RR, Signer] | None:
     """The compact-denial NSEC (unsigned) for a negative answer about `name` (written `label`),
-    with the signer of its zone; None when the name is not signed data."""
+    with the signer of its zone; None when the name is not signed data. `qtype` has no data at
+    the name (that is what the answer says), even where a GSLB record of that type had nothing
+    to give: its bit stays clear, or the NODATA proof would contradict itself."""
     zone = catalog.zone_for(name)
     signer = signer_of(zone)
     if zone is None or signer is None:
         return None
     found, where = zone.find(name)
     if isinstance(where, Node):  # the name's node (or the wildcard's that answers for it)
-        types: Sequence[int] = sorted(node_types(zone, where))
+        present = node_types(zone, where)
+        if qtype is not None:
+            present.discard(qtype)
+            if T_CNAME in where.dynamic:  # an empty CNAME pool: no CNAME was there to follow
+                present.discard(T_CNAME)
+        types: Sequence[int] = sorted(present)
     elif found is Found.REFERRAL:
         types = (T_NS,)  # a DS query at a cut: NS, no DS
     else:
@@ -138,9 +145,18 @@ def _nsec(signer: Signer, name: Name, label: DNSLabel, types: Sequence[int], nxn
     return RR(label, nsec.rtype, nsec.rclass, nsec.ttl, nsec.rdata)
 
 
-def secure(catalog: Catalog, reply: Reply, qname: Name, owner: DNSLabel) -> Reply:
-    """`reply` (to a DO query for `qname`, written `owner` by the client) with its DNSSEC records
-    added: changed in place, and returned for convenience."""
+def secure(catalog: Catalog, reply: Reply, qname: Name, owner: DNSLabel, qtype: int | None = None) -> Reply:
+    """`reply` (to a DO query for `qname`, written `owner` by the client, of type `qtype`) with
+    its DNSSEC records added: changed in place, and returned for convenience."""
+    if qtype == T_NSEC and not reply.answer and any(rr.rtype == T_SOA for rr in reply.authority):
+        # Under compact denial every name has the NSEC made for it; a NODATA for NSEC whose proof
+        # lists NSEC would contradict itself, so that NSEC is the answer.
+        own = _denial(catalog, qname, owner, None)
+        if own is not None:
+            reply.rcode = NOERROR
+            reply.answer = [own[0], *own[1].sign([own[0]])]
+            reply.authority = []
+            return reply
     zones = _Zones(catalog)
     authority: list[RR] = []
     for rrset in _rrsets(reply.authority):
@@ -160,7 +176,7 @@ def secure(catalog: Catalog, reply: Reply, qname: Name, owner: DNSLabel) -> Repl
                 authority.extend(signer.sign([nsec]))
     if any(rr.rtype == T_SOA for rr in reply.authority):  # lookup puts a SOA there only when negative
         name, label = _last_name(qname, reply.answer)
-        denial = _denial(catalog, name, label if label is not None else owner)
+        denial = _denial(catalog, name, label if label is not None else owner, qtype)
         if denial is not None:
             nsec, signer = denial
             authority.append(nsec)

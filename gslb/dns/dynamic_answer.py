@@ -10,7 +10,7 @@ from __future__ import annotations
 from dnslib import RR, DNSLabel
 
 from gslb.dns.ecs import ClientSubnet
-from gslb.dns.lookup import SERVFAIL, Address, Reply
+from gslb.dns.lookup import SERVFAIL, T_SOA, Address, Reply, negative_soa
 from gslb.resolve import Resolver
 from gslb.selection import Selector
 from gslb.zone import Node, Zone
@@ -31,6 +31,12 @@ class DynamicAnswers:
             reply.rcode = SERVFAIL
             reply.authoritative = False
             reply.answer.clear()
+            return
+        if not decision.endpoints:
+            # Every endpoint forced down under `when_all_down: all`: nothing to say, so a NODATA
+            # with the SOA (RFC 2308) - which DNSSEC can then prove - not a bare empty answer.
+            if not any(rr.rtype == T_SOA for rr in reply.authority):
+                reply.authority.append(negative_soa(zone))
             return
         degraded = decision.degraded
         for endpoint in decision.endpoints:

@@ -227,10 +227,6 @@ class FastPath:
                     (0x04, 0), (len(rrset.records), 0, glue_count), answer + glue, label)
             if not node.dynamic or self.resolver is not None:
                 self.nodata[key] = nodata_static
-        for qtype in APEX_KEY_TYPES:  # a signed zone's DNSKEY, CDS, CDNSKEY: zone data, DO or not
-            keys = apex_keys(catalog, zone.origin, DNSLabel(list(zone.origin)), qtype)
-            if keys is not None:
-                self.table[wire_name(zone.origin) + struct.pack("!HH", qtype, C_IN)] = _static_from(keys, zone.origin, label)
         for encloser, source in zone.wildcards.items():
             if below_cut(source.name):
                 continue
@@ -238,6 +234,10 @@ class FastPath:
                 self.wild[wire_name(encloser)] = wire_name(source.name)
             else:
                 self.above[wire_name(encloser)] = None  # every name it synthesises: the general path
+        for qtype in APEX_KEY_TYPES:  # a signed zone's DNSKEY, CDS, CDNSKEY: zone data, DO or not
+            keys = apex_keys(catalog, zone.origin, DNSLabel(list(zone.origin)), qtype)
+            if keys is not None:
+                self.table[wire_name(zone.origin) + struct.pack("!HH", qtype, C_IN)] = _static_from(keys, zone.origin, label)
 
     # -- the hot path ----------------------------------------------------------------------------
     def answer(self, data: bytes, source: str) -> tuple[bytes, CountKey, bool] | None:
@@ -346,6 +346,8 @@ class FastPath:
                     body = b"".join([e.degraded_wire for e in endpoints])
                 else:
                     body = b"".join([e.wire for e in endpoints])
+            if not ancount:
+                return None  # every endpoint forced down: a NODATA with the SOA, from the general path
             scope = plan.scope(where[2], where[1]) if where[4] else 0
             region = plan.label
             rcode = 0

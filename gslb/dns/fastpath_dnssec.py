@@ -93,7 +93,7 @@ class SignedFast:
         reply = apex_keys(self.catalog, qname, owner, number) or lookup(self.catalog, qname, owner, number)
         entry: Static | None = None
         if not reply.client_dependent:
-            secure(self.catalog, reply, qname, owner)
+            secure(self.catalog, reply, qname, owner, number)
             entry = _packed(reply, owner, number)
         if len(self.replies) >= MAX_SIGNED:
             self.replies.clear()

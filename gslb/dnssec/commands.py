@@ -2,7 +2,8 @@
 
 The commands read only the zone file's `origin:` and `dnssec:` (a zone without keys yet does not
 pass `gslb check`, and keygen is how it gets them), change files, and never talk to a running
-server: `gslb reload` (or SIGHUP) makes it serve the new key set.
+server: it watches the key files like the zone files (gslb/reload.py) and serves the new key set
+within its poll interval, or at once on `gslb reload` (or SIGHUP).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from gslb.dnssec.config import DnssecSpec, parse_dnssec
 from gslb.dnssec.keys import ROLES, Key, KeyScan, ds_records, keygen, remove, scan_keys, with_state
 from gslb.names import Name, NameError_, parse_absolute, to_text
 
-RELOAD_HINT = "reload the server (gslb reload, or SIGHUP) to serve it"
+# gslb.reload.POLL_INTERVAL, not imported: that would load the whole server into a file command.
+POLL_HINT = "within a second (its poll interval), or at once on `gslb reload`"
+RELOAD_HINT = f"a server running on these files serves it {POLL_HINT}"
 
 
 class CommandError(Exception):
@@ -177,8 +180,8 @@ def cmd_state(zone: ZoneKeys, tag: str, action: str, out: TextIO, err: TextIO) -
             remove(key)
         except OSError as error:
             raise CommandError(f"{key.metadata_path}: cannot remove it ({error.strerror or error})") from None
-        print(f"gslb dnssec: key {key.tag} ({key.role}) of {to_text(zone.origin)} removed; reload the server "
-              "(gslb reload, or SIGHUP) to stop publishing it", file=err)
+        print(f"gslb dnssec: key {key.tag} ({key.role}) of {to_text(zone.origin)} removed; a server running "
+              f"on these files stops publishing it {POLL_HINT}", file=err)
         return 0
     state = {"activate": "active", "retire": "retired"}[action]
     if key.state == state:
