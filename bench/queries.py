@@ -196,9 +196,25 @@ def renamed(messages: list[bytes], old: str, new: str, rtype: str = "A") -> list
     return [m[:12] + after + qtype + m[end + 2:] if m[12:end] == before else m for m in messages]
 
 
-def renamed_query_file(source: Path, old: str, new: str, rtype: str, path: Path) -> Path:
-    """A -B file of `source`'s queries renamed (`renamed`): another name, the same client subnets."""
-    path.write_bytes(b"".join(struct.pack("!H", len(m)) + m for m in renamed(read_query_file(source), old, new, rtype)))
+def with_do(message: bytes) -> bytes:
+    """The query with the DNSSEC OK bit set in its OPT record (the message's last RR, right after
+    the question; dnsperf -D does not touch the messages of a -B file)."""
+    position = 12
+    while message[position]:
+        position += message[position] + 1
+    opt = position + 5  # past the question's name end, type and class: the OPT's root name
+    assert message[opt:opt + 3] == b"\x00\x00\x29", "no OPT record after the question"
+    flags = opt + 7  # name (1), type (2), class (2), extended rcode (1), version (1)
+    return message[:flags] + bytes((message[flags] | 0x80,)) + message[flags + 1:]
+
+
+def renamed_query_file(source: Path, old: str, new: str, rtype: str, path: Path, do: bool = False) -> Path:
+    """A -B file of `source`'s queries renamed (`renamed`): another name, the same client subnets;
+    with `do`, the DNSSEC OK bit set in each."""
+    messages = renamed(read_query_file(source), old, new, rtype)
+    if do:
+        messages = [with_do(m) for m in messages]
+    path.write_bytes(b"".join(struct.pack("!H", len(m)) + m for m in messages))
     return path
 
 

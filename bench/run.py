@@ -1,9 +1,9 @@
 """gslb side by side with NSD (and gdnsd, and dnslib's own server), measured with dnsperf.
 
-    python bench/run.py [--rounds 3] [--seconds 10] [--cases 1,2,3,4,5] [--out bench/last-run.md]
+    python bench/run.py [--rounds 3] [--seconds 10] [--cases 1,2,...,9] [--out bench/last-run.md]
     python bench/run.py --load-scale      # 100,000 static + 1,000 GSLB records: load time and memory
     python bench/run.py --ecs-million     # case 3 with 1,000,000 distinct ECS subnets vs 10,000
-    python bench/run.py --per-datagram    # also gslb on its per-datagram UDP path (gslb-pd), cases 1-4
+    python bench/run.py --per-datagram    # also gslb on its per-datagram UDP path (gslb-pd), every case gslb runs
     python bench/run.py --rate 40000      # every run at a fixed 40,000 QPS: CPU per query, p50/p99 latency
 
 Installs nothing. See bench/README.md for what each case asks and how to read the table.
@@ -30,8 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 try:
     import dns.message  # noqa: F401 - dnspython, from gslb's test extra
+    import dns.rdatatype
 
     import gslb  # noqa: F401
 except ImportError as missing:
@@ -49,6 +52,10 @@ ZONE_FILE = ZONES / "bench.example.yaml"
 TEST_GEOIP = REPO / "tests" / "data" / "geo" / "GeoIP2-City-Test.mmdb"
 
 STATIC, GSLB_NAME, NX = "static.bench.example.", "www.bench.example.", "nx.bench.example."
+WILD_NAME, CNAME_POOL = "a.wild.bench.example.", "cdn.bench.example."  # "*.wild" and "cdn" in the zone
+# The signed copy of the bench zone, written with its key into the run's temporary directory.
+SIGNED_ORIGIN = "bench-signed.example."
+STATIC_SIGNED, GSLB_SIGNED = f"static.{SIGNED_ORIGIN}", f"www.{SIGNED_ORIGIN}"
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,9 @@ class Case:
     rcode: int = 0  # what the check before the runs expects
     addresses: frozenset[str] | None = None  # ... the answer's addresses, when fixed
     pools: str | None = None  # ... or the zone record whose region pool answers (checked per ECS region)
+    answer: str = "A"  # ... the answer's type: A (addresses) or CNAME (exactly one, to a pool's name)
+    do: bool = False  # DNSSEC OK on every query (dnsperf -D, or the bit set in the -B file); checked: an RRSIG
+    compare: int | None = None  # gslb's case it is reported beside (same server, same round), run with it
 
 
 # The ratio columns compare with NSD in the same round: the case's `reference` (NSD has no GSLB
@@ -77,6 +87,14 @@ CASES: dict[int, Case] = {
     4: Case("NXDOMAIN", ("gslb", "nsd"), NX, reference=4, rcode=3),
     5: Case("case 3, gslb --workers 1 and 2", ("gslb-workers1", "gslb-workers2"), GSLB_NAME, ecs=True,
             reference=None, pools="www"),
+    6: Case("wildcard hit (static *.wild)", ("gslb", "nsd"), WILD_NAME, reference=6,
+            addresses=frozenset({"192.0.2.20"}), compare=1),
+    7: Case("CNAME pool, ECS, {subnets} subnets", ("gslb",), CNAME_POOL, ecs=True, pools="cdn", answer="CNAME",
+            compare=3),
+    8: Case("static A, DO, signed zone", ("gslb",), STATIC_SIGNED, do=True, addresses=frozenset({"192.0.2.10"}),
+            compare=1),
+    9: Case("GSLB A, ECS, {subnets} subnets, DO, signed zone", ("gslb",), GSLB_SIGNED, ecs=True, do=True,
+            pools="www", compare=3),
 }
 CASE_NUMBERS = ",".join(map(str, CASES))
 
@@ -84,8 +102,26 @@ CASE_NUMBERS = ",".join(map(str, CASES))
 def _gslb(**options: Any) -> Callable[[Bench], Server]:
     def start(bench: Bench) -> Server:
         a = bench.args
-        return servers.gslb(bench.workdir, a.server_cpus, ZONES, a.geoip, **options)
+        return servers.gslb(bench.workdir, a.server_cpus, bench.zones(), a.geoip, **options)
     return start
+
+
+def signed_zones(workdir: Path) -> Path:
+    """A zones directory for gslb: the bench zone as it is, and a copy of it at SIGNED_ORIGIN with
+    `dnssec: {keys: ...}` and a fresh key (one CSK, `gslb dnssec keygen`), both in `workdir`."""
+    zones = workdir / "zones"
+    zones.mkdir()
+    shutil.copy(ZONE_FILE, zones / ZONE_FILE.name)
+    doc = servers.load_zone(ZONE_FILE)
+    doc["origin"] = SIGNED_ORIGIN
+    doc["dnssec"] = {"keys": f"keys/{SIGNED_ORIGIN.rstrip('.')}"}
+    (zones / f"{SIGNED_ORIGIN.rstrip('.')}.yaml").write_text(
+        "# bench/run.py: a signed copy of bench/zones/bench.example.yaml\n" + yaml.safe_dump(doc, sort_keys=False))
+    keygen = subprocess.run([sys.executable, "-m", "gslb", "dnssec", "keygen", "--zones", str(zones),
+                             SIGNED_ORIGIN.rstrip(".")], capture_output=True, text=True, cwd=REPO)
+    if keygen.returncode != 0:
+        raise SystemExit(f"bench: gslb dnssec keygen failed: {(keygen.stderr or keygen.stdout).strip()}")
+    return zones
 
 
 def _gdnsd(bench: Bench) -> Server:
@@ -129,6 +165,7 @@ class Run:
     p50_ms: float = float("nan")  # from dnsperf -v's per-query latencies (--rate only)
     p99_ms: float = float("nan")
     by_process: dict[str, float] = field(default_factory=dict)  # "main"/"pid N" -> CPU us per query
+    response_bytes: float = float("nan")  # dnsperf's average response size (shows the RRSIGs of a DO case)
 
 
 class Bench:
@@ -140,6 +177,16 @@ class Bench:
         self.notes: list[str] = []
         self.commands: dict[str, str] = {}
         self.load_at_start = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        self._zones: Path | None = None
+
+    def zones(self) -> Path:
+        """gslb's zones directory: the bench zone and its signed copy, made once per run, so every
+        gslb row serves the same zones whichever cases run."""
+        if self._zones is None:
+            self._zones = signed_zones(self.workdir)
+            self.commands["keys"] = (f"python -m gslb dnssec keygen --zones ZONES {SIGNED_ORIGIN.rstrip('.')} "
+                                     "(ZONES: the bench zone and its signed copy, in the run's temporary directory)")
+        return self._zones
 
     # --- dnsperf ----------------------------------------------------------------------------------
 
@@ -174,6 +221,7 @@ class Bench:
         completed = int(number(r"Queries completed:\s+(\d+)"))
         latency = re.search(r"Average Latency \(s\):\s+([\d.]+) \(min [\d.]+, max ([\d.]+)\)", text)
         rcodes = re.search(r"Response codes:\s+(.*)", text)
+        size = re.search(r"Average packet size:\s+request \d+, response (\d+)", text)
         p50 = p99 = float("nan")
         if a.rate:
             latencies = sorted(float(line.rsplit(None, 1)[1]) for line in text.splitlines() if line.startswith("> "))
@@ -194,7 +242,8 @@ class Bench:
                    max_ms=float(latency.group(2)) * 1000 if latency else float("nan"),
                    cpu_us=cpu / completed * 1e6 if completed else float("nan"), other=other,
                    rcodes=rcodes.group(1).strip() if rcodes else "", command=shlex.join(command),
-                   p50_ms=p50, p99_ms=p99, by_process=by_process)
+                   p50_ms=p50, p99_ms=p99, by_process=by_process,
+                   response_bytes=float(size.group(1)) if size else float("nan"))
 
     # --- servers ----------------------------------------------------------------------------------
 
@@ -235,11 +284,21 @@ class Bench:
                     expected = case.addresses
                     if case.pools is not None and region is not None:
                         expected = {e["value"] if isinstance(e, dict) else e for e in records[case.pools]["pools"][region]}
-                    reply = server.query(case.qname, case.rtype, subnet=subnet)
-                    got = {item.address for rrset in reply.answer for item in rrset if hasattr(item, "address")}
-                    if reply.rcode() != case.rcode or (expected is not None and not got <= expected) or (
-                            case.rcode == 0 and not got):
-                        problems.append(f"{name}: {case.qname} {subnet or ''} gave rcode {reply.rcode()} {sorted(got)}")
+                    reply = server.query(case.qname, case.rtype, subnet=subnet, do=case.do)
+                    types = [dns.rdatatype.to_text(rrset.rdtype) for rrset in reply.answer]
+                    if case.answer == "CNAME":
+                        got = {item.target.to_text() for rrset in reply.answer for item in rrset
+                               if rrset.rdtype == dns.rdatatype.CNAME}
+                        wrong = types.count("CNAME") != 1 or len(got) != 1 or sum(
+                            len(rrset) for rrset in reply.answer if rrset.rdtype == dns.rdatatype.CNAME) != 1
+                    else:
+                        got = {item.address for rrset in reply.answer for item in rrset if hasattr(item, "address")}
+                        wrong = case.rcode == 0 and not got
+                    if case.do and case.rcode == 0 and "RRSIG" not in types:
+                        wrong = True
+                    if reply.rcode() != case.rcode or (expected is not None and not got <= expected) or wrong:
+                        problems.append(f"{name}: {case.qname} {subnet or ''}{' DO' if case.do else ''} gave rcode "
+                                        f"{reply.rcode()} {sorted(got)} in {' '.join(types) or 'no answer'}")
         for problem in dict.fromkeys(problems):
             print(f"bench: WRONG ANSWER: {problem}", file=sys.stderr)
             self.notes.append(f"Wrong answer before the runs: {problem}")
@@ -250,16 +309,20 @@ class Bench:
         case = CASES[number]
         if case.ecs:
             assert ecs_file is not None
-            if case.qname == GSLB_NAME and case.rtype == "A":
+            if case.qname == GSLB_NAME and case.rtype == "A" and not case.do:
                 return ecs_file, True
-            # Another name: the same subnets, the question renamed (it follows the 12-byte header).
+            # Another name: the same subnets, the question renamed (it follows the 12-byte header);
+            # DO is a bit in each message's OPT record (dnsperf -D does not change -B messages).
             return queries.renamed_query_file(ecs_file, GSLB_NAME, case.qname, case.rtype,
-                                              self.workdir / f"ecs-case{number}.bin"), True
+                                              self.workdir / f"ecs-case{number}.bin", do=case.do), True
         return queries.write_text_query(self.workdir / f"case{number}.txt", case.qname, case.rtype), False
 
     def run(self) -> str:
         a = self.args
-        cases = sorted(a.cases)
+        # A case reported beside another of gslb's (signed beside unsigned, ...) brings gslb's run of
+        # that one along, so the ratio is always from the same rounds.
+        beside = {CASES[number].compare for number in a.cases} - set(a.cases) - {None}
+        cases = sorted({*a.cases, *beside})  # type: ignore[arg-type]
         ecs_file: Path | None = None
         ecs_summary: dict = {"regions": {}, "examples": {}}
         if any(CASES[number].ecs for number in cases):
@@ -269,7 +332,7 @@ class Bench:
         references = {CASES[number].reference for number in cases} - {None}
         files = {number: self.query_file(number, ecs_file) for number in {*cases, *references} if number is not None}
 
-        wanted = ["gslb", "nsd", *(name for number in cases for name in CASES[number].servers)]
+        wanted = ["gslb", "nsd", *(name for number in a.cases for name in CASES[number].servers)]
         if a.per_datagram:
             wanted.append("gslb-pd")
         for name in SERVER_KINDS:  # in the table's order
@@ -284,7 +347,8 @@ class Bench:
 
         runs: list[Run] = []
         for round_ in range(1, a.rounds + 1):
-            plan = [(number, name) for number in cases for name in CASES[number].servers]
+            plan = [(number, name) for number in cases
+                    for name in (("gslb",) if number in beside else CASES[number].servers)]
             if a.per_datagram:  # right after gslb's run of the same case: the closest comparison
                 plan = [step for number, name in plan
                         for step in ([(number, name), (number, "gslb-pd")] if name == "gslb" else [(number, name)])]
@@ -296,7 +360,8 @@ class Bench:
                 if server is None:
                     continue
                 datafile, binary = files[number]
-                run = self.dnsperf(server, datafile, binary, number, round_, CASES[number].dnsperf)
+                extra = CASES[number].dnsperf + (("-D",) if CASES[number].do and not binary else ())
+                run = self.dnsperf(server, datafile, binary, number, round_, extra)
                 runs.append(run)
                 print(f"bench: round {round_} case {number} {name}: {run.qps:,.0f} QPS, lost {run.lost}, "
                       f"{run.cpu_us:.1f} us/query, server CPU busy elsewhere {run.other:.0%}", file=sys.stderr)
@@ -342,12 +407,13 @@ class Bench:
                 if processes:
                     split.append(f"case {number} {name}: " + ", ".join(
                         f"{p} {statistics.median(r.by_process.get(p, 0.0) for r in mine):.1f}" for p in processes))
-        for number in cases:
+        for number in sorted(a.cases):
             for name in CASES[number].servers:
                 if name in self.unavailable:
                     rows.append(f"| {number}. {CASES[number].label.format(subnets=f'{a.subnets:,}')} | {name} | "
                                 f"not available: {self.unavailable[name]} | | | | | | | | | |")
         table = "\n".join(rows)
+        beside = self.beside(runs)
         elsewhere = statistics.median(r.other for r in runs)
         if elsewhere > 0.15:
             self.notes.append(
@@ -366,11 +432,12 @@ class Bench:
             f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {a.rounds} round(s) of {a.seconds} s per "
             f"case, interleaved; servers pinned to CPU {a.server_cpus}, dnsperf to CPU {a.client_cpus}; {mode}. "
             "QPS, latency and CPU are medians over the rounds, lost is the sum, max latency the maximum; "
-            "the ratios are to NSD in the same round (NXDOMAIN: NSD's NXDOMAIN; other cases: NSD's static A); "
+            "the ratios are to NSD in the same round (NXDOMAIN: NSD's NXDOMAIN; wildcard hit: NSD's wildcard hit; other cases: NSD's static A); "
             "dnslib ran once, after the rounds; n/c: reported, not compared.",
             "",
             table,
             "",
+            *beside,
             f"ECS subnets: {sum(ecs_summary['regions'].values()):,} distinct, by region: "
             + ", ".join(f"{region} {count:,}" for region, count in ecs_summary["regions"].items())
             + f"; GeoIP file {a.geoip}." if ecs_summary["regions"] else f"GeoIP file {a.geoip}.",
@@ -380,13 +447,43 @@ class Bench:
             "Per run:",
             "",
             "| round | case | server | sent | completed | lost | QPS | avg ms | p50 ms | p99 ms | max ms | CPU us/query | "
-            "server CPU busy elsewhere | response codes |",
-            "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "server CPU busy elsewhere | response codes | response bytes |",
+            "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
             *[f"| {r.round} | {r.case} | {r.server} | {r.sent} | {r.completed} | {r.lost} | {r.qps:,.0f} | "
               f"{r.avg_ms:.2f} | {_ms(r.p50_ms)} | {_ms(r.p99_ms)} | {r.max_ms:.1f} | {r.cpu_us:.1f} | {r.other:.0%} | "
-              f"{r.rcodes} |" for r in runs],
+              f"{r.rcodes} | {r.response_bytes:.0f} |" for r in runs],
         ]
         return "\n".join(lines) + "\n"
+
+
+    def beside(self, runs: list[Run]) -> list[str]:
+        """The table of cases reported beside another of gslb's (a `compare` case): the ratios of
+        each to the other, the same server in the same round."""
+        a = self.args
+        own = {(r.case, r.server, r.round): r for r in runs}
+        order = [*SERVER_KINDS, "dnslib"]
+        rows = []
+        for number in sorted({r.case for r in runs}):
+            base = CASES[number].compare
+            if base is None:
+                continue
+            for name in sorted({r.server for r in runs if r.case == number}, key=order.index):
+                pairs = [(r, own[(base, name, r.round)]) for r in runs
+                         if r.case == number and r.server == name and (base, name, r.round) in own]
+                if not pairs:
+                    continue
+                rows.append(
+                    f"| {number}. {CASES[number].label.format(subnets=f'{a.subnets:,}')} | {name} | "
+                    f"{base}. {CASES[base].label.format(subnets=f'{a.subnets:,}')} | "
+                    f"{statistics.median(r.qps / b.qps for r, b in pairs):.2f} | "
+                    f"{statistics.median(r.cpu_us / b.cpu_us for r, b in pairs):.2f} |")
+        if not rows:
+            return []
+        return ["Cases beside another case (signed beside unsigned, wildcard beside exact, CNAME pool beside A "
+                "pool): the median over the rounds of this case's figure / the other case's, same server, same round; "
+                "at a fixed --rate the QPS ratio is ~1 and the CPU ratio is the cost:", "",
+                "| case | server | beside | QPS ratio | CPU us/query ratio |", "| --- | --- | --- | ---: | ---: |",
+                *rows, ""]
 
 
 def _ratio(values: list[float], reference: int | None) -> str:
@@ -473,7 +570,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="dnsperf -Q Q: every run at a fixed Q queries per second instead of saturation (the issue's "
                              "figure: 40000); adds p50/p99 latency from dnsperf -v")
     parser.add_argument("--per-datagram", action="store_true",
-                        help="also run gslb with GSLB_UDP_IO=per-datagram (row gslb-pd) after gslb in cases 1-4")
+                        help="also run gslb with GSLB_UDP_IO=per-datagram (row gslb-pd) after gslb in every case gslb runs (1-4, 6-9)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--load-scale", action="store_true",
                       help="only: load 100,000 static + 1,000 GSLB records with `gslb check` and `gslb serve`")

@@ -165,12 +165,13 @@ class Server:
         except (OSError, dns.exception.DNSException):
             return False
 
-    def query(self, name: str, rtype: str = "A", subnet: str | None = None) -> dns.message.Message:
+    def query(self, name: str, rtype: str = "A", subnet: str | None = None, do: bool = False) -> dns.message.Message:
         options = []
         if subnet is not None:
             address, prefix = subnet.split("/")
             options = [dns.edns.ECSOption(address, int(prefix))]
-        query = dns.message.make_query(name, rtype, use_edns=0 if options else None, options=options)
+        query = dns.message.make_query(name, rtype, use_edns=0 if options or do else None, options=options,
+                                       want_dnssec=do)
         return dns.query.udp(query, "127.0.0.1", port=self.port, timeout=2)
 
     @property
