@@ -224,7 +224,9 @@ class Bench:
         size = re.search(r"Average packet size:\s+request \d+, response (\d+)", text)
         p50 = p99 = float("nan")
         if a.rate:
-            latencies = sorted(float(line.rsplit(None, 1)[1]) for line in text.splitlines() if line.startswith("> "))
+            # `-v` prints "> RCODE NAME TYPE LATENCY" per answer; a timed-out query has no latency.
+            latencies = sorted(float(last) for line in text.splitlines() if line.startswith("> ")
+                               for last in [line.rsplit(None, 1)[-1]] if re.fullmatch(r"[\d.]+", last))
             if latencies:
                 p50 = latencies[len(latencies) // 2] * 1000
                 p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
