@@ -16,6 +16,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -369,38 +370,97 @@ def roll_key_tags(port: int) -> tuple[set[int], set[int]]:
     return tags, signers
 
 
+def roll_zones(tmp_path: Path) -> Path:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "roll.example.yaml").write_text(ROLL_ZONE)
+    return zones
+
+
+def roll_ds(zones: Path, *tags: int) -> list[str]:
+    """`gslb dnssec ds`'s lines for the keys `tags` (the DS set the parent holds), in that order."""
+    lines = {int(line.split()[3]): line for line in gslb_cli("dnssec", "ds", "--zones", str(zones), ROLL).splitlines()
+             if " DS " in line}
+    return [lines[tag] for tag in tags]
+
+
+def roll_unbound(directory: Path, server: GslbProcess, ds: list[str]) -> AbstractContextManager[int]:
+    """A validating unbound whose trust anchor is `ds`: the DS set the parent serves."""
+    directory.mkdir()
+    return run_unbound(directory, unbound_body(server.port, ds, ecs=False).replace(ZONE, ROLL), ROLL)
+
+
+def keeps_validating(server: GslbProcess, port: int, keys: set[int], signers: set[int]) -> None:
+    """Reload gslb, wait until it serves the DNSKEY tags `keys` with static's A signed by
+    `signers`, then keep asking unbound at `port` for longer than every TTL (1 s), so that it
+    refetches meanwhile: a static and a GSLB name, a missing one and the DNSKEY set stay secure."""
+    server.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: roll_key_tags(server.port) == (keys, signers), 15,
+             f"gslb to serve keys {keys} signed by {signers}")
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline:
+        for name, rdtype in ((f"static.{ROLL}", "A"), (f"www.{ROLL}", "A"), (f"nope.{ROLL}", "A"), (ROLL, "DNSKEY")):
+            reply = ask(port, name, rdtype)
+            assert secure(reply), (keys, signers, name, rdtype, reply)
+
+
 def test_unbound_keeps_validating_through_a_zsk_pre_publish_rollover(start_server: StartServer,
                                                                      tmp_path: Path) -> None:
     """docs/dnssec.md's ZSK pre-publish, with 1 s TTLs so each wait is short: after every step
     (and reload), unbound - which cached the step before - must answer securely throughout."""
-    zones = tmp_path / "zones"
-    zones.mkdir()
-    (zones / "roll.example.yaml").write_text(ROLL_ZONE)
+    zones = roll_zones(tmp_path)
     ksk, old = keygen(zones, "ksk"), keygen(zones, "zsk")
-    ds = [line for line in gslb_cli("dnssec", "ds", "--zones", str(zones), ROLL).splitlines() if " DS " in line]
     server = start_server(zones, probe_name=ROLL)
-    body = unbound_body(server.port, ds, ecs=False).replace(ZONE, ROLL)
-
-    def step(expected_keys: set[int], expected_signer: int) -> None:
-        server.process.send_signal(signal.SIGHUP)
-        wait_for(lambda: roll_key_tags(server.port) == (expected_keys, {expected_signer}), 15,
-                 f"gslb to serve keys {expected_keys} signed by {expected_signer}")
-        deadline = time.monotonic() + 2.5  # longer than every TTL: unbound refetches meanwhile
-        while time.monotonic() < deadline:
-            for name in (f"static.{ROLL}", f"www.{ROLL}", f"nope.{ROLL}"):
-                reply = ask(port, name)
-                assert secure(reply), (expected_keys, name, reply)
-
-    (tmp_path / "unbound").mkdir()
-    with run_unbound(tmp_path / "unbound", body, ROLL) as port:
+    with roll_unbound(tmp_path / "unbound", server, roll_ds(zones, ksk)) as port:
         assert secure(ask(port, f"static.{ROLL}"))
         new = keygen(zones, "zsk")  # 1. publish the new ZSK
-        step({ksk, old, new}, old)
+        keeps_validating(server, port, {ksk, old, new}, {old})
         gslb_cli("dnssec", "activate", "--zones", str(zones), ROLL, str(new))  # 2. it signs, the old one retires
         gslb_cli("dnssec", "retire", "--zones", str(zones), ROLL, str(old))
-        step({ksk, old, new}, new)
+        keeps_validating(server, port, {ksk, old, new}, {new})
         gslb_cli("dnssec", "remove", "--zones", str(zones), ROLL, str(old))  # 3. the old one goes
-        step({ksk, new}, new)
+        keeps_validating(server, port, {ksk, new}, {new})
+
+
+def cds_tags(port: int) -> set[int]:
+    return {r.key_tag for rrset in ask(port, ROLL, "CDS").answer if rrset.rdtype == dns.rdatatype.CDS for r in rrset}
+
+
+def test_unbound_keeps_validating_through_a_csk_double_signature_rollover(start_server: StartServer,
+                                                                          tmp_path: Path) -> None:
+    """docs/dnssec.md's KSK or CSK double signature, with a CSK and 1 s TTLs. The parent's DS set
+    at each step is the trust anchor of a fresh unbound; an unbound kept running across a step
+    (with what it cached before) must keep answering securely too."""
+    zones = roll_zones(tmp_path)
+    old = keygen(zones, "csk")
+    old_ds = roll_ds(zones, old)
+    server = start_server(zones, probe_name=ROLL)
+    with roll_unbound(tmp_path / "parent-old", server, old_ds) as port:
+        keeps_validating(server, port, {old}, {old})
+        # 1. The new CSK: published by keygen (the server may load that state before the
+        # activate; it signs nothing yet), then active: both keys sign everything.
+        new = keygen(zones, "csk")
+        keeps_validating(server, port, {old, new}, {old})
+        gslb_cli("dnssec", "activate", "--zones", str(zones), ROLL, str(new))
+        keeps_validating(server, port, {old, new}, {old, new})
+        assert cds_tags(server.port) == {old, new}
+    # 2. The parent's DS changes to NEW's; during the DS TTL a resolver holds either set, or
+    # both if the parent added NEW's before it dropped OLD's. Each validates.
+    with roll_unbound(tmp_path / "parent-both", server, roll_ds(zones, old, new)) as port:
+        keeps_validating(server, port, {old, new}, {old, new})
+    with roll_unbound(tmp_path / "parent-new", server, roll_ds(zones, new)) as port:
+        keeps_validating(server, port, {old, new}, {old, new})
+        # 3. The old key stops signing (it stays published); CDS lists NEW only.
+        gslb_cli("dnssec", "retire", "--zones", str(zones), ROLL, str(old))
+        keeps_validating(server, port, {old, new}, {new})
+        assert cds_tags(server.port) == {new}
+        # The negative control: a resolver still trusting only OLD's DS (step 2's wait cut
+        # short) now fails, so it is the anchors that made the answers above secure.
+        with roll_unbound(tmp_path / "parent-stale", server, old_ds) as stale:
+            assert ask(stale, f"static.{ROLL}").rcode() == dns.rcode.SERVFAIL
+        # 4. The old key goes.
+        gslb_cli("dnssec", "remove", "--zones", str(zones), ROLL, str(old))
+        keeps_validating(server, port, {new}, {new})
 
 
 # -- wildcards ----------------------------------------------------------------------------------
