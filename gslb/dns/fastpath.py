@@ -4,7 +4,8 @@ The general path (`answer.py`, dnslib objects) costs ~70 us a query; this one re
 and question by hand, looks the (name, type) up in a dict of pre-packed answers, and joins bytes.
 It never decides anything itself: every static answer here is what `lookup.py` - the general
 path's own RFC 1034 lookup - gives for that name and type, packed once at load, and a GSLB
-answer is `gslb.resolve`'s Decision, as on the general path, only encoded from pre-packed RRs.
+answer follows a `gslb.plan` Plan: the general path's decision over the same Selector, its
+region-and-health part kept per health version and its rotation laid out as pre-packed bodies.
 Whatever it does not recognise - TCP, a malformed or unusual packet, CH, ANY, NSID, a name at a
 delegation, a reply that would need truncation - it declines (returns None) and the general path
 answers. `tests/test_fastpath_differential.py` holds the two to the same answers over a large
@@ -28,7 +29,6 @@ from gslb.dns.dnssec_answer import APEX_KEY_TYPES, apex_keys, signer_of
 from gslb.dns.lookup import C_IN, REFUSED, T_ANY, T_AXFR, T_CNAME, T_IXFR, Reply, lookup, nodata, nxdomain
 from gslb.dynamic import DynamicRecord, Endpoint
 from gslb.health.status import ALWAYS_UP, HealthView
-from gslb.model.decision import Decision
 from gslb.names import Name, is_wildcard
 from gslb.plan import Plan, Planner, Plans
 from gslb.resolve import Place, RegionLocator, Resolver, place
@@ -88,10 +88,6 @@ class SignedAnswers(Protocol):
               degraded: bool) -> tuple[bytes, int]: ...
 
 
-def _no_resolver(record: DynamicRecord, where: Place) -> Decision:
-    raise RuntimeError("a GSLB entry in a fast path built without a resolver")
-
-
 def _leaves_catalog(catalog: Catalog, record: DynamicRecord) -> bool:
     """Whether every name a GSLB CNAME record can answer with is outside the zones served here."""
     fixed = record.when_all_down if isinstance(record.when_all_down, tuple) else ()
@@ -133,10 +129,8 @@ class FastPath:
         """Tables for every zone of `catalog`; GSLB answers from `resolver` (None: GSLB records
         are left to the general path). `edns_size` is the UDP payload size the server offers."""
         self.resolver = resolver
-        # No Dynamic entry is built without a resolver, so _decide is only called with one.
-        self._decide: Callable[[DynamicRecord, Place], Decision] = resolver.decide if resolver is not None else _no_resolver
         # GSLB answers follow plans over the resolver's Selector (gslb/plan.py): the same decision
-        # as _decide's, its region-and-health part kept per health version.
+        # as Resolver.decide's, its region-and-health part kept per health version.
         planner = Planner(resolver.selector) if resolver is not None else None
         self._plan: Callable[[DynamicRecord, str | None, Plans], Plan] = (
             planner.plan if planner is not None else _no_planner)
