@@ -116,7 +116,10 @@ class RateLimitedUdpListener(UdpListener):
 class TcpConnection(asyncio.Protocol):
     """One client connection. Its messages are answered in turns run by the server (bounded work
     per loop turn); `mark` is when it last had a query answered (or connected), and the idle
-    deadline counts from it, so bytes that do not complete a query never extend the deadline."""
+    deadline counts from it, so bytes that do not complete a query never extend the deadline.
+    `active` orders the same events across connections: uvloop's clock moves in whole
+    milliseconds, once per loop iteration, so two connections answered in the same millisecond
+    have equal marks, and the longest-idle one to close at a cap must not be left to chance."""
 
     def __init__(self, server: DnsServer) -> None:
         self.server = server
@@ -125,6 +128,7 @@ class TcpConnection(asyncio.Protocol):
         self.buffer = b""
         self.born = 0.0
         self.mark = 0.0
+        self.active = 0
         self.timer: asyncio.TimerHandle | None = None
         self.queued = False  # waiting in the server's turn queue
         self.reading = True  # reading not paused by us
@@ -155,6 +159,7 @@ class TcpConnection(asyncio.Protocol):
             except OSError:
                 pass
         self.born = self.mark = self.server.loop.time()
+        self.active = self.server.next_activity()
         self.server.admit(self)
         self.arm()
 
@@ -253,6 +258,7 @@ class TcpConnection(asyncio.Protocol):
         self.buffer = buffer[position:] if position else buffer
         if answered:
             self.mark = self.server.loop.time()
+            self.active = self.server.next_activity()
         if out:
             transport.write(b"".join(out))  # may call pause_writing() before it returns
         if drop:
@@ -309,8 +315,8 @@ class TcpConnection(asyncio.Protocol):
         self.buffer = b""
 
 
-def _idle_since(connection: TcpConnection) -> float:
-    return connection.mark
+def _idle_since(connection: TcpConnection) -> int:
+    return connection.active
 
 
 def _complete(buffer: bytes) -> bool:
@@ -357,6 +363,7 @@ class DnsServer:
         self.connections: set[TcpConnection] = set()  # open and not closing: the slots taken
         self.by_client: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, set[TcpConnection]] = {}
         self.busy = False  # more than half of the TCP slots are taken: the short idle timeout applies
+        self._activity = 0  # counts TCP connects and answered turns: TcpConnection.active
         self._turns: deque[TcpConnection] = deque()
         self._turn_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -379,6 +386,10 @@ class DnsServer:
         self._rrl_clock = self.loop.call_later(RRL_CLOCK_SECONDS, self._tick_rrl)
 
     # -- TCP slots --------------------------------------------------------------------------------
+    def next_activity(self) -> int:
+        self._activity += 1
+        return self._activity
+
     def admit(self, connection: TcpConnection) -> None:
         """Take a slot for a new connection; at a cap, the longest-idle connection (of the same
         client at the per-client cap) is closed to make room."""
