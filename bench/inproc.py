@@ -1,13 +1,15 @@
 """In-process cost of one fast-path answer, without sockets: FastPath.answer and respond_udp.
 
-    python bench/inproc.py [--subnets 10000] [--repeat 5] [--geoip FILE]
+    python bench/inproc.py [--subnets 10000] [--repeat 5] [--geoip FILE] [--cold]
 
 Loads the bench zone (bench/zones/bench.example.yaml) plus a few records it lacks (round robin,
 hash, a two-answer weighted record, a static and a GSLB wildcard) into a temporary directory, builds the same ECS query set
 bench/run.py's case 3 uses (one distinct client subnet per query, 10,000 by default) for each
 record, answers it once to fill the placement cache, then times whole passes over it. The figure
 is this process's CPU time per query, in microseconds: the minimum and the median over `--repeat`
-passes (on a shared machine the minimum is the steadier figure). It measures gslb's reply code
+passes (on a shared machine the minimum is the steadier figure). With --cold every pass starts
+with empty placement and packet caches, so each query is a miss: what a million distinct subnets
+cost. It measures gslb's reply code
 only; bench/run.py measures the server over real sockets. To compare two trees, run it with
 PYTHONPATH pointing at each in turn (`git archive` a revision into a directory for the other).
 """
@@ -73,14 +75,16 @@ def zone_dir(workdir: Path) -> Path:
     return zones
 
 
-def timed(answer: Callable[[bytes, str], object], messages: list[bytes], repeat: int) -> list[float]:
+def timed(answer: Callable[[bytes, str], object], messages: list[bytes], repeat: int,
+          before: Callable[[], object] = lambda: None) -> list[float]:
     """Microseconds of this process's CPU per query, one figure per pass over `messages` (after
-    one warm pass). CPU time rather than wall time: on a shared machine the time this process
-    waits for a core is not its cost."""
+    one warm pass; `before` runs ahead of each pass, untimed). CPU time rather than wall time:
+    on a shared machine the time this process waits for a core is not its cost."""
     for message in messages:
         answer(message, "127.0.0.1")
     figures = []
     for _ in range(repeat):
+        before()
         started = time.process_time_ns()
         for message in messages:
             answer(message, "127.0.0.1")
@@ -94,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subnets", type=int, default=10_000, help="distinct ECS subnets (default 10,000)")
     parser.add_argument("--repeat", type=int, default=5, help="timed passes per case (default 5)")
     parser.add_argument("--geoip", type=Path, help="GeoIP .mmdb (default: as bench/run.py)")
+    parser.add_argument("--cold", action="store_true", help="empty the placement and packet caches before each pass")
     args = parser.parse_args(argv)
     geoip = args.geoip or run.default_geoip()
     ecs_file, _ = queries.ecs_query_file(run.GSLB_NAME, geoip, run.ZONE_FILE, args.subnets)
@@ -104,9 +109,18 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("bench: the zone does not load:\n" + "\n".join(map(str, problems)))
         fast, answerer = loaded.answerer.fast, loaded.answerer
         assert fast is not None
+        caches = [entry.cache for entry in fast.table.values() if hasattr(entry, "cache")]
+
+        def empty() -> None:
+            for cache in caches:
+                cache.clear()
+            fast._packets.clear()  # the packet cache: a million distinct subnets miss it too
+
+        before = empty if args.cold else (lambda: None)
         gc.collect()
         gc.freeze()
-        print(f"{len(base):,} ECS queries per case (static A also without ECS), {args.repeat} passes; "
+        print(f"{len(base):,} ECS queries per case (static A also without ECS), {args.repeat} passes"
+              f"{', caches emptied before each' if args.cold else ''}; "
               f"CPU microseconds per query, min / median; gslb from {Path(gslb.__file__).parent}")
         print(f"{'case':<28} {'FastPath.answer':>18} {'respond_udp':>18}")
         for label, owner in CASES:
@@ -118,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                 messages = queries.renamed(base, run.GSLB_NAME, f"{owner}.bench.example.")
             if fast.answer(messages[0], "127.0.0.1") is None:
                 raise SystemExit(f"bench: the fast path declines {owner}: nothing to time")
-            fast_us = timed(fast.answer, messages, args.repeat)
-            full_us = timed(answerer.respond_udp, messages, args.repeat)
+            fast_us = timed(fast.answer, messages, args.repeat, before)
+            full_us = timed(answerer.respond_udp, messages, args.repeat, before)
             print(f"{label:<28} {min(fast_us):>8.2f} / {statistics.median(fast_us):>6.2f}  "
                   f"{min(full_us):>8.2f} / {statistics.median(full_us):>6.2f}")
     return 0

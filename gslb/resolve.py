@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 from typing import NamedTuple, Protocol
 
-from gslb.dns.ecs import ClientSubnet
+from gslb.dns.ecs import ClientSubnet, subnet_number
 from gslb.dynamic import DynamicRecord
 from gslb.model.decision import (
     WHY_ALL_DOWN_ALL,
@@ -52,6 +52,7 @@ class RegionLocator(Protocol):
     """What resolve needs of a zone's region map (gslb/geo)."""
 
     def locate(self, address: Address) -> Located: ...
+    def place_number(self, number: int, version: int) -> tuple[str | None, int]: ...
 
 
 class Place(NamedTuple):
@@ -72,6 +73,21 @@ def place(region_map: RegionLocator | None, client: Address, subnet: ClientSubne
         return Place(None, 0, address.version, int(address), from_subnet)
     located = region_map.locate(address)
     return Place(located.region, located.scope_prefix, address.version, int(address), from_subnet)
+
+
+def place_subnet(region_map: RegionLocator | None, option: bytes) -> Place | None:
+    """`place` of a query whose ECS option (its raw bytes) has a non-zero SOURCE PREFIX-LENGTH,
+    straight from the bytes; None for a malformed option (FORMERR). The same Place as
+    `place(region_map, client, ecs.decode(option))`, at a fraction of the cost: the fast path
+    calls it for each subnet its cache has not seen."""
+    number = subnet_number(option)
+    if number is None:
+        return None
+    version, value = number
+    if region_map is None:
+        return Place(None, 0, version, value, True)
+    region, scope = region_map.place_number(value, version)
+    return Place(region, scope, version, value, True)
 
 
 class Resolver:

@@ -99,7 +99,11 @@ BAD_ECS = [b"\x00\x01\x18", b"\x00\x07\x18\x00\x0a\x00\x00", b"\x00\x01\x17\x00\
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
-    zones = tmp_path_factory.mktemp("zones")
+    return load_every_zone(tmp_path_factory.mktemp("zones"))
+
+
+def load_every_zone(zones: Path):
+    """The wire, geo, wildcard, signed and CNAME-pool zones, loaded into one generation."""
     for source in (DATA / "zones_wire", DATA / "zones_geo", DATA / "zones_wild"):
         for file in source.glob("*.yaml"):
             shutil.copy(file, zones / file.name)

@@ -50,6 +50,21 @@ def option_data(draw: st.DrawFn) -> bytes:
 
 
 @given(option_data())
+def test_the_fast_paths_subnet_number_accepts_what_decode_accepts_and_reads_the_same_address(data):
+    """ecs.subnet_number places the fast path's cache misses; it must refuse exactly what decode
+    refuses (a FORMERR) and read the same address, for any option with a SOURCE PREFIX-LENGTH."""
+    try:
+        subnet = ecs.decode(data)
+    except ecs.EcsError:
+        assert ecs.subnet_number(data) is None
+        return
+    if subnet.source_prefix == 0:
+        assert ecs.subnet_number(data) is None  # no address: the caller places the source instead
+    else:
+        assert ecs.subnet_number(data) == (subnet.address.version, int(subnet.address))
+
+
+@given(option_data())
 def test_any_option_decodes_or_is_an_ecs_error(data):
     try:
         subnet = ecs.decode(data)

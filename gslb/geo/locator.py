@@ -163,6 +163,12 @@ class Locator:
         code, scope = self.table.lookup(int(address), address.version)
         return self._names[code], scope
 
+    def place_number(self, number: int, version: int) -> tuple[str | None, int]:
+        """``place`` of the address ``number`` of IP ``version``: for callers that hold the
+        address as an int already (the fast path's ECS placements)."""
+        code, scope = self.table.lookup(number, version)
+        return self._names[code], scope
+
     def describe(self, address: IPv4Address | IPv6Address) -> tuple[str, GeoFacts | None]:
         """(rule, facts) of ``address``: why it gets its region. A walk down the tree, ~10 us."""
         return self._explainer.describe(address)

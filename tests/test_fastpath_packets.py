@@ -1,0 +1,141 @@
+"""The fast path's packet cache (issue 12): a query seen before, by its bytes after the ID, is
+answered from the parts kept for it. Its replies must be the replies the fast path builds without
+it, field for field, whatever the ID and flags; health must still take effect at the next query;
+what depends on more than the packet (DNSSEC signatures, the source address) is never kept; and it
+stays bounded."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import dns.edns
+import dns.flags
+import dns.message
+import pytest
+
+from gslb.dns import fastpath
+from gslb.health.admin import Overrides
+from gslb.health.status import Status
+from test_fastpath_differential import POLICY_ZONE, _load, load_every_zone, normalised, queries
+
+CLIENT = ipaddress.ip_address("127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    zones = tmp_path_factory.mktemp("packets-policy")
+    (zones / "policy.example.yaml").write_text(POLICY_ZONE)
+    return zones
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    return load_every_zone(tmp_path_factory.mktemp("packets-zones"))
+
+
+def fresh(zones: Path):
+    return _load(zones)
+
+
+def ecs_query(name: str, subnet: str = "10.1.0.0/24", ident: int = 1, **flags) -> bytes:
+    network = ipaddress.ip_network(subnet)
+    query = dns.message.make_query(name, "A", use_edns=0,
+                                   options=[dns.edns.ECSOption(str(network.network_address), network.prefixlen)],
+                                   **flags)
+    query.id = ident
+    return query.to_wire()
+
+
+def test_a_second_pass_over_every_kind_of_query_agrees_with_the_general_path(loaded) -> None:
+    """The differential query set twice: the second pass is answered mostly from the cache."""
+    fast, general = loaded.answerer.fast, loaded.answerer
+    packets = list(queries(seed=17, count=3000))
+    for packet in packets:
+        fast.answer(packet, "127.0.0.1")
+    kept = len(fast._packets)
+    assert kept > 300, kept
+    handled = 0
+    for index, packet in enumerate(packets):
+        packet = (index ^ 0x5A5A).to_bytes(2, "big") + packet[2:]  # other IDs than the first pass
+        outcome = fast.answer(packet, "127.0.0.1")
+        if outcome is None:
+            continue
+        handled += 1
+        expected = general.respond(packet, CLIENT, False)
+        assert expected is not None and normalised(outcome[0]) == normalised(expected), packet.hex()
+    assert handled > 1500, handled
+
+
+def test_a_kept_static_reply_is_the_reply_built_without_the_cache_for_any_id_and_flags(loaded, tmp_path) -> None:
+    fast = loaded.answerer.fast
+    for flags in (dns.flags.RD, 0, dns.flags.CD, dns.flags.RD | dns.flags.CD):
+        for ident in (1, 0xBEEF, 0):
+            query = dns.message.make_query("www.wire.example.", "A", use_edns=0)
+            query.flags = flags
+            query.id = ident
+            wire = query.to_wire()
+            first = fast.answer(wire, "127.0.0.1")
+            assert first is not None and wire[2:] in fast._packets
+            again = fast.answer(wire, "127.0.0.1")
+            assert again == first  # from the cache: the same bytes, the same metrics key
+            reply = dns.message.from_wire(bytes(again[0]))
+            assert reply.id == ident and reply.flags & (dns.flags.RD | dns.flags.CD) == flags
+
+
+def test_what_depends_on_more_than_the_packet_is_never_kept(loaded) -> None:
+    fast = loaded.answerer.fast
+    signed = dns.message.make_query("signed.example.", "SOA", want_dnssec=True).to_wire()
+    no_ecs = dns.message.make_query("www.geo.example.", "A", use_edns=0).to_wire()  # placed by the source
+    zero = dns.message.make_query("www.geo.example.", "A", use_edns=0,
+                                  options=[dns.edns.ECSOption("0.0.0.0", 0)]).to_wire()
+    padded = dns.message.make_query("www.wire.example.", "A", use_edns=0,
+                                    options=[dns.edns.GenericOption(12, bytes(600))]).to_wire()
+    for wire, why in ((signed, "a signed DO answer"), (no_ecs, "a GSLB answer placed by the source"),
+                      (zero, "a GSLB answer with ECS source prefix 0"), (padded, "a query over 512 bytes")):
+        outcome = fast.answer(wire, "127.0.0.1")
+        assert outcome is not None, why
+        assert wire[2:] not in fast._packets, why
+
+
+def test_a_kept_gslb_query_sees_a_health_change_at_the_very_next_answer(policy) -> None:
+    loaded = fresh(policy)
+    fast = loaded.answerer.fast
+    wire = ecs_query("failover.policy.example.")
+    board = loaded.selector.health
+
+    def addresses() -> set[str]:
+        outcome = fast.answer(wire, "127.0.0.1")
+        assert outcome is not None
+        return {r.address for rrset in dns.message.from_wire(bytes(outcome[0])).answer for r in rrset}
+
+    assert addresses() == {"192.0.2.51"}
+    assert isinstance(fast._packets.get(wire[2:]), fastpath.Seen)
+    assert addresses() == {"192.0.2.51"}
+    board.set_overrides(Overrides(by_address={"192.0.2.51": Status.DOWN}))
+    assert addresses() == {"192.0.2.52"}
+    board.set_overrides(Overrides(by_address={"192.0.2.51": Status.DOWN, "192.0.2.52": Status.DOWN}))
+    assert addresses() == {"198.51.100.51"}  # eu is down: the next region answers
+    board.set_overrides(Overrides(by_address={}))
+    assert addresses() == {"192.0.2.51"}
+
+
+def test_kept_gslb_answers_rotate_as_the_policy_says_and_keep_the_ecs_scope(policy) -> None:
+    """Twice the same rotation: one generation answers from the cache, the other with an empty
+    cache before every query."""
+    cached, uncached = fresh(policy).answerer.fast, fresh(policy).answerer.fast
+    for name in ("weighted", "weighted2", "rr", "hash", "cname-rr", "a.wrr"):
+        for ident in range(40):
+            wire = ecs_query(f"{name}.policy.example.", "10.1.7.0/24", ident=ident)
+            uncached._packets.clear()
+            expected, got = uncached.answer(wire, "127.0.0.1"), cached.answer(wire, "127.0.0.1")
+            assert got is not None and got == expected, (name, ident)
+        assert isinstance(cached._packets.get(wire[2:]), fastpath.Seen), name
+
+
+def test_the_cache_is_bounded(policy, monkeypatch) -> None:
+    monkeypatch.setattr(fastpath, "MAX_PACKETS", 50)
+    fast = fresh(policy).answerer.fast
+    for third in range(256):
+        assert fast.answer(ecs_query("weighted.policy.example.", f"10.1.{third}.0/24"), "127.0.0.1") is not None
+        assert len(fast._packets) <= 50
