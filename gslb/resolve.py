@@ -75,6 +75,9 @@ def place(region_map: RegionLocator | None, client: Address, subnet: ClientSubne
     return Place(located.region, located.scope_prefix, address.version, int(address), from_subnet)
 
 
+_place = tuple.__new__  # Place without NamedTuple's Python-level __new__, as _decision above
+
+
 def place_subnet(region_map: RegionLocator | None, option: bytes) -> Place | None:
     """`place` of a query whose ECS option (its raw bytes) has a non-zero SOURCE PREFIX-LENGTH,
     straight from the bytes; None for a malformed option (FORMERR). The same Place as
@@ -85,9 +88,9 @@ def place_subnet(region_map: RegionLocator | None, option: bytes) -> Place | Non
         return None
     version, value = number
     if region_map is None:
-        return Place(None, 0, version, value, True)
+        return _place(Place, (None, 0, version, value, True))
     region, scope = region_map.place_number(value, version)
-    return Place(region, scope, version, value, True)
+    return _place(Place, (region, scope, version, value, True))
 
 
 class Resolver:

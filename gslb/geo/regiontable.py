@@ -86,6 +86,7 @@ class RegionTable:
         "_count6",
         "_first_alias",
         "_high6",
+        "_index4",
         "_lows6",
         "_raw4",
         "_starts4",
@@ -103,6 +104,7 @@ class RegionTable:
         self.regions = regions
         self._starts4, self._codes4 = ipv4
         self._count4 = len(self._starts4)
+        self._index4 = _index16(self._starts4)
         # The IPv4 table without the IPv4 rules, for ::/96 and 2002::/16; None: the same table.
         self._raw4 = ipv4_raw if ipv4_raw is not None else ipv4
         self._high6, self._codes6 = ipv6_high, ipv6_codes
@@ -120,12 +122,16 @@ class RegionTable:
         """(region index, widest correct scope prefix) of address ``number`` of IP ``version``."""
         if version == 4:  # _lookup32, inlined: this is the hot path
             starts = self._starts4
-            index = bisect_right(starts, number) - 1
+            top = number >> 16
+            first = self._index4
+            # Only the ranges from the one holding the /16's first address to the one holding
+            # the next /16's can hold the address: usually one, else a bisect over a few.
+            index = bisect_right(starts, number, first[top] + 1, first[top + 1] + 1) - 1
             start = starts[index]
             end = starts[index + 1] if index + 1 < self._count4 else 0x1_0000_0000
             below = (number ^ (start - 1)).bit_length() if start else 33
             above = (number ^ end).bit_length()
-            return self._codes4[index], 33 - (min(above, below))
+            return self._codes4[index], 33 - (above if above < below else below)
         return self.lookup6(number)
 
     def lookup6(self, number: int) -> tuple[int, int]:
@@ -338,6 +344,20 @@ class RegionTable:
 
 
 # -- lookups ---------------------------------------------------------------------------------------
+def _index16(starts: array[int]) -> array[int]:
+    """For each /16 t of IPv4 (and t = 65536, past the end), the index of the range holding its
+    first address t << 16: a lookup bisects only between two neighbouring entries, where a
+    bisect over all ~100,000 ranges took 17 steps, each boxing an array element (~1 us)."""
+    first = array(_U32, bytes(4 * 65537))
+    index, last = 0, len(starts) - 1
+    for top in range(65537):
+        base = top << 16
+        while index < last and starts[index + 1] <= base:
+            index += 1
+        first[top] = index
+    return first
+
+
 def _lookup32(number: int, starts: array[int], codes: array[int]) -> tuple[int, int]:
     """(region index, scope) of a 32-bit address in one IPv4 table.
 
