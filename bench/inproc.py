@@ -114,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         def empty() -> None:
             for cache in caches:
                 cache.clear()
-            fast._packets.clear()  # the packet cache: a million distinct subnets miss it too
+            fast._packets.clear()  # the packet and shape caches: what a first query meets
+            for _, shapes in fast._shapes:
+                shapes.clear()
+            fast._shaped = 0
 
         before = empty if args.cold else (lambda: None)
         gc.collect()

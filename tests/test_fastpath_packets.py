@@ -12,6 +12,7 @@ from pathlib import Path
 import dns.edns
 import dns.flags
 import dns.message
+import dns.rcode
 import pytest
 
 from gslb.dns import fastpath
@@ -36,6 +37,14 @@ def loaded(tmp_path_factory):
 
 def fresh(zones: Path):
     return _load(zones)
+
+
+def kept(fast, wire: bytes):
+    """What the caches hold for `wire`: a static reply, a Seen, a Shape, or None."""
+    found = fast._packets.get(wire[2:])
+    for size, shapes in fast._shapes:
+        found = found or shapes.get(wire[2:len(wire) - size])
+    return found
 
 
 def ecs_query(name: str, subnet: str = "10.1.0.0/24", ident: int = 1, **flags) -> bytes:
@@ -95,7 +104,7 @@ def test_what_depends_on_more_than_the_packet_is_never_kept(loaded) -> None:
                       (zero, "a GSLB answer with ECS source prefix 0"), (padded, "a query over 512 bytes")):
         outcome = fast.answer(wire, "127.0.0.1")
         assert outcome is not None, why
-        assert wire[2:] not in fast._packets, why
+        assert kept(fast, wire) is None, why
 
 
 def test_a_kept_gslb_query_sees_a_health_change_at_the_very_next_answer(policy) -> None:
@@ -110,7 +119,7 @@ def test_a_kept_gslb_query_sees_a_health_change_at_the_very_next_answer(policy) 
         return {r.address for rrset in dns.message.from_wire(bytes(outcome[0])).answer for r in rrset}
 
     assert addresses() == {"192.0.2.51"}
-    assert isinstance(fast._packets.get(wire[2:]), fastpath.Seen)
+    assert isinstance(kept(fast, wire), fastpath.Shape)
     assert addresses() == {"192.0.2.51"}
     board.set_overrides(Overrides(by_address={"192.0.2.51": Status.DOWN}))
     assert addresses() == {"192.0.2.52"}
@@ -128,14 +137,71 @@ def test_kept_gslb_answers_rotate_as_the_policy_says_and_keep_the_ecs_scope(poli
         for ident in range(40):
             wire = ecs_query(f"{name}.policy.example.", "10.1.7.0/24", ident=ident)
             uncached._packets.clear()
+            for _, shapes in uncached._shapes:
+                shapes.clear()
             expected, got = uncached.answer(wire, "127.0.0.1"), cached.answer(wire, "127.0.0.1")
             assert got is not None and got == expected, (name, ident)
-        assert isinstance(cached._packets.get(wire[2:]), fastpath.Seen), name
+        assert isinstance(kept(cached, wire), fastpath.Shape), name
 
 
-def test_the_cache_is_bounded(policy, monkeypatch) -> None:
+def test_the_caches_are_bounded(policy, monkeypatch) -> None:
     monkeypatch.setattr(fastpath, "MAX_PACKETS", 50)
     fast = fresh(policy).answerer.fast
-    for third in range(256):
-        assert fast.answer(ecs_query("weighted.policy.example.", f"10.1.{third}.0/24"), "127.0.0.1") is not None
+    for third in range(256):  # 256 payload sizes: 256 shapes and 256 static replies
+        for name in ("weighted.policy.example.", "ns1.policy.example."):
+            query = dns.message.make_query(name, "A", use_edns=0, payload=1000 + third,
+                                           options=[dns.edns.ECSOption(f"10.1.{third}.0", 24)])
+            assert fast.answer(query.to_wire(), "127.0.0.1") is not None
         assert len(fast._packets) <= 50
+        assert sum(len(shapes) for _, shapes in fast._shapes) <= 50
+
+
+SHAPE_SUBNETS = [f"10.1.{n}.0/24" for n in range(0, 250, 7)] + [f"10.2.{n}.0/24" for n in range(0, 250, 11)] \
+    + [f"10.{n}.0.0/24" for n in range(3, 60, 5)] + [f"2001:db8:1:{n:x}00::/56" for n in range(0, 250, 13)] \
+    + [f"2001:db8:2:{n:x}00::/56" for n in range(0, 250, 17)] + ["10.1.6.0/23", "10.9.0.0/17", "2001:db8:1::/49"]
+
+
+def test_one_shape_answers_every_subnet_as_the_uncached_path_does(policy) -> None:
+    """Each policy asked from ~100 client subnets (/24, /23, /17, /56, /49: 3- and 7-byte
+    addresses) in several regions: the second subnet on is answered by the shape; every reply,
+    scope included, is the one an empty cache gives."""
+    cached, uncached = fresh(policy).answerer.fast, fresh(policy).answerer.fast
+    for name in ("weighted", "weighted2", "rr", "rr2", "hash", "hash2", "failover", "cname-rr", "cname-hash", "a.wrr"):
+        rdtype = "AAAA" if name == "rr2" else "A"
+        for ident, subnet in enumerate(SHAPE_SUBNETS):
+            network = ipaddress.ip_network(subnet)
+            query = dns.message.make_query(f"{name}.policy.example.", rdtype, use_edns=0, options=[
+                dns.edns.ECSOption(str(network.network_address), network.prefixlen)])
+            query.id = ident
+            wire = query.to_wire()
+            uncached._packets.clear()
+            for _, shapes in uncached._shapes:
+                shapes.clear()
+            expected, got = uncached.answer(wire, "127.0.0.1"), cached.answer(wire, "127.0.0.1")
+            assert got is not None and got == expected, (name, subnet)
+            assert isinstance(kept(cached, wire), fastpath.Shape), (name, subnet)
+
+
+def ecs_option(data: bytes):
+    return dns.edns.GenericOption(8, data)
+
+
+def test_a_shape_never_answers_what_the_parse_would_refuse(policy) -> None:
+    loaded = fresh(policy)
+    fast = loaded.answerer.fast
+
+    def query(option: bytes, extra=()) -> bytes:
+        return dns.message.make_query("weighted.policy.example.", "A", use_edns=0,
+                                      options=[ecs_option(option), *extra]).to_wire()
+
+    good = query(b"\x00\x01\x17\x00\x0a\x01\x06")  # 10.1.6.0/23
+    assert fast.answer(good, "127.0.0.1") is not None and isinstance(kept(fast, good), fastpath.Shape)
+    bad_bits = query(b"\x00\x01\x17\x00\x0a\x01\x07")  # 10.1.7.0/23: a bit past the prefix
+    assert fast.answer(bad_bits, "127.0.0.1") is None
+    assert dns.message.from_wire(bytes(loaded.answerer.respond(bad_bits, CLIENT, False))).rcode() == dns.rcode.FORMERR
+    for trailing in (good + b"\x00", good + b"\x00\x00\x00\x00", good[:-1]):
+        assert fast.answer(trailing, "127.0.0.1") is None, trailing.hex()
+    # ECS before another option: not a shape (the address is not at the end), kept exactly instead.
+    not_last = query(b"\x00\x01\x18\x00\x0a\x01\x06", [dns.edns.GenericOption(65001, b"hi")])
+    assert fast.answer(not_last, "127.0.0.1") is not None
+    assert isinstance(kept(fast, not_last), fastpath.Seen)

@@ -42,7 +42,14 @@ MAX_CACHE = 200_000  # region placements kept per zone (ECS option bytes or sour
 # each: about 10 MB when full); cleared whole when full, like the placement caches.
 MAX_PACKETS = 32_768
 MAX_PACKET_SIZE = 512  # queries longer than this are answered, never kept
+_place = tuple.__new__  # a Place without NamedTuple's Python-level __new__
 _U16 = tuple(n.to_bytes(2, "big") for n in range(256))
+# GSLB queries with ECS are also kept by shape: their bytes without the ECS address, when the
+# option comes last, for addresses of 3 and 7 bytes (the /24 and /56 RFC 7871 section 11.1 asks
+# resolvers to send). Every client subnet asking the same question shares one shape, so a
+# resolver's ten thousandth subnet costs what its first did less the parse.
+SHAPED_ADDRESS_SIZES = (3, 7)
+_BYTE = tuple(bytes((n,)) for n in range(256))
 
 
 class _NoCompression(DNSBuffer):  # type: ignore[misc]
@@ -94,6 +101,29 @@ class Seen:
         self.limit = limit  # the reply size the query allows
         self.zone = entry.zone
         self.qtype = qtype
+
+
+class Shape:
+    """A GSLB question with ECS in the shape cache: the reply's parts but the answer RRs (the
+    plan's), the ECS scope (the placement's) and the address (the query's own)."""
+
+    __slots__ = ("entry", "head", "middle", "opt", "limit", "zone", "qtype", "version", "shift", "host_bits")
+
+    def __init__(self, entry: Dynamic, head: bytes, middle: bytes, opt: bytes, limit: int, qtype: int,
+                 subnet: bytes) -> None:
+        self.entry = entry
+        self.head = head  # flags and QDCOUNT
+        self.middle = middle  # NSCOUNT, ARCOUNT, the question
+        self.opt = opt  # the OPT record up to the ECS option's SCOPE PREFIX-LENGTH
+        self.limit = limit
+        self.zone = entry.zone
+        self.qtype = qtype
+        # FAMILY and SOURCE PREFIX-LENGTH are the shape's, checked when it was made: what reading
+        # an address of this shape needs (ecs.subnet_number's work, done once).
+        bits = 32 if subnet[1] == ecs.FAMILY_IPV4 else 128
+        self.version = 4 if bits == 32 else 6
+        self.shift = bits - 8 * (len(subnet) - 4)
+        self.host_bits = (1 << (bits - subnet[2])) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +205,10 @@ class FastPath:
         # a static reply, a Seen for a GSLB one. DNSSEC answers are never kept (signatures are
         # refreshed), nor GSLB answers placed by the source address (the key would need it).
         self._packets: dict[bytes, tuple[bytes, CountKey, bool] | Seen] = {}
+        # By ECS address size: the query's bytes after the ID, less the address -> its Shape.
+        self._shapes: tuple[tuple[int, dict[bytes, Shape]], ...] = tuple(
+            (size, {}) for size in SHAPED_ADDRESS_SIZES)
+        self._shaped = 0  # shapes kept, over all sizes
         # A child zone served here answers every name below its origin, whatever its parent holds
         # there: its origin is a cut for the parent, and parents are compiled first, so the
         # child's entries are the ones left in the tables.
@@ -272,6 +306,11 @@ class FastPath:
                 return data[0:2] + seen[0], seen[1], seen[2]
             return self._again(data, seen)
         size = len(data)
+        if self._shaped:
+            for address_size, shapes in self._shapes:
+                shape = shapes.get(data[2:size - address_size])
+                if shape is not None:
+                    return self._answer_shape(data, shape, size - address_size)
         if size < 17 or data[2] & 0xFE or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
             return None  # QR/opcode/AA/TC set, or not exactly one question and nothing else
         arcount = data[10:12]
@@ -296,6 +335,7 @@ class FastPath:
         name = data[12:qend].lower()
         # -- EDNS ----------------------------------------------------------------------------
         subnet = None
+        subnet_end = 0
         if arcount == b"\x00\x00":
             if end != size:
                 return None
@@ -325,6 +365,7 @@ class FastPath:
                 if code == 8:
                     if subnet is None:
                         subnet = value
+                        subnet_end = position + 4 + olen
                 elif code == 3:
                     return None  # NSID: the general path
                 position += 4 + olen
@@ -422,9 +463,67 @@ class FastPath:
                 packets[data[2:]] = (reply[2:], key, subnet is not None)
             elif subnet is not None and where is not None and where[4]:  # placed by ECS, not the source
                 # The reply: ID, flags, QDCOUNT | ANCOUNT | NSCOUNT, ARCOUNT, question | RRs | OPT.
-                packets[data[2:]] = Seen(entry, where, reply[2:6], reply[8:end], reply[end + len(body):],
-                                         limit, key[1])
+                address_size = len(subnet) - 4
+                if subnet_end == size and address_size in SHAPED_ADDRESS_SIZES:
+                    self._keep_shape(data[2:size - address_size], address_size, Shape(
+                        entry, reply[2:6], reply[8:end], reply[end + len(body):len(reply) - address_size - 1],
+                        limit, key[1], subnet))
+                else:
+                    packets[data[2:]] = Seen(entry, where, reply[2:6], reply[8:end], reply[end + len(body):],
+                                             limit, key[1])
         return reply, key, subnet is not None
+
+    def _keep_shape(self, key: bytes, address_size: int, shape: Shape) -> None:
+        if self._shaped >= MAX_PACKETS:
+            for _, shapes in self._shapes:
+                shapes.clear()
+            self._shaped = 0
+        for size, shapes in self._shapes:
+            if size == address_size:
+                if key not in shapes:
+                    self._shaped += 1
+                shapes[key] = shape
+
+    def _answer_shape(self, data: bytes, shape: Shape, address_at: int) -> tuple[bytes, CountKey, bool] | None:
+        """A GSLB query with ECS whose shape the cache holds: placed by its own address, then the
+        plan's next answer between the shape's parts."""
+        entry = shape.entry
+        option = data[address_at - 4:]  # FAMILY, SOURCE PREFIX-LENGTH, SCOPE, ADDRESS
+        cache = entry.cache
+        where = cache.get(option)
+        if where is None:
+            number = int.from_bytes(data[address_at:], "big") << shape.shift
+            if number & shape.host_bits:
+                return None  # address bits past the source prefix: FORMERR from the general path
+            region_map = entry.region_map
+            region, scope = region_map.place_number(number, shape.version) if region_map is not None else (None, 0)
+            where = _place(Place, (region, scope, shape.version, number, True))
+            if len(cache) >= MAX_CACHE:
+                cache.clear()
+            cache[option] = where
+        plan = entry.plans.get(where[0])
+        if plan is None or plan.version != self._health.version:
+            plan = self._plan(entry.record, where[0], entry.plans)
+        if plan.servfail:
+            return None
+        schedule = plan.schedule
+        if schedule is not None and schedule.live:
+            body, ancount = plan.bodies[schedule.step()]
+        else:
+            endpoints = plan.pick(plan.pool, plan.answers, where[3], plan.health, plan.check)
+            ancount = len(endpoints)
+            if plan.degraded:
+                body = b"".join([e.degraded_wire for e in endpoints])
+            else:
+                body = b"".join([e.wire for e in endpoints])
+        if not ancount:
+            return None  # every endpoint forced down: a NODATA with the SOA, from the general path
+        count = _U16[ancount] if ancount < 256 else ancount.to_bytes(2, "big")
+        reply = b"".join((data[0:2], shape.head, count, shape.middle, body, shape.opt,
+                          _BYTE[plan.scope(where[2], where[1])], data[address_at:]))
+        if len(reply) > shape.limit:
+            return None
+        return reply, (shape.zone, shape.qtype, 0, "udp", plan.label), True
 
     def _again(self, data: bytes, seen: Seen) -> tuple[bytes, CountKey, bool] | None:
         """A GSLB query the packet cache has seen: the plan's next answer between its parts."""
