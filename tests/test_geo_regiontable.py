@@ -52,6 +52,7 @@ def assert_table_agrees(database: GeoDatabase | None, rules: RegionRules, addres
         index, scope = table.lookup(int(address), address.version)
         expected = reference.placement(address, guess=scope)
         assert (table.regions[index], scope) == (expected.region, expected.scope_prefix), address
+        assert table.place(int(address), address.version) == (expected.region, scope), address  # the fast path's
         if oracle is not None:
             assert_scope_is_widest_correct(Placement(table.regions[index], scope, "", None), address, oracle)
     return table

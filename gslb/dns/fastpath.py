@@ -103,11 +103,15 @@ class Seen:
         self.qtype = qtype
 
 
+def _nowhere(number: int, version: int) -> tuple[str | None, int]:
+    return None, 0  # a zone without regions
+
+
 class Shape:
     """A GSLB question with ECS in the shape cache: the reply's parts but the answer RRs (the
     plan's), the ECS scope (the placement's) and the address (the query's own)."""
 
-    __slots__ = ("entry", "head", "middle", "opt", "limit", "zone", "qtype", "version", "shift", "host_bits")
+    __slots__ = ("entry", "head", "middle", "opt", "limit", "zone", "qtype", "version", "shift", "host_bits", "place")
 
     def __init__(self, entry: Dynamic, head: bytes, middle: bytes, opt: bytes, limit: int, qtype: int,
                  subnet: bytes) -> None:
@@ -124,6 +128,9 @@ class Shape:
         self.version = 4 if bits == 32 else 6
         self.shift = bits - 8 * (len(subnet) - 4)
         self.host_bits = (1 << (bits - subnet[2])) - 1
+        region_map = entry.region_map
+        self.place: Callable[[int, int], tuple[str | None, int]] = (
+            region_map.place_number if region_map is not None else _nowhere)
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,29 +495,22 @@ class FastPath:
         """A GSLB query with ECS whose shape the cache holds: placed by its own address, then the
         plan's next answer between the shape's parts."""
         entry = shape.entry
-        option = data[address_at - 4:]  # FAMILY, SOURCE PREFIX-LENGTH, SCOPE, ADDRESS
-        cache = entry.cache
-        where = cache.get(option)
-        if where is None:
-            number = int.from_bytes(data[address_at:], "big") << shape.shift
-            if number & shape.host_bits:
-                return None  # address bits past the source prefix: FORMERR from the general path
-            region_map = entry.region_map
-            region, scope = region_map.place_number(number, shape.version) if region_map is not None else (None, 0)
-            where = _place(Place, (region, scope, shape.version, number, True))
-            if len(cache) >= MAX_CACHE:
-                cache.clear()
-            cache[option] = where
-        plan = entry.plans.get(where[0])
+        number = int.from_bytes(data[address_at:], "big") << shape.shift
+        if number & shape.host_bits:
+            return None  # address bits past the source prefix: FORMERR from the general path
+        # No cache: a placement costs about what a cache of a million subnets would (the region
+        # table is a bisect over a /16's ranges), and there is nothing to thrash.
+        region, region_scope = shape.place(number, shape.version)
+        plan = entry.plans.get(region)
         if plan is None or plan.version != self._health.version:
-            plan = self._plan(entry.record, where[0], entry.plans)
+            plan = self._plan(entry.record, region, entry.plans)
         if plan.servfail:
             return None
         schedule = plan.schedule
         if schedule is not None and schedule.live:
             body, ancount = plan.bodies[schedule.step()]
         else:
-            endpoints = plan.pick(plan.pool, plan.answers, where[3], plan.health, plan.check)
+            endpoints = plan.pick(plan.pool, plan.answers, number, plan.health, plan.check)
             ancount = len(endpoints)
             if plan.degraded:
                 body = b"".join([e.degraded_wire for e in endpoints])
@@ -520,7 +520,7 @@ class FastPath:
             return None  # every endpoint forced down: a NODATA with the SOA, from the general path
         count = _U16[ancount] if ancount < 256 else ancount.to_bytes(2, "big")
         reply = b"".join((data[0:2], shape.head, count, shape.middle, body, shape.opt,
-                          _BYTE[plan.scope(where[2], where[1])], data[address_at:]))
+                          _BYTE[plan.scope(shape.version, region_scope)], data[address_at:]))
         if len(reply) > shape.limit:
             return None
         return reply, (shape.zone, shape.qtype, 0, "udp", plan.label), True

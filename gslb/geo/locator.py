@@ -15,6 +15,7 @@ only when asked: one walk down the GeoIP tree and a record decode, ~10 us.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
@@ -132,7 +133,8 @@ class Locator:
     DNS event loop's): the placement cache takes no lock.
     """
 
-    __slots__ = ("_cache", "_cache_size", "_explainer", "_names", "asn_database", "database", "rules", "table")
+    __slots__ = ("_cache", "_cache_size", "_explainer", "_names", "asn_database", "database", "place_number", "rules",
+                 "table")
 
     def __init__(self, table: RegionTable, rules: RegionRules, database: GeoDatabase | None, *,
                  cache_size: int = PLACEMENT_CACHE_SIZE, asn_database: AsnDatabase | None = None) -> None:
@@ -145,6 +147,10 @@ class Locator:
         self._explainer = _Explainer(database, rules, subnet_tables(rules), self.asn_database)
         self._cache: OrderedDict[IPv4Address | IPv6Address, Placement] = OrderedDict()
         self._cache_size = cache_size
+        # (region, scope_prefix) of an address given as (int, IP version): ``place`` for callers
+        # that hold the address as an int already (the fast path's ECS placements); the table's
+        # own method, so a placement costs no call in between.
+        self.place_number: Callable[[int, int], tuple[str | None, int]] = table.place
 
     def locate(self, address: IPv4Address | IPv6Address) -> Placement:
         """The region for ``address`` and the widest prefix of it that shares that region."""
@@ -161,12 +167,6 @@ class Locator:
     def place(self, address: IPv4Address | IPv6Address) -> tuple[str | None, int]:
         """(region, scope_prefix) of ``locate(address)``, without building a Placement."""
         code, scope = self.table.lookup(int(address), address.version)
-        return self._names[code], scope
-
-    def place_number(self, number: int, version: int) -> tuple[str | None, int]:
-        """``place`` of the address ``number`` of IP ``version``: for callers that hold the
-        address as an int already (the fast path's ECS placements)."""
-        code, scope = self.table.lookup(number, version)
         return self._names[code], scope
 
     def describe(self, address: IPv4Address | IPv6Address) -> tuple[str, GeoFacts | None]:
