@@ -1,7 +1,8 @@
 """Query counters the hot path bumps with one dict update, read at scrape time.
 
-Every reply is counted once, at one point (`Answerer._observe` in gslb/dns/answer.py), under
-the transport it really went out on.
+Every reply is counted once, under the transport it really went out on: by `Answerer._observe`
+in gslb/dns/answer.py, or for the untimed fast-path UDP answers (most of them) by the same two
+lines inline in `Answerer.respond_udp`.
 
 prometheus-client's `Counter.labels(...).inc()` costs about a microsecond, a tenth of a whole
 fast-path answer, so the DNS path only does `counts[key] = counts.get(key, 0) + 1` on a plain
@@ -24,7 +25,7 @@ CountKey = tuple[str, int, int, str, str]
 
 
 class QueryStats:
-    __slots__ = ("counts", "ecs", "latency_counts", "latency_sum", "latency_total", "_tick", "started")
+    __slots__ = ("counts", "ecs", "latency_counts", "latency_sum", "latency_total", "untimed", "started")
 
     def __init__(self) -> None:
         self.counts: dict[CountKey, int] = {}  # replies sent
@@ -32,7 +33,7 @@ class QueryStats:
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.latency_total = 0
-        self._tick = 0
+        self.untimed = LATENCY_SAMPLE  # queries left before the next timed one, this one included
         self.started = time.time()
 
     def count(self, zone: str, qtype: int, rcode: int, transport: str, region: str) -> None:
@@ -41,9 +42,14 @@ class QueryStats:
         counts[key] = counts.get(key, 0) + 1
 
     def sample(self) -> bool:
-        """True once every LATENCY_SAMPLE calls: time this query."""
-        self._tick += 1
-        return self._tick % LATENCY_SAMPLE == 0
+        """True once every LATENCY_SAMPLE calls: time this query. (Answerer.respond_udp counts
+        `untimed` down itself, inline.)"""
+        left = self.untimed - 1
+        if left:
+            self.untimed = left
+            return False
+        self.untimed = LATENCY_SAMPLE
+        return True
 
     def observe(self, seconds: float) -> None:
         self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1

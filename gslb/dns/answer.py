@@ -130,6 +130,30 @@ class Answerer:
     # -- entry points ------------------------------------------------------------------------
     def respond_udp(self, packet: bytes, source: str) -> bytes | None:
         """A UDP query: the fast path when it takes it, else the general path."""
+        stats = self.stats
+        left = stats.untimed - 1
+        fast = self.fast
+        if left and self.querylog is None and fast is not None:
+            # Most queries: neither timed nor logged. `_observe`'s counting, inline: its call and
+            # the checks for timing and logging were a fifth of a fast answer's cost.
+            stats.untimed = left
+            try:
+                outcome = fast.answer(packet, source)
+            except Exception:  # noqa: BLE001 - an exception in a datagram callback closes the socket
+                log.exception("fast path failed on a query from %s; answered by the general path", source)
+                outcome = None
+            if outcome is not None:
+                reply, key, had_ecs = outcome
+                counts = stats.counts
+                counts[key] = counts.get(key, 0) + 1
+                if had_ecs:
+                    stats.ecs += 1
+                return reply
+            started = time.perf_counter()  # the general path is always timed
+            outcome = self._general_udp(packet, source)
+            if outcome is None:
+                return None
+            return self._observe(outcome, time.perf_counter() - started, source, packet, False)
         querylog = self.querylog
         logged = querylog is not None and querylog.take()
         timed = logged or self.stats.sample()  # the fast path is timed one query in LATENCY_SAMPLE

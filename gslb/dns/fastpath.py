@@ -111,10 +111,11 @@ class Shape:
     """A GSLB question with ECS in the shape cache: the reply's parts but the answer RRs (the
     plan's), the ECS scope (the placement's) and the address (the query's own)."""
 
-    __slots__ = ("entry", "head", "middle", "opt", "limit", "zone", "qtype", "version", "shift", "host_bits", "place")
+    __slots__ = ("entry", "head", "middle", "opt", "limit", "zone", "qtype", "version", "shift", "host_bits", "place",
+                 "scopes")
 
     def __init__(self, entry: Dynamic, head: bytes, middle: bytes, opt: bytes, limit: int, qtype: int,
-                 subnet: bytes) -> None:
+                 subnet: bytes, scopes: tuple[bytes, ...]) -> None:
         self.entry = entry
         self.head = head  # flags and QDCOUNT
         self.middle = middle  # NSCOUNT, ARCOUNT, the question
@@ -128,6 +129,7 @@ class Shape:
         self.version = 4 if bits == 32 else 6
         self.shift = bits - 8 * (len(subnet) - 4)
         self.host_bits = (1 << (bits - subnet[2])) - 1
+        self.scopes = scopes  # the reply's SCOPE PREFIX-LENGTH byte for each region scope
         region_map = entry.region_map
         self.place: Callable[[int, int], tuple[str | None, int]] = (
             region_map.place_number if region_map is not None else _nowhere)
@@ -216,6 +218,7 @@ class FastPath:
         self._shapes: tuple[tuple[int, dict[bytes, Shape]], ...] = tuple(
             (size, {}) for size in SHAPED_ADDRESS_SIZES)
         self._shaped = 0  # shapes kept, over all sizes
+        self._scopes_by_record: dict[tuple[int, int], tuple[bytes, ...]] = {}  # id() of entries in self.table
         # A child zone served here answers every name below its origin, whatever its parent holds
         # there: its origin is a cut for the parent, and parents are compiled first, so the
         # child's entries are the ones left in the tables.
@@ -468,17 +471,27 @@ class FastPath:
                 packets.clear()
             if entry.__class__ is not Dynamic:
                 packets[data[2:]] = (reply[2:], key, subnet is not None)
-            elif subnet is not None and where is not None and where[4]:  # placed by ECS, not the source
+            elif subnet is not None and where is not None and where[4] and plan is not None:  # placed by ECS
                 # The reply: ID, flags, QDCOUNT | ANCOUNT | NSCOUNT, ARCOUNT, question | RRs | OPT.
                 address_size = len(subnet) - 4
                 if subnet_end == size and address_size in SHAPED_ADDRESS_SIZES:
                     self._keep_shape(data[2:size - address_size], address_size, Shape(
                         entry, reply[2:6], reply[8:end], reply[end + len(body):len(reply) - address_size - 1],
-                        limit, key[1], subnet))
+                        limit, key[1], subnet, self._scope_bytes(entry, subnet[1], plan.scope)))
                 else:
                     packets[data[2:]] = Seen(entry, where, reply[2:6], reply[8:end], reply[end + len(body):],
                                              limit, key[1])
         return reply, key, subnet is not None
+
+    def _scope_bytes(self, entry: Dynamic, family: int, scope: Callable[[int, int], int]) -> tuple[bytes, ...]:
+        """The SCOPE PREFIX-LENGTH byte for each region scope, by the record's policy (Plan.scope,
+        the same for every plan of the record): worked out once per record and family."""
+        key = (id(entry), family)
+        scopes = self._scopes_by_record.get(key)
+        if scopes is None:
+            version, bits = (4, 32) if family == ecs.FAMILY_IPV4 else (6, 128)
+            scopes = self._scopes_by_record[key] = tuple(_BYTE[scope(version, prefix)] for prefix in range(bits + 1))
+        return scopes
 
     def _keep_shape(self, key: bytes, address_size: int, shape: Shape) -> None:
         if self._shaped >= MAX_PACKETS:
@@ -520,7 +533,7 @@ class FastPath:
             return None  # every endpoint forced down: a NODATA with the SOA, from the general path
         count = _U16[ancount] if ancount < 256 else ancount.to_bytes(2, "big")
         reply = b"".join((data[0:2], shape.head, count, shape.middle, body, shape.opt,
-                          _BYTE[plan.scope(shape.version, region_scope)], data[address_at:]))
+                          shape.scopes[region_scope], data[address_at:]))
         if len(reply) > shape.limit:
             return None
         return reply, (shape.zone, shape.qtype, 0, "udp", plan.label), True
