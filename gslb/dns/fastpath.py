@@ -43,6 +43,7 @@ MAX_CACHE = 200_000  # region placements kept per zone (ECS option bytes or sour
 MAX_PACKETS = 32_768
 MAX_PACKET_SIZE = 512  # queries longer than this are answered, never kept
 _place = tuple.__new__  # a Place without NamedTuple's Python-level __new__
+_from_bytes = int.from_bytes
 _U16 = tuple(n.to_bytes(2, "big") for n in range(256))
 # GSLB queries with ECS are also kept by shape: their bytes without the ECS address, when the
 # option comes last, for addresses of 3 and 7 bytes (the /24 and /56 RFC 7871 section 11.1 asks
@@ -508,7 +509,7 @@ class FastPath:
         """A GSLB query with ECS whose shape the cache holds: placed by its own address, then the
         plan's next answer between the shape's parts."""
         entry = shape.entry
-        number = int.from_bytes(data[address_at:], "big") << shape.shift
+        number = _from_bytes(data[address_at:], "big") << shape.shift
         if number & shape.host_bits:
             return None  # address bits past the source prefix: FORMERR from the general path
         # No cache: a placement costs about what a cache of a million subnets would (the region
