@@ -100,8 +100,9 @@ def test_what_depends_on_more_than_the_packet_is_never_kept(loaded) -> None:
                                   options=[dns.edns.ECSOption("0.0.0.0", 0)]).to_wire()
     padded = dns.message.make_query("www.wire.example.", "A", use_edns=0,
                                     options=[dns.edns.GenericOption(12, bytes(600))]).to_wire()
-    for wire, why in ((signed, "a signed DO answer"), (no_ecs, "a GSLB answer placed by the source"),
-                      (zero, "a GSLB answer with ECS source prefix 0"), (padded, "a query over 512 bytes")):
+    big = dns.message.make_query("big512.wire.example.", "A", use_edns=0, payload=1232).to_wire()
+    for wire, why in ((big, "a static reply over 512 bytes"), (signed, "a signed DO answer"), (no_ecs, "a GSLB answer placed by the source"),
+                      (zero, "a GSLB answer with ECS source prefix 0"), (padded, "a query over 320 bytes")):
         outcome = fast.answer(wire, "127.0.0.1")
         assert outcome is not None, why
         assert kept(fast, wire) is None, why

@@ -38,10 +38,12 @@ from gslb.zone import Catalog, Found, Node, Zone
 MAX_CACHE = 200_000  # region placements kept per zone (ECS option bytes or source address)
 # Queries seen, by their bytes after the ID: the packet cache (PowerDNS's idea). A hit skips the
 # parse: a static reply is its stored bytes behind the query's ID, a GSLB reply one schedule
-# step between stored bytes. Bounded in entries and in the size of what is kept (~300 bytes
-# each: about 10 MB when full); cleared whole when full, like the placement caches.
-MAX_PACKETS = 32_768
-MAX_PACKET_SIZE = 512  # queries longer than this are answered, never kept
+# step between stored bytes. Bounded in entries and in the size of what is kept (typically
+# ~300 bytes an entry, at most ~1 KB: under 17 MB per cache when full); cleared whole when
+# full, like the placement caches.
+MAX_PACKETS = 16_384
+MAX_PACKET_SIZE = 320  # queries longer than this are answered, never kept
+MAX_KEPT_REPLY = 512  # nor are static replies longer than this
 _place = tuple.__new__  # a Place without NamedTuple's Python-level __new__
 _from_bytes = int.from_bytes
 _U16 = tuple(n.to_bytes(2, "big") for n in range(256))
@@ -471,7 +473,8 @@ class FastPath:
             if len(packets) >= MAX_PACKETS:
                 packets.clear()
             if entry.__class__ is not Dynamic:
-                packets[data[2:]] = (reply[2:], key, subnet is not None)
+                if len(reply) <= MAX_KEPT_REPLY:
+                    packets[data[2:]] = (reply[2:], key, subnet is not None)
             elif subnet is not None and where is not None and where[4] and plan is not None:  # placed by ECS
                 # The reply: ID, flags, QDCOUNT | ANCOUNT | NSCOUNT, ARCOUNT, question | RRs | OPT.
                 address_size = len(subnet) - 4
