@@ -206,3 +206,35 @@ def test_a_shape_never_answers_what_the_parse_would_refuse(policy) -> None:
     not_last = query(b"\x00\x01\x18\x00\x0a\x01\x06", [dns.edns.GenericOption(65001, b"hi")])
     assert fast.answer(not_last, "127.0.0.1") is not None
     assert isinstance(kept(fast, not_last), fastpath.Seen)
+
+
+def test_a_signed_gslb_answer_from_a_shape_carries_a_valid_rrsig_over_the_answer_it_gives(loaded) -> None:
+    """DO to a signed zone: the shape keeps no signature, it asks the signer at each hit, so every
+    rotation and region gets the RRSIG of the RRset it answers, valid under the zone's DNSKEY."""
+    import dns.dnssec
+    import dns.name
+    import dns.rdatatype
+
+    fast = loaded.answerer.fast
+    keys = dns.message.from_wire(bytes(fast.answer(
+        dns.message.make_query("signed.example.", "DNSKEY", want_dnssec=True).to_wire(), "127.0.0.1")[0]))
+    keyset = {dns.name.from_text("signed.example."): keys.find_rrset(
+        keys.answer, dns.name.from_text("signed.example."), dns.rdataclass.IN, dns.rdatatype.DNSKEY)}
+    seen = set()
+    for ident, subnet in enumerate(["10.1.0.0/24", "10.1.9.0/24", "10.7.0.0/24", "10.8.1.0/24"] * 3):
+        network = ipaddress.ip_network(subnet)
+        query = dns.message.make_query("both.signed.example.", "A", want_dnssec=True, options=[
+            dns.edns.ECSOption(str(network.network_address), network.prefixlen)])
+        query.id = ident
+        wire = query.to_wire()
+        outcome = fast.answer(wire, "127.0.0.1")
+        assert outcome is not None
+        shape = kept(fast, wire)
+        assert isinstance(shape, fastpath.Shape) and shape.signed is not None
+        reply = dns.message.from_wire(bytes(outcome[0]))
+        answer = reply.find_rrset(reply.answer, query.question[0].name, dns.rdataclass.IN, dns.rdatatype.A)
+        sigs = reply.find_rrset(reply.answer, query.question[0].name, dns.rdataclass.IN, dns.rdatatype.RRSIG,
+                                dns.rdatatype.A)
+        dns.dnssec.validate(answer, sigs, keyset)
+        seen.add(frozenset(r.address for r in answer))
+    assert len(seen) == 2  # both regions' pools, each signed

@@ -115,10 +115,10 @@ class Shape:
     plan's), the ECS scope (the placement's) and the address (the query's own)."""
 
     __slots__ = ("entry", "head", "middle", "opt", "limit", "zone", "qtype", "version", "shift", "host_bits", "place",
-                 "scopes")
+                 "scopes", "signed")
 
     def __init__(self, entry: Dynamic, head: bytes, middle: bytes, opt: bytes, limit: int, qtype: int,
-                 subnet: bytes, scopes: tuple[bytes, ...]) -> None:
+                 subnet: bytes, scopes: tuple[bytes, ...], signed: tuple[bytes, bytes] | None) -> None:
         self.entry = entry
         self.head = head  # flags and QDCOUNT
         self.middle = middle  # NSCOUNT, ARCOUNT, the question
@@ -133,6 +133,10 @@ class Shape:
         self.shift = bits - 8 * (len(subnet) - 4)
         self.host_bits = (1 << (bits - subnet[2])) - 1
         self.scopes = scopes  # the reply's SCOPE PREFIX-LENGTH byte for each region scope
+        # A DO query to a signed zone: (the question's name, wire and lowercase; that and its type),
+        # whose answer gets its RRSIGs from SignedAnswers.rrsig at each hit (signatures are
+        # refreshed, so never kept here).
+        self.signed = signed
         region_map = entry.region_map
         self.place: Callable[[int, int], tuple[str | None, int]] = (
             region_map.place_number if region_map is not None else _nowhere)
@@ -468,12 +472,14 @@ class FastPath:
         if len(reply) > limit:
             return None  # truncation: the general path
         key = (entry.zone, (data[qend] << 8) | data[qend + 1], rcode, "udp", region)
-        if size <= MAX_PACKET_SIZE and not (do_bit and entry.zone in self.signed_zones):
+        if size <= MAX_PACKET_SIZE:
+            # Signed answers (DO to a signed zone) are kept only as shapes, which sign at each hit.
+            signed = do_bit and entry.zone in self.signed_zones
             packets = self._packets
             if len(packets) >= MAX_PACKETS:
                 packets.clear()
             if entry.__class__ is not Dynamic:
-                if len(reply) <= MAX_KEPT_REPLY:
+                if len(reply) <= MAX_KEPT_REPLY and not signed:
                     packets[data[2:]] = (reply[2:], key, subnet is not None)
             elif subnet is not None and where is not None and where[4] and plan is not None:  # placed by ECS
                 # The reply: ID, flags, QDCOUNT | ANCOUNT | NSCOUNT, ARCOUNT, question | RRs | OPT.
@@ -481,8 +487,9 @@ class FastPath:
                 if subnet_end == size and address_size in SHAPED_ADDRESS_SIZES:
                     self._keep_shape(data[2:size - address_size], address_size, Shape(
                         entry, reply[2:6], reply[8:end], reply[end + len(body):len(reply) - address_size - 1],
-                        limit, key[1], subnet, self._scope_bytes(entry, subnet[1], plan.scope)))
-                else:
+                        limit, key[1], subnet, self._scope_bytes(entry, subnet[1], plan.scope),
+                        (name, name + data[qend:qend + 2]) if signed else None))
+                elif not signed:
                     packets[data[2:]] = Seen(entry, where, reply[2:6], reply[8:end], reply[end + len(body):],
                                              limit, key[1])
         return reply, key, subnet is not None
@@ -525,7 +532,9 @@ class FastPath:
             return None
         schedule = plan.schedule
         if schedule is not None and schedule.live:
-            body, ancount = plan.bodies[schedule.step()]
+            choice = schedule.step()
+            body, ancount = plan.bodies[choice]
+            endpoints = None  # schedule.choices[choice], looked up only when signing
         else:
             endpoints = plan.pick(plan.pool, plan.answers, number, plan.health, plan.check)
             ancount = len(endpoints)
@@ -535,6 +544,15 @@ class FastPath:
                 body = b"".join([e.wire for e in endpoints])
         if not ancount:
             return None  # every endpoint forced down: a NODATA with the SOA, from the general path
+        signed = shape.signed
+        if signed is not None:
+            if endpoints is None:
+                endpoints = schedule.choices[choice]  # type: ignore[union-attr]
+            if self.dnssec is None:
+                return None
+            rrsig, signatures = self.dnssec.rrsig(entry.zone, signed[1] + body, signed[0], endpoints, plan.degraded)
+            body += rrsig
+            ancount += signatures
         count = _U16[ancount] if ancount < 256 else ancount.to_bytes(2, "big")
         reply = b"".join((data[0:2], shape.head, count, shape.middle, body, shape.opt,
                           shape.scopes[region_scope], data[address_at:]))
