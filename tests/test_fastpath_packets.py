@@ -153,7 +153,9 @@ def test_the_caches_are_bounded(policy, monkeypatch) -> None:
             query = dns.message.make_query(name, "A", use_edns=0, payload=1000 + third,
                                            options=[dns.edns.ECSOption(f"10.1.{third}.0", 24)])
             assert fast.answer(query.to_wire(), "127.0.0.1") is not None
-        assert len(fast._packets) <= 50
+        plain = dns.message.make_query("weighted.policy.example.", "A", use_edns=0, payload=1000 + third)
+        assert fast.answer(plain.to_wire(), "127.0.0.1") is not None
+        assert len(fast._packets) <= 50 and len(fast._sourced) <= 50
         assert sum(len(shapes) for _, shapes in fast._shapes) <= 50
 
 
@@ -211,9 +213,7 @@ def test_a_shape_never_answers_what_the_parse_would_refuse(policy) -> None:
 def test_a_signed_gslb_answer_from_a_shape_carries_a_valid_rrsig_over_the_answer_it_gives(loaded) -> None:
     """DO to a signed zone: the shape keeps no signature, it asks the signer at each hit, so every
     rotation and region gets the RRSIG of the RRset it answers, valid under the zone's DNSKEY."""
-    import dns.dnssec
-    import dns.name
-    import dns.rdatatype
+    from dnssec_check import dns  # dnspython's validator switched on (see tests/dnssec_check.py)
 
     fast = loaded.answerer.fast
     keys = dns.message.from_wire(bytes(fast.answer(
@@ -238,3 +238,22 @@ def test_a_signed_gslb_answer_from_a_shape_carries_a_valid_rrsig_over_the_answer
         dns.dnssec.validate(answer, sigs, keyset)
         seen.add(frozenset(r.address for r in answer))
     assert len(seen) == 2  # both regions' pools, each signed
+
+
+def test_a_gslb_answer_placed_by_the_source_address_is_kept_per_source(policy) -> None:
+    """Without an ECS address the source places the client: the entry is the packet's and the
+    source's, so one resolver's region never answers another's."""
+    cached, uncached = fresh(policy).answerer.fast, fresh(policy).answerer.fast
+    regions = {}
+    for name in ("weighted", "rr", "hash", "failover", "cname-rr"):
+        for ident in range(30):
+            for source in ("127.0.0.1", "10.2.0.1", "192.0.2.99"):  # eu, us-east, the default
+                query = dns.message.make_query(f"{name}.policy.example.", "A", use_edns=ident % 2 == 0)
+                query.id = ident
+                wire = query.to_wire()
+                uncached._sourced.clear()
+                expected, got = uncached.answer(wire, source), cached.answer(wire, source)
+                assert got is not None and got == expected, (name, source)
+                assert (wire[2:], source) in cached._sourced
+                regions.setdefault(source, set()).add(got[1][4])
+    assert regions["127.0.0.1"] == {"eu"} and regions["10.2.0.1"] == {"us-east"}

@@ -91,10 +91,10 @@ class Static:
 class Seen:
     """A GSLB query in the packet cache: everything but the answer RRs, which the plan gives."""
 
-    __slots__ = ("entry", "region", "client", "head", "middle", "tail", "limit", "zone", "qtype")
+    __slots__ = ("entry", "region", "client", "head", "middle", "tail", "limit", "zone", "qtype", "ecs")
 
     def __init__(self, entry: Dynamic, where: Place, head: bytes, middle: bytes, tail: bytes, limit: int,
-                 qtype: int) -> None:
+                 qtype: int, had_ecs: bool) -> None:
         self.entry = entry
         self.region = where[0]  # the client's region: the plan's key
         self.client = where[3]  # the address as an int, for the policies that pick per query
@@ -104,6 +104,7 @@ class Seen:
         self.limit = limit  # the reply size the query allows
         self.zone = entry.zone
         self.qtype = qtype
+        self.ecs = had_ecs  # the query carried an ECS option (counted as such)
 
 
 def _nowhere(number: int, version: int) -> tuple[str | None, int]:
@@ -218,13 +219,16 @@ class FastPath:
         # to know the option is valid, and decoding it every time was ~40% of that answer's cost.
         self._valid_options: set[bytes] = set()
         # Query bytes after the ID -> the reply's parts: (bytes after the ID, metrics key, ECS) for
-        # a static reply, a Seen for a GSLB one. DNSSEC answers are never kept (signatures are
-        # refreshed), nor GSLB answers placed by the source address (the key would need it).
+        # a static reply, a Seen for a GSLB one placed by ECS. No signature is kept (signers
+        # refresh them): signed static answers are never kept, signed GSLB ones only as shapes.
         self._packets: dict[bytes, tuple[bytes, CountKey, bool] | Seen] = {}
         # By ECS address size: the query's bytes after the ID, less the address -> its Shape.
         self._shapes: tuple[tuple[int, dict[bytes, Shape]], ...] = tuple(
             (size, {}) for size in SHAPED_ADDRESS_SIZES)
         self._shaped = 0  # shapes kept, over all sizes
+        # GSLB queries placed by their source address (no ECS address), by (bytes after the ID,
+        # source): most resolvers send no ECS, and each resolver asks the same questions again.
+        self._sourced: dict[tuple[bytes, str], Seen] = {}
         self._scopes_by_record: dict[tuple[int, int], tuple[bytes, ...]] = {}  # id() of entries in self.table
         # A child zone served here answers every name below its origin, whatever its parent holds
         # there: its origin is a cut for the parent, and parents are compiled first, so the
@@ -328,6 +332,10 @@ class FastPath:
                 shape = shapes.get(data[2:size - address_size])
                 if shape is not None:
                     return self._answer_shape(data, shape, size - address_size)
+        if self._sourced:
+            seen = self._sourced.get((data[2:], source))
+            if seen is not None:
+                return self._again(data, seen)
         if size < 17 or data[2] & 0xFE or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
             return None  # QR/opcode/AA/TC set, or not exactly one question and nothing else
         arcount = data[10:12]
@@ -491,7 +499,13 @@ class FastPath:
                         (name, name + data[qend:qend + 2]) if signed else None))
                 elif not signed:
                     packets[data[2:]] = Seen(entry, where, reply[2:6], reply[8:end], reply[end + len(body):],
-                                             limit, key[1])
+                                             limit, key[1], True)
+            elif where is not None and not signed:  # placed by the source address: kept per source
+                sourced = self._sourced
+                if len(sourced) >= MAX_PACKETS:
+                    sourced.clear()
+                sourced[(data[2:], source)] = Seen(entry, where, reply[2:6], reply[8:end], reply[end + len(body):],
+                                                   limit, key[1], subnet is not None)
         return reply, key, subnet is not None
 
     def _scope_bytes(self, entry: Dynamic, family: int, scope: Callable[[int, int], int]) -> tuple[bytes, ...]:
@@ -584,7 +598,7 @@ class FastPath:
         reply = b"".join((data[0:2], seen.head, count, seen.middle, body, seen.tail))
         if len(reply) > seen.limit:
             return None
-        return reply, (seen.zone, seen.qtype, 0, "udp", plan.label), True
+        return reply, (seen.zone, seen.qtype, 0, "udp", plan.label), seen.ecs
 
     def _client(self, source: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         client = self._clients.get(source)
