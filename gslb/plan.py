@@ -55,12 +55,23 @@ class Plan:
         self.check = check
         self.scope = scope  # (IP version, region scope) -> the ECS scope: the policy's
 
-    def endpoints(self, client_key: int) -> Sequence[Endpoint]:
-        """The endpoints of the next answer (for tests and tools; the fast path inlines this)."""
+    def answer(self, client_key: int) -> tuple[bytes, int, Sequence[Endpoint]]:
+        """The next answer: its RRs as wire bytes, how many, and its endpoints. One step along the
+        schedule, or the policy's pick for `client_key` (the client's address as an int)."""
         schedule = self.schedule
         if schedule is not None and schedule.live:
-            return schedule.choices[schedule.step()]
-        return self.pick(self.pool, self.answers, client_key, self.health, self.check)
+            choice = schedule.step()
+            body, count = self.bodies[choice]
+            return body, count, schedule.choices[choice]
+        endpoints = self.pick(self.pool, self.answers, client_key, self.health, self.check)
+        if len(endpoints) == 1:  # most policies answer one address: no list to build
+            return endpoints[0].degraded_wire if self.degraded else endpoints[0].wire, 1, endpoints
+        wires = [e.degraded_wire for e in endpoints] if self.degraded else [e.wire for e in endpoints]
+        return b"".join(wires), len(endpoints), endpoints
+
+    def endpoints(self, client_key: int) -> Sequence[Endpoint]:
+        """The endpoints of the next answer (for tests and tools)."""
+        return self.answer(client_key)[2]
 
 
 class Planner:

@@ -426,20 +426,7 @@ class FastPath:
                 plan = self._plan(entry.record, where[0], entry.plans)
             if plan.servfail:
                 return None
-            schedule = plan.schedule
-            if schedule is not None and schedule.live:  # a rotation laid out ahead: one step
-                choice = schedule.step()
-                body, ancount = plan.bodies[choice]
-                endpoints = None  # schedule.choices[choice], looked up only when signing
-            else:
-                endpoints = plan.pick(plan.pool, plan.answers, where[3], plan.health, plan.check)
-                ancount = len(endpoints)
-                if ancount == 1:  # most policies answer one address: no list to build
-                    body = endpoints[0].degraded_wire if plan.degraded else endpoints[0].wire
-                elif plan.degraded:
-                    body = b"".join([e.degraded_wire for e in endpoints])
-                else:
-                    body = b"".join([e.wire for e in endpoints])
+            body, ancount, endpoints = plan.answer(where[3])
             if not ancount:
                 return None  # every endpoint forced down: a NODATA with the SOA, from the general path
             scope = plan.scope(where[2], where[1]) if where[4] else 0
@@ -447,8 +434,6 @@ class FastPath:
             rcode = 0
             flags = bytes((0x84 | (data[2] & 0x01), data[3] & 0x10))
             if do_bit and entry.zone in self.signed_zones:
-                if endpoints is None:
-                    endpoints = schedule.choices[choice]  # type: ignore[union-attr]
                 if not endpoints or self.dnssec is None:
                     return None  # nothing to sign, or no signed answers here: the general path
                 rrsig, signatures = self.dnssec.rrsig(
@@ -544,24 +529,11 @@ class FastPath:
             plan = self._plan(entry.record, region, entry.plans)
         if plan.servfail:
             return None
-        schedule = plan.schedule
-        if schedule is not None and schedule.live:
-            choice = schedule.step()
-            body, ancount = plan.bodies[choice]
-            endpoints = None  # schedule.choices[choice], looked up only when signing
-        else:
-            endpoints = plan.pick(plan.pool, plan.answers, number, plan.health, plan.check)
-            ancount = len(endpoints)
-            if plan.degraded:
-                body = b"".join([e.degraded_wire for e in endpoints])
-            else:
-                body = b"".join([e.wire for e in endpoints])
+        body, ancount, endpoints = plan.answer(number)
         if not ancount:
             return None  # every endpoint forced down: a NODATA with the SOA, from the general path
         signed = shape.signed
         if signed is not None:
-            if endpoints is None:
-                endpoints = schedule.choices[choice]  # type: ignore[union-attr]
             if self.dnssec is None:
                 return None
             rrsig, signatures = self.dnssec.rrsig(entry.zone, signed[1] + body, signed[0], endpoints, plan.degraded)
@@ -582,16 +554,7 @@ class FastPath:
             plan = self._plan(entry.record, seen.region, entry.plans)
         if plan.servfail:
             return None
-        schedule = plan.schedule
-        if schedule is not None and schedule.live:
-            body, ancount = plan.bodies[schedule.step()]
-        else:
-            endpoints = plan.pick(plan.pool, plan.answers, seen.client, plan.health, plan.check)
-            ancount = len(endpoints)
-            if plan.degraded:
-                body = b"".join([e.degraded_wire for e in endpoints])
-            else:
-                body = b"".join([e.wire for e in endpoints])
+        body, ancount, _ = plan.answer(seen.client)
         if not ancount:
             return None  # every endpoint forced down: a NODATA with the SOA, from the general path
         count = _U16[ancount] if ancount < 256 else ancount.to_bytes(2, "big")
