@@ -116,7 +116,7 @@ class Shape:
     plan's), the ECS scope (the placement's) and the address (the query's own)."""
 
     __slots__ = ("entry", "head", "middle", "opt", "limit", "zone", "qtype", "version", "shift", "host_bits", "place",
-                 "scopes", "signed")
+                 "scopes", "signed", "offset")
 
     def __init__(self, entry: Dynamic, head: bytes, middle: bytes, opt: bytes, limit: int, qtype: int,
                  subnet: bytes, scopes: tuple[bytes, ...], signed: tuple[bytes, bytes] | None) -> None:
@@ -133,6 +133,7 @@ class Shape:
         self.version = 4 if bits == 32 else 6
         self.shift = bits - 8 * (len(subnet) - 4)
         self.host_bits = (1 << (bits - subnet[2])) - 1
+        self.offset = 0 if bits == 32 else 1 << 128  # IPv6 keys of Dynamic.numbers past every IPv4 one
         self.scopes = scopes  # the reply's SCOPE PREFIX-LENGTH byte for each region scope
         # A DO query to a signed zone: (the question's name, wire and lowercase; that and its type),
         # whose answer gets its RRSIGs from SignedAnswers.rrsig at each hit (signatures are
@@ -150,6 +151,9 @@ class Dynamic:
     cache: dict[bytes | str, Place]  # ECS option bytes / source address -> where the client falls
     zone: str  # metrics label
     plans: Plans = field(default_factory=dict)  # the client's region -> the record's plan (gslb/plan.py)
+    # Shapes' placements, per zone like `cache`: the address as an int (IPv6 ones offset past
+    # 2**128) -> (region, region scope). An int key is cheap to hash; a miss costs ~1 us.
+    numbers: dict[int, tuple[str | None, int]] = field(default_factory=dict)
 
 
 class SignedAnswers(Protocol):
@@ -263,6 +267,7 @@ class FastPath:
         nx_static = _static_from(nxdomain(zone), (), label)
         nodata_static = _static_from(nodata(zone), (), label)
         placements: dict[bytes | str, Place] = {}  # one region cache per zone, shared by its GSLB records
+        numbers: dict[int, tuple[str | None, int]] = {}  # and the shapes' one
         self.above[wire_name(zone.origin)] = nx_static
         for name in zone.nonterminals:
             key = wire_name(name)
@@ -278,7 +283,7 @@ class FastPath:
             self.above[key] = nx_static
             if self.resolver is not None:
                 for qtype, record in node.dynamic.items():
-                    entry = Dynamic(zone.region_map, record, placements, label)
+                    entry = Dynamic(zone.region_map, record, placements, label, numbers=numbers)
                     self.table[key + struct.pack("!HH", qtype, C_IN)] = entry
                     if qtype == T_CNAME and _leaves_catalog(catalog, record):
                         # A and AAAA get the CNAME alone, the same bytes; a target served here
@@ -521,9 +526,14 @@ class FastPath:
         number = _from_bytes(data[address_at:], "big") << shape.shift
         if number & shape.host_bits:
             return None  # address bits past the source prefix: FORMERR from the general path
-        # No cache: a placement costs about what a cache of a million subnets would (the region
-        # table is a bisect over a /16's ranges), and there is nothing to thrash.
-        region, region_scope = shape.place(number, shape.version)
+        numbers = entry.numbers
+        placed = numbers.get(number + shape.offset)
+        if placed is None:
+            placed = shape.place(number, shape.version)
+            if len(numbers) >= MAX_CACHE:
+                numbers.clear()
+            numbers[number + shape.offset] = placed
+        region, region_scope = placed
         plan = entry.plans.get(region)
         if plan is None or plan.version != self._health.version:
             plan = self._plan(entry.record, region, entry.plans)
