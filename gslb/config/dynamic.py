@@ -206,25 +206,17 @@ def _endpoint(region: str, value: Any, rtype: int, owner: DNSLabel, ttl: int, tt
         if "probe" in value:
             probe = _probe_address(value["probe"])
         value = value["value"]
+    rdata: CNAME_RDATA | A | AAAA
     if rtype == CNAME:
-        target = _host_name(value)
-        rdata_label = DNSLabel(target)
-        cname = CNAME_RDATA(rdata_label)
+        address = _host_name(value)
+        rdata_label = DNSLabel(address)
+        rdata = CNAME_RDATA(rdata_label)
         # Uncompressed: a pointer would need to know where in the message the rdata lands.
         packed = b"".join(bytes((len(part),)) + part for part in rdata_label.label) + b"\x00"
-        return Endpoint(
-            region=region,
-            address=target,
-            weight=weight,
-            record=RR(owner, rtype, 1, ttl, cname),
-            degraded_record=RR(owner, rtype, 1, ttl_degraded, cname),
-            wire=_pointer_rr(rtype, ttl, packed),
-            degraded_wire=_pointer_rr(rtype, ttl_degraded, packed),
-            probe=probe,
-        )
-    address = _address(value, rtype)
-    rdata = A(address) if rtype == 1 else AAAA(address)
-    packed = ipaddress.ip_address(address).packed
+    else:
+        address = _address(value, rtype)
+        rdata = A(address) if rtype == 1 else AAAA(address)
+        packed = ipaddress.ip_address(address).packed
     return Endpoint(
         region=region,
         address=address,
@@ -233,6 +225,7 @@ def _endpoint(region: str, value: Any, rtype: int, owner: DNSLabel, ttl: int, tt
         degraded_record=RR(owner, rtype, 1, ttl_degraded, rdata),
         wire=_pointer_rr(rtype, ttl, packed),
         degraded_wire=_pointer_rr(rtype, ttl_degraded, packed),
+        probe=probe,
     )
 
 

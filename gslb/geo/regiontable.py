@@ -136,18 +136,8 @@ class RegionTable:
 
     def place(self, number: int, version: int) -> tuple[str | None, int]:
         """(region, scope) of address ``number``: ``lookup`` with the region's name, for the
-        fast path's placements (the IPv4 part inlined again: one call less per query)."""
-        if version == 4:
-            starts = self._starts4
-            top = number >> 16
-            first = self._index4
-            index = bisect_right(starts, number, first[top] + 1, first[top + 1] + 1) - 1
-            start = starts[index]
-            end = starts[index + 1] if index + 1 < self._count4 else 0x1_0000_0000
-            below = (number ^ (start - 1)).bit_length() if start else 33
-            above = (number ^ end).bit_length()
-            return self.regions[self._codes4[index]], 33 - (above if above < below else below)
-        code, scope = self.lookup6(number)
+        fast path's placements."""
+        code, scope = self.lookup(number, version)
         return self.regions[code], scope
 
     def lookup6(self, number: int) -> tuple[int, int]:
