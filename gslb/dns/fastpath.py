@@ -326,7 +326,8 @@ class FastPath:
     def answer(self, data: bytes, source: str) -> tuple[bytes, CountKey, bool] | None:
         """(the reply, its metrics key, whether it carried ECS), or None to let the general path
         answer. `source` is the packet's source address as the socket gives it (text)."""
-        seen = self._packets.get(data[2:])
+        rest = data[2:]  # every cache's key but the shapes' (bytes keep their hash: hashed once)
+        seen = self._packets.get(rest)
         if seen is not None:
             if isinstance(seen, tuple):
                 return data[0:2] + seen[0], seen[1], seen[2]
@@ -338,7 +339,7 @@ class FastPath:
                 if shape is not None:
                     return self._answer_shape(data, shape, size - address_size)
         if self._sourced:
-            seen = self._sourced.get((data[2:], source))
+            seen = self._sourced.get((rest, source))
             if seen is not None:
                 return self._again(data, seen)
         if size < 17 or data[2] & 0xFE or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
@@ -473,12 +474,9 @@ class FastPath:
         if size <= MAX_PACKET_SIZE:
             # Signed answers (DO to a signed zone) are kept only as shapes, which sign at each hit.
             signed = do_bit and entry.zone in self.signed_zones
-            packets = self._packets
-            if len(packets) >= MAX_PACKETS:
-                packets.clear()
             if entry.__class__ is not Dynamic:
                 if len(reply) <= MAX_KEPT_REPLY and not signed:
-                    packets[data[2:]] = (reply[2:], key, subnet is not None)
+                    self._keep(rest, (reply[2:], key, subnet is not None))
             elif subnet is not None and where is not None and where[4] and plan is not None:  # placed by ECS
                 # The reply: ID, flags, QDCOUNT | ANCOUNT | NSCOUNT, ARCOUNT, question | RRs | OPT.
                 address_size = len(subnet) - 4
@@ -488,15 +486,21 @@ class FastPath:
                         limit, key[1], subnet, self._scope_bytes(entry, subnet[1], plan.scope),
                         (name, name + data[qend:qend + 2]) if signed else None))
                 elif not signed:
-                    packets[data[2:]] = Seen(entry, where, reply[2:6], reply[8:end], reply[end + len(body):],
-                                             limit, key[1], True)
+                    self._keep(rest, Seen(entry, where, reply[2:6], reply[8:end], reply[end + len(body):],
+                                          limit, key[1], True))
             elif where is not None and not signed:  # placed by the source address: kept per source
                 sourced = self._sourced
                 if len(sourced) >= MAX_PACKETS:
                     sourced.clear()
-                sourced[(data[2:], source)] = Seen(entry, where, reply[2:6], reply[8:end], reply[end + len(body):],
+                sourced[(rest, source)] = Seen(entry, where, reply[2:6], reply[8:end], reply[end + len(body):],
                                                    limit, key[1], subnet is not None)
         return reply, key, subnet is not None
+
+    def _keep(self, key: bytes, kept: tuple[bytes, CountKey, bool] | Seen) -> None:
+        packets = self._packets
+        if len(packets) >= MAX_PACKETS:
+            packets.clear()
+        packets[key] = kept
 
     def _scope_bytes(self, entry: Dynamic, family: int, scope: Callable[[int, int], int]) -> tuple[bytes, ...]:
         """The SCOPE PREFIX-LENGTH byte for each region scope, by the record's policy (Plan.scope,
